@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package Ferry needs to build, test, fuzz and benchmark.
+# Run as root on a fresh machine. Nothing is downloaded from anywhere but Debian.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  build-essential cmake ninja-build g++ clang clang-format clang-tidy libclang-rt-14-dev pkg-config git
+  # libraries
+  nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev
+  libprotobuf-dev protobuf-compiler libsqlite3-dev libtomlplusplus-dev libmicrohttpd-dev libcurl4-openssl-dev
+  # images, mounts and the tools tests and benchmarks compare against
+  erofs-utils squashfs-tools squashfuse fuse3 fio attr util-linux kmod procps curl python3
+)
+
+export DEBIAN_FRONTEND=noninteractive
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The kernel modules the tests mount with (built in on some kernels; then modprobe is a no-op).
+modprobe fuse 2>/dev/null || true
+modprobe erofs 2>/dev/null || true
+modprobe loop 2>/dev/null || true
+echo "setup: all packages present"

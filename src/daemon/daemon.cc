@@ -1,0 +1,422 @@
+#include "daemon/daemon.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ctime>
+
+#include "common/build_info.h"
+#include "daemon/daemon_config.h"
+#include "imagefs/image_loader.h"
+#include "ipc/supervisor_wire.h"
+
+namespace ferry::daemon {
+namespace {
+
+uint64_t unix_seconds() { return static_cast<uint64_t>(::time(nullptr)); }
+
+uint64_t unix_ms() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+}
+
+std::string rfc3339(uint64_t secs) {
+  std::time_t t = static_cast<std::time_t>(secs);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// "/SUB" -> "SUB"; a single path component, no "." or "..".
+Result<std::string> sub_name(const std::string& sub) {
+  if (sub.size() < 2 || sub[0] != '/') {
+    return Error{EINVAL, "mountpoint '" + sub + "' must be an absolute path inside the daemon's mount, like /image1"};
+  }
+  std::string name = sub.substr(1);
+  if (!name.empty() && name.back() == '/') name.pop_back();
+  if (name.empty() || name.find('/') != std::string::npos || name == "." || name == ".." || name.size() > 255) {
+    return Error{EINVAL, "mountpoint '" + sub + "' must name one directory directly below the root (e.g. /image1)"};
+  }
+  return name;
+}
+
+}  // namespace
+
+int http_status_for(const Error& e) {
+  switch (e.code) {
+    case EINVAL:
+    case EPROTO:
+    case EBADMSG:
+    case ENOTDIR:
+    case EISDIR:
+    case EOPNOTSUPP:
+      return 400;
+    case ENOENT:
+      return 404;
+    case EEXIST:
+    case EADDRINUSE:
+      return 409;
+    case EAGAIN:
+    case EBUSY:
+      return 503;
+    case ENOSYS:
+      return 501;
+    default:
+      return 500;
+  }
+}
+
+Daemon::Daemon(DaemonOptions options, const EventWaiter& events)
+    : options_(std::move(options)),
+      events_(events),
+      server_(fs_, fuse::ServerOptions{}, &metrics_),
+      machine_([this](DaemonState from, DaemonEvent event) { return on_transition(from, event); }) {}
+
+Daemon::~Daemon() {
+  if (workers_) workers_->stop();
+}
+
+// ---- life cycle ----------------------------------------------------------------------------
+
+namespace {
+Status fired(Result<DaemonState> r) {
+  if (!r.ok()) return std::move(r).error();
+  return {};
+}
+}  // namespace
+
+Status Daemon::mount() {
+  std::lock_guard lock(ops_mu_);
+  return fired(machine_.fire(DaemonEvent::kMount));
+}
+
+Status Daemon::takeover() {
+  std::lock_guard lock(ops_mu_);
+  return fired(machine_.fire(DaemonEvent::kTakeover));
+}
+
+Status Daemon::start() {
+  std::lock_guard lock(ops_mu_);
+  return fired(machine_.fire(DaemonEvent::kStart));
+}
+
+Status Daemon::stop() {
+  std::lock_guard lock(ops_mu_);
+  return fired(machine_.fire(DaemonEvent::kStop));
+}
+
+Status Daemon::exit_keep_mount() {
+  std::lock_guard lock(ops_mu_);
+  if (machine_.state() == DaemonState::kRunning) FERRY_TRY(fired(machine_.fire(DaemonEvent::kStop)));
+  return fired(machine_.fire(DaemonEvent::kExit));
+}
+
+Status Daemon::shutdown() {
+  std::lock_guard lock(ops_mu_);
+  if (machine_.state() == DaemonState::kRunning) FERRY_TRY(fired(machine_.fire(DaemonEvent::kStop)));
+  if (machine_.state() == DaemonState::kStopped) return {};
+  return fired(machine_.fire(DaemonEvent::kStop));
+}
+
+Status Daemon::on_transition(DaemonState from, DaemonEvent event) {
+  switch (event) {
+    case DaemonEvent::kMount:
+      return do_mount();
+    case DaemonEvent::kTakeover:
+      return do_takeover();
+    case DaemonEvent::kStart:
+      return do_start();
+    case DaemonEvent::kStop:
+      if (from == DaemonState::kRunning) {
+        do_stop_workers();
+        return {};
+      }
+      if (from == DaemonState::kReady) return do_unmount();
+      return {};
+    case DaemonEvent::kExit:
+      spdlog::info("exiting without unmounting '{}': the mount stays for a successor", options_.mountpoint);
+      session_.reset();  // our fd only; the supervisor's and the successor's keep the connection
+      exit_requested_.store(true);
+      events_.notify();
+      return {};
+  }
+  return Error{EINVAL, "unknown event"};
+}
+
+Result<imagefs::AttachedImage> Daemon::open_attached(const std::string& name, const std::string& source,
+                                                     const std::string& config_json) {
+  imagefs::BackendConfig backend;
+  if (!config_json.empty()) {
+    FERRY_ASSIGN(backend, parse_backend_config(config_json));
+  }
+  FERRY_ASSIGN(auto image, imagefs::open_image(source, backend));
+  imagefs::AttachedImage a;
+  a.name = name;
+  a.source = source;
+  a.config = config_json;
+  a.mounted_time = unix_seconds();
+  a.image = std::move(image);
+  return a;
+}
+
+Status Daemon::do_mount() {
+  std::optional<imagefs::AttachedImage> root;
+  if (!options_.bootstrap.empty()) {
+    FERRY_ASSIGN(auto image, open_attached("", options_.bootstrap, options_.config_json));
+    image.slot = fs_.next_slot();
+    root.emplace(std::move(image));
+  }
+  fuse::MountOptions mo;
+  mo.mountpoint = options_.mountpoint;
+  FERRY_ASSIGN(auto session, fuse::FuseSession::mount(mo));
+  if (root) {
+    uint32_t slot = root->slot;
+    if (auto st = fs_.set_root(std::move(*root)); !st.ok()) {
+      (void)session.unmount();
+      return st;
+    }
+    metrics_.add_image(slot);
+    metrics_.set_root_slot(slot);
+  }
+  session_ = std::move(session);
+  spdlog::info("mounted at '{}'{}", options_.mountpoint,
+               options_.bootstrap.empty() ? " (shared daemon)" : " serving '" + options_.bootstrap + "'");
+  arm_test_stall();
+  return {};
+}
+
+Status Daemon::do_takeover() {
+  if (options_.supervisor.empty()) return Error{EINVAL, "takeover needs --supervisor"};
+  auto handover = ipc::receive_state(options_.supervisor, options_.supervisor_timeout);
+  if (!handover.ok()) return Error{EIO, "receiving state from supervisor: " + handover.error().message};
+  if (!handover->fd.valid()) return Error{EINVAL, "the supervisor sent no file descriptor"};
+  auto state = decode_state(handover->state);
+  if (!state.ok()) return Error{EINVAL, "rejected state: " + state.error().message};
+  if (!options_.id.empty() && !state->daemon_id.empty() && state->daemon_id != options_.id) {
+    return Error{EINVAL, "rejected state: it belongs to daemon '" + state->daemon_id + "', this is '" + options_.id +
+                             "'"};
+  }
+  if (!state->mountpoint.empty() && state->mountpoint != options_.mountpoint) {
+    return Error{EINVAL, "rejected state: it serves '" + state->mountpoint + "', this daemon '" +
+                             options_.mountpoint + "'"};
+  }
+  auto session = fuse::FuseSession::adopt(std::move(handover->fd), options_.mountpoint);
+  if (!session.ok()) return Error{EINVAL, "rejected fd: " + session.error().message};
+
+  // Open every image before changing anything: a failure leaves this process in INIT.
+  std::vector<std::pair<imagefs::AttachedImage, bool>> images;
+  for (const auto& saved : state->images) {
+    auto image = open_attached(saved.name, saved.source, saved.config);
+    if (!image.ok()) return std::move(image).error().context("reopening image '" + saved.source + "'");
+    image->slot = saved.slot;
+    image->mounted_time = saved.mounted_time;
+    images.emplace_back(std::move(*image), saved.detached);
+  }
+  for (auto& [image, detached] : images) {
+    uint32_t slot = image.slot;
+    Status st;
+    if (detached) {
+      st = fs_.add_draining(std::move(image));
+    } else if (image.name.empty()) {
+      st = fs_.set_root(std::move(image));
+      metrics_.set_root_slot(slot);
+    } else {
+      st = fs_.attach(std::move(image));
+    }
+    if (!st.ok()) return std::move(st).error().context("restoring image slot " + std::to_string(slot));
+    metrics_.add_image(slot);
+  }
+  // The kernel's references to restored images predate us: never let them drain to zero.
+  for (const auto& image : fs_.images(true)) image->lookups.store(INT64_MAX / 2);
+  fs_.reserve_slots_below(state->next_slot);
+  server_.restore(state->fuse);
+  session_ = std::move(*session);
+  options_.failover_policy = options_.failover_policy.empty() ? state->failover_policy : options_.failover_policy;
+  saver_pid_ = state->pid;
+  saver_start_time_ = state->pid_start_time;
+  resend_on_start_ = true;
+  spdlog::info("took over '{}' from pid {} ({} images, protocol 7.{})", options_.mountpoint, state->pid,
+               state->images.size(), state->fuse.minor);
+  arm_test_stall();
+  return {};
+}
+
+Status Daemon::do_start() {
+  if (!session_) return Error{EAGAIN, "no FUSE connection"};
+  workers_ = std::make_unique<FuseWorkers>(*session_, server_, [this] {
+    connection_lost_.store(true);
+    events_.notify();
+  });
+  workers_->start(options_.threads);
+  if (resend_on_start_) {
+    resend_on_start_ = false;
+    auto params = server_.init_params();
+    bool saver_gone = saver_pid_ <= 0 || process_start_time(saver_pid_) != saver_start_time_;
+    if (options_.failover_policy != "resend") {
+      spdlog::info("failover policy '{}': requests the previous daemon held are not resent",
+                   options_.failover_policy);
+    } else if (!saver_gone) {
+      spdlog::info("previous daemon (pid {}) is alive: planned hand-over, no resend", saver_pid_);
+    } else if (!params || !params->kernel_can_resend()) {
+      spdlog::warn("the kernel cannot resend requests (no FUSE_HAS_RESEND): requests the dead daemon held wait");
+    } else if (auto st = session_->notify_resend(); !st.ok()) {
+      spdlog::error("{}", st.error().message);
+    } else {
+      spdlog::info("asked the kernel to resend the requests pid {} had not answered", saver_pid_);
+    }
+  }
+  spdlog::info("serving with {} threads", options_.threads);
+  return {};
+}
+
+void Daemon::do_stop_workers() {
+  if (workers_) workers_->stop();
+  workers_.reset();
+}
+
+Status Daemon::do_unmount() {
+  if (session_) FERRY_TRY(session_->unmount());
+  session_.reset();
+  return {};
+}
+
+void Daemon::arm_test_stall() {
+  if (options_.test_stall_path.empty()) return;
+  uint64_t node = imagefs::kRootNodeId;
+  std::string path = options_.test_stall_path;
+  size_t pos = 0;
+  while (pos < path.size()) {
+    size_t next = path.find('/', pos);
+    if (next == std::string::npos) next = path.size();
+    if (next > pos) {
+      auto e = fs_.lookup({}, node, std::string_view(path).substr(pos, next - pos));
+      if (!e.ok() || e->nodeid == 0) {
+        spdlog::warn("test stall path '{}' not found", path);
+        return;
+      }
+      node = e->nodeid;
+    }
+    pos = next + 1;
+  }
+  metrics_.set_stall_node(node);
+  spdlog::warn("TEST ONLY: reads of '{}' (node {}) will never be answered", path, node);
+}
+
+// ---- state hand-over -----------------------------------------------------------------------
+
+SavedState Daemon::snapshot() const {
+  SavedState s;
+  s.daemon_id = options_.id;
+  s.mountpoint = options_.mountpoint;
+  s.fuse = *server_.init_params();
+  for (const auto& image : fs_.images(true)) {
+    s.images.push_back({image->slot, image->name, image->source, image->config, image->mounted_time,
+                        image->draining.load()});
+  }
+  s.next_slot = fs_.next_slot();
+  s.failover_policy = options_.failover_policy;
+  s.pid = ::getpid();
+  s.pid_start_time = process_start_time(s.pid);
+  s.version = build_info::kVersion;
+  s.saved_at_unix_ms = unix_ms();
+  return s;
+}
+
+Status Daemon::send_fd() {
+  std::lock_guard lock(ops_mu_);
+  DaemonState st = machine_.state();
+  if (st != DaemonState::kReady && st != DaemonState::kRunning) {
+    return Error{EAGAIN, "state can only be saved in READY or RUNNING (now " + std::string(to_string(st)) + ")"};
+  }
+  if (!server_.init_params()) {
+    return Error{EAGAIN, "the kernel has not negotiated FUSE_INIT yet: nothing to save"};
+  }
+  if (options_.supervisor.empty()) return Error{EINVAL, "this daemon was started without --supervisor"};
+  if (!session_) return Error{EAGAIN, "no FUSE connection"};
+  std::vector<std::byte> bytes = encode_state(snapshot());
+  auto st2 = ipc::send_state(options_.supervisor, session_->fd(), bytes, options_.supervisor_timeout);
+  if (!st2.ok()) return Error{EIO, "sending state to supervisor: " + st2.error().message};
+  spdlog::info("saved {} bytes of state and the FUSE fd to '{}'", bytes.size(), options_.supervisor);
+  return {};
+}
+
+// ---- images --------------------------------------------------------------------------------
+
+Status Daemon::attach(const std::string& sub, const std::string& source, const std::string& config_json) {
+  FERRY_ASSIGN(std::string name, sub_name(sub));
+  std::lock_guard lock(ops_mu_);
+  DaemonState st = machine_.state();
+  if (st != DaemonState::kReady && st != DaemonState::kRunning) {
+    return Error{EAGAIN, "images can be attached in READY or RUNNING (now " + std::string(to_string(st)) + ")"};
+  }
+  if (!options_.bootstrap.empty()) return Error{EINVAL, "this daemon serves one image (--bootstrap) at its root"};
+  for (const auto& image : fs_.images()) {
+    if (image->name == name) return Error{EEXIST, "'" + sub + "' is already mounted"};
+  }
+  FERRY_ASSIGN(auto image, open_attached(name, source, config_json));
+  image.slot = fs_.next_slot();
+  uint32_t slot = image.slot;
+  FERRY_TRY(fs_.attach(std::move(image)));
+  metrics_.add_image(slot);
+  spdlog::info("attached '{}' at '{}' (slot {})", source, sub, slot);
+  return {};
+}
+
+Status Daemon::replace(const std::string& sub, const std::string& source, const std::string& config_json) {
+  FERRY_ASSIGN(std::string name, sub_name(sub));
+  std::lock_guard lock(ops_mu_);
+  FERRY_ASSIGN(auto image, open_attached(name, source, config_json));
+  image.slot = fs_.next_slot();
+  uint32_t slot = image.slot;
+  FERRY_TRY(fs_.replace(std::move(image)));
+  metrics_.add_image(slot);
+  spdlog::info("replaced the image at '{}' with '{}' (slot {})", sub, source, slot);
+  return {};
+}
+
+Status Daemon::detach(const std::string& sub) {
+  FERRY_ASSIGN(std::string name, sub_name(sub));
+  std::lock_guard lock(ops_mu_);
+  FERRY_ASSIGN(auto image, fs_.detach(name));
+  spdlog::info("detached '{}' from '{}'", image->source, sub);
+  return {};
+}
+
+// ---- observability -------------------------------------------------------------------------
+
+nlohmann::json Daemon::info() const {
+  nlohmann::json backends = nlohmann::json::object();
+  for (const auto& image : fs_.images()) {
+    std::string mp = "/" + image->name;
+    backends[mp] = {{"backend_type", "rafs"},
+                    {"mountpoint", mp},
+                    {"mounted_time", rfc3339(image->mounted_time)},
+                    {"source", image->source}};
+  }
+  return {{"id", options_.id},
+          {"version",
+           {{"package_ver", build_info::kVersion},
+            {"git_commit", build_info::kGitCommit},
+            {"build_time", build_info::kBuildTime},
+            {"profile", build_info::kProfile}}},
+          {"supervisor", options_.supervisor},
+          {"state", std::string(to_string(machine_.state()))},
+          {"pid", ::getpid()},
+          {"mountpoint", options_.mountpoint},
+          {"backend_collection", backends}};
+}
+
+Result<nlohmann::json> Daemon::metrics(const std::string& sub) const {
+  if (sub.empty()) return metrics_.totals();
+  FERRY_ASSIGN(std::string name, sub_name(sub));
+  for (const auto& image : fs_.images()) {
+    if (image->name == name) return metrics_.image(image->slot);
+  }
+  return Error{ENOENT, "no image is mounted at '" + sub + "'"};
+}
+
+}  // namespace ferry::daemon

@@ -1,0 +1,113 @@
+// Daemon: one ferryd process: its images, its FUSE connection, its life cycle.
+//
+// Every change of state goes through the StateMachine (one owner, serialised). The API, the
+// signal handler and main() call the public methods; each returns an Error whose code maps to
+// an HTTP status (EINVAL 400, ENOENT 404, EEXIST 409, EAGAIN 503, others 500).
+//
+// Takeover path: takeover() receives fd + SavedState from the supervisor, adopts the fd as
+// the session, restores the FUSE_INIT parameters into the server (no FUSE_INIT comes again)
+// and reattaches the images in the same node-id slots. start() then serves; if the process
+// that saved the state is gone (a crash, not a planned hand-over) and the policy is resend,
+// it asks the kernel to resend what that process had read and not answered.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "daemon/event_waiter.h"
+#include "daemon/fuse_workers.h"
+#include "daemon/metrics.h"
+#include "daemon/saved_state.h"
+#include "daemon/state_machine.h"
+#include "fuse/server/fuse_server.h"
+#include "fuse/transport/fuse_session.h"
+#include "imagefs/image_fs.h"
+
+namespace ferry::daemon {
+
+struct DaemonOptions {
+  std::string id;
+  std::string mountpoint;        // absolute
+  std::string bootstrap;         // empty: a shared daemon
+  std::string config_json;       // backend config of the bootstrap, as given
+  std::string apisock;
+  std::string supervisor;        // empty: state cannot be saved
+  std::string failover_policy = "resend";
+  unsigned threads = 4;
+  std::chrono::milliseconds supervisor_timeout{10000};
+  std::string test_stall_path;   // test-only: READs of this path never complete
+};
+
+class Daemon {
+ public:
+  Daemon(DaemonOptions options, const EventWaiter& events);
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // Life cycle (each is the state machine's event of the same name).
+  Status mount();
+  Status takeover();
+  Status start();
+  Status stop();
+  // Planned hand-over: stop serving (answering what is in hand), leave the mount, and ask
+  // main() to exit the process.
+  Status exit_keep_mount();
+  // Signal: stop and unmount.
+  Status shutdown();
+
+  // Saves the state and a dup of the /dev/fuse fd to the supervisor. EAGAIN until FUSE_INIT.
+  Status send_fd();
+
+  // Shared-daemon image management (POST/PUT/DELETE /api/v1/mount?mountpoint=/SUB).
+  Status attach(const std::string& sub, const std::string& source, const std::string& config_json);
+  Status replace(const std::string& sub, const std::string& source, const std::string& config_json);
+  Status detach(const std::string& sub);
+
+  [[nodiscard]] DaemonState state() const { return machine_.state(); }
+  [[nodiscard]] nlohmann::json info() const;
+  [[nodiscard]] Result<nlohmann::json> metrics(const std::string& sub) const;
+  [[nodiscard]] nlohmann::json inflight() const { return metrics_.inflight(); }
+  [[nodiscard]] bool exit_requested() const { return exit_requested_.load(); }
+  [[nodiscard]] bool connection_lost() const { return connection_lost_.load(); }
+  [[nodiscard]] const DaemonOptions& options() const { return options_; }
+
+ private:
+  Status on_transition(DaemonState from, DaemonEvent event);
+  Status do_mount();
+  Status do_takeover();
+  Status do_start();
+  void do_stop_workers();
+  Status do_unmount();
+  Result<imagefs::AttachedImage> open_attached(const std::string& name, const std::string& source,
+                                               const std::string& config_json);
+  [[nodiscard]] SavedState snapshot() const;
+  void arm_test_stall();
+
+  DaemonOptions options_;
+  const EventWaiter& events_;
+  DaemonMetrics metrics_;
+  imagefs::ImageFs fs_;
+  fuse::FuseServer server_;
+  std::optional<fuse::FuseSession> session_;
+  std::unique_ptr<FuseWorkers> workers_;
+  StateMachine machine_;
+  mutable std::mutex ops_mu_;     // serialises every public operation (the API is concurrent)
+  bool resend_on_start_ = false;  // set by a takeover whose saver is gone
+  pid_t saver_pid_ = 0;
+  uint64_t saver_start_time_ = 0;
+  std::atomic<bool> exit_requested_{false};
+  std::atomic<bool> connection_lost_{false};
+};
+
+// Maps an Error's code to the HTTP status the API answers.
+int http_status_for(const Error& e);
+
+}  // namespace ferry::daemon

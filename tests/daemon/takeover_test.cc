@@ -1,0 +1,318 @@
+// Failover and hot upgrade inside ferryd, end to end: a supervisor (the ipc library, in this
+// process) holds the state and the /dev/fuse fd; daemons crash (kill -9) or hand over while
+// reader threads verify every byte they read; bad states are refused without harm.
+#include <dirent.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "daemon/daemon_harness.h"
+#include "ipc/state_envelope.h"
+#include "ipc/supervisor.h"
+
+namespace ferry::test {
+namespace {
+
+using nlohmann::json;
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+Status api_ok(const std::string& sock, const std::string& method, const std::string& path) {
+  auto r = http::http_request(sock, method, path, {}, std::chrono::seconds(20));
+  if (!r.ok()) return r.error();
+  if (r->status / 100 != 2) return Error{EIO, method + " " + path + " -> " + std::to_string(r->status) + " " + r->body};
+  return {};
+}
+
+class TakeoverTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    image_ = make_sample_image(dir_.path(), "img", 40, 21);
+    mnt_ = dir_ / "mnt";
+    std::filesystem::create_directories(mnt_);
+    auto sup = ipc::Supervisor::listen(dir_ / "sup.sock");
+    ASSERT_TRUE(sup.ok()) << sup.error().message;
+    supervisor_ = std::move(*sup);
+  }
+  void TearDown() override {
+    if (HasFailure()) {
+      for (int i = 0; i <= generation_; ++i) {
+        std::cerr << "--- ferryd log " << i << " ---\n" << read_file(log(i)) << "\n";
+      }
+    }
+  }
+  std::string log(int i) const { return dir_ / ("ferryd-" + std::to_string(i) + ".log"); }
+  std::string sock(int i) const { return dir_ / ("api-" + std::to_string(i) + ".sock"); }
+
+  // Starts a daemon of generation `gen`; `upgrade` waits for a takeover.
+  Ferryd start(int gen, bool upgrade, const std::string& policy = "resend",
+               const std::map<std::string, std::string>& env = {}) {
+    generation_ = std::max(generation_, gen);
+    std::vector<std::string> args = {"--mountpoint", mnt_, "--bootstrap", image_.meta,
+                                     "--config", image_.config_path, "--apisock", sock(gen),
+                                     "--id", "daemon-1", "--supervisor", dir_ / "sup.sock",
+                                     "--failover-policy", policy};
+    if (upgrade) args.emplace_back("--upgrade");
+    return Ferryd::start(args, log(gen), env);
+  }
+  void save(int gen) {
+    auto r = supervisor_->receive([&] { return api_ok(sock(gen), "PUT", "/api/v1/daemon/fuse/sendfd"); }, 10s);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+  }
+  void take_over_and_start(int gen) {
+    ASSERT_TRUE(wait_state(sock(gen), "INIT"));
+    auto r = supervisor_->send([&] { return api_ok(sock(gen), "PUT", "/api/v1/daemon/fuse/takeover"); }, 10s);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    ASSERT_EQ(daemon_state(sock(gen)), "READY");
+    ASSERT_TRUE(api_ok(sock(gen), "PUT", "/api/v1/daemon/start").ok());
+    ASSERT_EQ(daemon_state(sock(gen)), "RUNNING");
+  }
+
+  TempDir dir_;
+  MountGuard guard_{dir_ / "mnt"};
+  SampleImage image_;
+  std::string mnt_;
+  std::unique_ptr<ipc::Supervisor> supervisor_;
+  int generation_ = 0;
+};
+
+std::set<std::string> list_rest(DIR* d) {
+  std::set<std::string> names;
+  while (dirent* e = ::readdir(d)) names.insert(e->d_name);
+  return names;
+}
+
+TEST_F(TakeoverTest, TwentyCrashesInARowLoseNothing) {
+  Ferryd d = start(0, false);
+  ASSERT_TRUE(wait_state(sock(0), "RUNNING"));
+  // Opened before the first crash, used after the last.
+  std::string kept_file = image_.files[7];
+  int kept_fd = ::open((mnt_ + "/" + kept_file).c_str(), O_RDONLY);
+  ASSERT_GE(kept_fd, 0);
+  DIR* dir = ::opendir((mnt_ + "/d0").c_str());
+  ASSERT_NE(dir, nullptr);
+  std::set<std::string> seen;
+  for (int i = 0; i < 2; ++i) {
+    dirent* e = ::readdir(dir);
+    ASSERT_NE(e, nullptr);
+    seen.insert(e->d_name);
+  }
+  Readers buffered(mnt_, image_.tree, image_.files, {.threads = 1, .direct = false, .seed = 1});
+  Readers direct(mnt_, image_.tree, image_.files, {.threads = 2, .direct = true, .seed = 2});
+  save(0);
+  for (int gen = 1; gen <= 20; ++gen) {
+    ASSERT_TRUE(direct.wait_progress(5)) << "no progress before crash " << gen;
+    d.process().kill_and_reap();
+    d = start(gen, true);
+    take_over_and_start(gen);
+    save(gen);
+  }
+  ASSERT_TRUE(direct.wait_progress(20));
+  buffered.stop();
+  direct.stop();
+  EXPECT_EQ(buffered.errors() + direct.errors(), 0U) << ::testing::PrintToString(direct.failures())
+                                                     << ::testing::PrintToString(buffered.failures());
+  EXPECT_EQ(buffered.mismatches() + direct.mismatches(), 0U);
+  std::string want = read_file(image_.tree + "/" + kept_file);
+  std::string got(want.size(), '\0');
+  EXPECT_EQ(::pread(kept_fd, got.data(), got.size(), 0), static_cast<ssize_t>(want.size()));
+  EXPECT_EQ(got, want);
+  ::close(kept_fd);
+  auto rest = list_rest(dir);
+  ::closedir(dir);
+  seen.insert(rest.begin(), rest.end());
+  std::set<std::string> expected = {".", ".."};
+  for (const auto& e : std::filesystem::directory_iterator(image_.tree + "/d0")) expected.insert(e.path().filename());
+  EXPECT_EQ(seen, expected) << "readdir continued across 20 takeovers must list every entry once";
+}
+
+// A read the dead daemon had taken from the kernel but not answered.
+class InFlightTest : public TakeoverTest {
+ protected:
+  std::string stalled() const { return image_.files[3]; }
+  std::future<std::string> read_stalled() {
+    std::string path = mnt_ + "/" + stalled();
+    return std::async(std::launch::async, [path] {
+      int fd = ::open(path.c_str(), O_RDONLY | O_DIRECT);
+      if (fd < 0) return std::string("open failed");
+      alignas(4096) static char buf[4 << 20];
+      ssize_t n = ::pread(fd, buf, sizeof buf, 0);
+      int err = errno;
+      ::close(fd);
+      if (n < 0) return std::string("error: ") + std::strerror(err);
+      return std::string(buf, static_cast<size_t>(n));
+    });
+  }
+  void start_stalling_daemon(Ferryd& d) {
+    d = start(0, false, "resend", {{"FERRY_TEST_STALL_PATH", "/" + stalled()}});
+    ASSERT_TRUE(wait_state(sock(0), "RUNNING"));
+    save(0);
+  }
+  bool daemon_holds_a_read(int gen) {
+    return wait_until(
+        [&] {
+          auto r = http::http_request(sock(gen), "GET", "/api/v1/metrics/inflight", {}, 2s);
+          return r.ok() && r->status == 200;
+        },
+        10s);
+  }
+};
+
+TEST_F(InFlightTest, ResendAnswersTheReadTheDeadDaemonHeld) {
+  Ferryd d;
+  start_stalling_daemon(d);
+  auto result = read_stalled();
+  ASSERT_TRUE(daemon_holds_a_read(0)) << "the read never reached the daemon";
+  EXPECT_EQ(result.wait_for(200ms), std::future_status::timeout);
+  d.process().kill_and_reap();
+  d = start(1, true, "resend");
+  take_over_and_start(1);
+  ASSERT_EQ(result.wait_for(10s), std::future_status::ready) << "resend did not rescue the read";
+  EXPECT_EQ(result.get(), read_file(image_.tree + "/" + stalled()));
+}
+
+TEST_F(InFlightTest, WithoutResendTheReadWaitsUntilALaterResend) {
+  Ferryd d;
+  start_stalling_daemon(d);
+  auto result = read_stalled();
+  ASSERT_TRUE(daemon_holds_a_read(0));
+  d.process().kill_and_reap();
+  d = start(1, true, "none");
+  take_over_and_start(1);
+  // Policy none: the kernel keeps the request in the dead daemon's processing queue; its
+  // caller waits (uninterruptibly) while the new daemon serves everyone else.
+  EXPECT_EQ(read_file(mnt_ + "/" + image_.files[0]), read_file(image_.tree + "/" + image_.files[0]));
+  EXPECT_EQ(result.wait_for(1s), std::future_status::timeout) << "policy none must not resend";
+  // A later takeover with resend still rescues it.
+  save(1);
+  d.process().kill_and_reap();
+  d = start(2, true, "resend");
+  take_over_and_start(2);
+  ASSERT_EQ(result.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(result.get(), read_file(image_.tree + "/" + stalled()));
+}
+
+TEST_F(TakeoverTest, TwentyHotUpgradesUnderLoadLoseNothing) {
+  Ferryd old = start(0, false);
+  ASSERT_TRUE(wait_state(sock(0), "RUNNING"));
+  Readers buffered(mnt_, image_.tree, image_.files, {.threads = 1, .direct = false, .seed = 3});
+  Readers direct(mnt_, image_.tree, image_.files, {.threads = 2, .direct = true, .seed = 4});
+  for (int gen = 1; gen <= 20; ++gen) {
+    ASSERT_TRUE(direct.wait_progress(5));
+    save(gen - 1);  // a fresh state, not a remembered one
+    Ferryd next = start(gen, true);
+    take_over_and_start(gen);
+    ASSERT_TRUE(api_ok(sock(gen - 1), "PUT", "/api/v1/daemon/exit").ok());
+    int st = old.process().wait_for(10s);
+    ASSERT_NE(st, -1) << "old daemon did not exit";
+    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    old = std::move(next);
+  }
+  ASSERT_TRUE(direct.wait_progress(20));
+  buffered.stop();
+  direct.stop();
+  EXPECT_EQ(buffered.errors() + direct.errors(), 0U) << ::testing::PrintToString(direct.failures());
+  EXPECT_EQ(buffered.mismatches() + direct.mismatches(), 0U);
+}
+
+TEST_F(TakeoverTest, BadStatesAreRefusedAndAGoodOneStillWorks) {
+  Ferryd d = start(0, false);
+  ASSERT_TRUE(wait_state(sock(0), "RUNNING"));
+  save(0);
+  auto good = *supervisor_->state();
+  auto fuse_fd = supervisor_->dup_fd();
+  ASSERT_TRUE(fuse_fd.ok());
+  d.process().kill_and_reap();
+
+  Ferryd next = start(1, true);
+  ASSERT_TRUE(wait_state(sock(1), "INIT"));
+  auto try_takeover = [&](UniqueFd fd, std::vector<std::byte> bytes) {
+    supervisor_->store(std::move(fd), std::move(bytes));
+    auto r = supervisor_->send([&] { return api_ok(sock(1), "PUT", "/api/v1/daemon/fuse/takeover"); }, 5s);
+    return r.ok() ? std::string() : r.error().message;
+  };
+  auto dup = [&] { return UniqueFd(::fcntl(fuse_fd->get(), F_DUPFD_CLOEXEC, 0)); };
+  std::vector<std::byte> corrupt = good;
+  corrupt[corrupt.size() / 2] ^= std::byte{0x5a};
+  std::vector<std::byte> truncated(good.begin(), good.begin() + static_cast<long>(good.size() / 2));
+  std::vector<std::byte> foreign(good.size(), std::byte{0x42});
+  auto opened = ipc::open_envelope(good, 1);
+  ASSERT_TRUE(opened.ok());
+  std::vector<std::byte> payload(opened->payload.begin(), opened->payload.end());
+  std::vector<std::byte> newer = ipc::seal(payload, 99);
+  struct Case {
+    std::string name;
+    std::vector<std::byte> bytes;
+    bool fuse;
+    std::string word;
+  };
+  std::vector<Case> cases = {{"corrupt", corrupt, true, "checksum"},
+                             {"truncated", truncated, true, ""},
+                             {"foreign", foreign, true, ""},
+                             {"newer", newer, true, "99"},
+                             {"not /dev/fuse", good, false, "/dev/fuse"}};
+  for (auto& c : cases) {
+    UniqueFd fd = c.fuse ? dup() : UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    std::string err = try_takeover(std::move(fd), c.bytes);
+    EXPECT_FALSE(err.empty()) << c.name << " state was accepted";
+    if (!c.word.empty()) {
+      EXPECT_NE(err.find(c.word), std::string::npos) << c.name << ": " << err;
+    }
+    EXPECT_EQ(daemon_state(sock(1)), "INIT") << c.name;
+  }
+  // A save without any fd.
+  supervisor_->store(UniqueFd(), good);
+  EXPECT_FALSE(supervisor_->send([&] { return api_ok(sock(1), "PUT", "/api/v1/daemon/fuse/takeover"); }, 3s).ok());
+  EXPECT_EQ(daemon_state(sock(1)), "INIT");
+  // The mount was never touched: the good state still takes over and serves.
+  EXPECT_TRUE(try_takeover(dup(), good).empty());
+  ASSERT_EQ(daemon_state(sock(1)), "READY");
+  ASSERT_TRUE(api_ok(sock(1), "PUT", "/api/v1/daemon/start").ok());
+  EXPECT_EQ(read_file(mnt_ + "/" + image_.files[1]), read_file(image_.tree + "/" + image_.files[1]));
+}
+
+TEST_F(TakeoverTest, SendfdRefusesWithoutSupervisorAndStateOfAnySizeRoundTrips) {
+  // A shared daemon with many images: a state well over 1 MiB.
+  std::string ssock = dir_ / "shared.sock";
+  Ferryd d = Ferryd::start({"--mountpoint", mnt_, "--apisock", ssock, "--id", "daemon-1", "--supervisor",
+                            dir_ / "sup.sock"},
+                           log(0));
+  ASSERT_TRUE(wait_state(ssock, "RUNNING"));
+  std::string long_config = image_.config;
+  long_config.insert(long_config.size() - 1, ",\"padding\":\"" + std::string(12000, 'p') + "\"");
+  for (int i = 0; i < 100; ++i) {
+    json body = {{"source", image_.meta}, {"config", long_config}};
+    auto r = api(ssock, "POST", "/api/v1/mount?mountpoint=/i" + std::to_string(i), body.dump());
+    ASSERT_EQ(r.status, 204) << r.body;
+  }
+  auto r = supervisor_->receive([&] { return api_ok(ssock, "PUT", "/api/v1/daemon/fuse/sendfd"); }, 20s);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_GT(supervisor_->state_size(), 1U << 20);
+  d.process().kill_and_reap();
+  std::string nsock = dir_ / "shared2.sock";
+  Ferryd n = Ferryd::start({"--mountpoint", mnt_, "--apisock", nsock, "--id", "daemon-1", "--supervisor",
+                            dir_ / "sup.sock", "--upgrade"},
+                           log(1));
+  generation_ = 1;
+  ASSERT_TRUE(wait_state(nsock, "INIT"));
+  auto s = supervisor_->send([&] { return api_ok(nsock, "PUT", "/api/v1/daemon/fuse/takeover"); }, 20s);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  ASSERT_TRUE(api_ok(nsock, "PUT", "/api/v1/daemon/start").ok());
+  json info = json::parse(api(nsock, "GET", "/api/v1/daemon").body);
+  EXPECT_EQ(info["backend_collection"].size(), 100U);
+  EXPECT_EQ(read_file(mnt_ + "/i77/" + image_.files[2]), read_file(image_.tree + "/" + image_.files[2]));
+}
+
+}  // namespace
+}  // namespace ferry::test

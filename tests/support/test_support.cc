@@ -1,0 +1,192 @@
+#include "support/test_support.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+#include <utility>
+
+namespace ferry::test {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<std::string> mounts_below(const std::string& prefix) {
+  std::vector<std::string> out;
+  std::ifstream in("/proc/self/mounts");
+  std::string dev;
+  std::string dir;
+  std::string rest;
+  while (in >> dev >> dir && std::getline(in, rest)) {
+    if (dir == prefix || dir.rfind(prefix + "/", 0) == 0) out.push_back(dir);
+  }
+  return out;
+}
+
+}  // namespace
+
+TempDir::TempDir() {
+  const char* base = std::getenv("TMPDIR");
+  std::string tmpl = std::string(base != nullptr && *base != 0 ? base : "/tmp") + "/ferry-test-XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  if (::mkdtemp(buf.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  path_ = buf.data();
+}
+
+TempDir::~TempDir() {
+  auto mounts = mounts_below(path_);
+  for (auto it = mounts.rbegin(); it != mounts.rend(); ++it) unmount_quietly(*it);
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+Child Child::spawn(const std::vector<std::string>& argv, const std::string& log_path,
+                   const std::map<std::string, std::string>& extra_env) {
+  std::vector<std::vector<char>> storage;
+  std::vector<char*> args;
+  for (const auto& a : argv) {
+    storage.emplace_back(a.begin(), a.end());
+    storage.back().push_back('\0');
+  }
+  for (auto& s : storage) args.push_back(s.data());
+  args.push_back(nullptr);
+  pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    if (!log_path.empty()) {
+      int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+      if (fd >= 0) {
+        ::dup2(fd, 1);
+        ::dup2(fd, 2);
+      }
+    }
+    int devnull = ::open("/dev/null", O_RDONLY);
+    if (devnull >= 0) ::dup2(devnull, 0);
+    for (const auto& [k, v] : extra_env) ::setenv(k.c_str(), v.c_str(), 1);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  Child c;
+  c.pid_ = pid;
+  c.reaped_ = false;
+  return c;
+}
+
+Child::Child(Child&& other) noexcept
+    : pid_(std::exchange(other.pid_, -1)), reaped_(std::exchange(other.reaped_, true)), status_(other.status_) {}
+
+Child& Child::operator=(Child&& other) noexcept {
+  if (this != &other) {
+    kill_and_reap();
+    pid_ = std::exchange(other.pid_, -1);
+    reaped_ = std::exchange(other.reaped_, true);
+    status_ = other.status_;
+  }
+  return *this;
+}
+
+Child::~Child() { kill_and_reap(); }
+
+bool Child::running() {
+  if (reaped_) return false;
+  int st = 0;
+  pid_t r = ::waitpid(pid_, &st, WNOHANG);
+  if (r == pid_) {
+    reaped_ = true;
+    status_ = st;
+    return false;
+  }
+  return true;
+}
+
+void Child::signal(int sig) const {
+  if (!reaped_ && pid_ > 0) ::kill(pid_, sig);
+}
+
+int Child::wait_for(std::chrono::milliseconds timeout) {
+  if (reaped_) return status_;
+  if (!wait_until([&] { return !running(); }, timeout)) return -1;
+  return status_;
+}
+
+void Child::kill_and_reap() {
+  if (reaped_ || pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  int st = 0;
+  while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
+  }
+  reaped_ = true;
+  status_ = st;
+}
+
+bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto pause = std::chrono::microseconds(200);
+  while (true) {
+    if (cond()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(pause);
+    pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(20));
+  }
+}
+
+int run(const std::string& command, std::string* output) {
+  std::string cmd = command + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return -1;
+  std::string out;
+  char buf[4096];
+  size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int st = ::pclose(p);
+  if (output != nullptr) *output = out;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+bool is_mounted(const std::string& path, const std::string& fstype_prefix) {
+  std::ifstream in("/proc/self/mounts");
+  std::string dev;
+  std::string dir;
+  std::string type;
+  std::string rest;
+  while (in >> dev >> dir >> type && std::getline(in, rest)) {
+    if (dir == path && type.rfind(fstype_prefix, 0) == 0) return true;
+  }
+  return false;
+}
+
+void unmount_quietly(const std::string& path) {
+  for (int i = 0; i < 8 && is_mounted(path); ++i) {
+    if (::umount2(path.c_str(), 0) != 0) ::umount2(path.c_str(), MNT_DETACH);
+  }
+}
+
+LoopDevice::LoopDevice(const std::string& file) {
+  std::string out;
+  if (run("losetup --find --show --read-only '" + file + "'", &out) != 0) {
+    throw std::runtime_error("losetup failed: " + out);
+  }
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  dev_ = out;
+}
+
+LoopDevice::~LoopDevice() {
+  if (!dev_.empty()) run("losetup -d '" + dev_ + "'");
+}
+
+std::string binary_path(const std::string& name) {
+  return std::string(FERRY_BINARY_DIR) + "/bin/" + name;
+}
+
+}  // namespace ferry::test
