@@ -153,13 +153,19 @@ Result<imagefs::AttachedImage> Daemon::open_attached(const std::string& name, co
   if (!config_json.empty()) {
     FERRY_ASSIGN(backend, parse_backend_config(config_json));
   }
-  FERRY_ASSIGN(auto image, imagefs::open_image(source, backend));
+  auto image = imagefs::open_image(source, backend);
+  if (!image.ok()) {
+    // A missing file is "not found"; anything else about it is the caller's bad input.
+    Error e = std::move(image).error();
+    if (e.code != ENOENT) e.code = EINVAL;
+    return e;
+  }
   imagefs::AttachedImage a;
   a.name = name;
   a.source = source;
   a.config = config_json;
   a.mounted_time = unix_seconds();
-  a.image = std::move(image);
+  a.image = std::move(image).value();
   return a;
 }
 

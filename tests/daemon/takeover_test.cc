@@ -257,7 +257,7 @@ TEST_F(TakeoverTest, BadStatesAreRefusedAndAGoodOneStillWorks) {
     bool fuse;
     std::string word;
   };
-  std::vector<Case> cases = {{"corrupt", corrupt, true, "checksum"},
+  std::vector<Case> cases = {{"corrupt", corrupt, true, "corrupt"},
                              {"truncated", truncated, true, ""},
                              {"foreign", foreign, true, ""},
                              {"newer", newer, true, "99"},

@@ -53,19 +53,33 @@ TempDir::~TempDir() {
 
 Child Child::spawn(const std::vector<std::string>& argv, const std::string& log_path,
                    const std::map<std::string, std::string>& extra_env) {
+  // Everything the child needs is prepared before fork(): between fork() and exec() a child of
+  // a multi-threaded process may only make async-signal-safe calls (no malloc, no setenv).
   std::vector<std::vector<char>> storage;
-  std::vector<char*> args;
-  for (const auto& a : argv) {
-    storage.emplace_back(a.begin(), a.end());
+  auto keep = [&storage](const std::string& s) {
+    storage.emplace_back(s.begin(), s.end());
     storage.back().push_back('\0');
-  }
-  for (auto& s : storage) args.push_back(s.data());
+    return storage.back().data();
+  };
+  storage.reserve(argv.size() + extra_env.size() + 256);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(keep(a));
   args.push_back(nullptr);
+  std::vector<char*> envp;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string entry(*e);
+    std::string key = entry.substr(0, entry.find('='));
+    if (extra_env.count(key) == 0) envp.push_back(*e);
+  }
+  for (const auto& [k, v] : extra_env) envp.push_back(keep(k + "=" + v));
+  envp.push_back(nullptr);
+  const char* log = log_path.empty() ? nullptr : log_path.c_str();
+
   pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error("fork failed");
   if (pid == 0) {
-    if (!log_path.empty()) {
-      int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (log != nullptr) {
+      int fd = ::open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
       if (fd >= 0) {
         ::dup2(fd, 1);
         ::dup2(fd, 2);
@@ -73,8 +87,7 @@ Child Child::spawn(const std::vector<std::string>& argv, const std::string& log_
     }
     int devnull = ::open("/dev/null", O_RDONLY);
     if (devnull >= 0) ::dup2(devnull, 0);
-    for (const auto& [k, v] : extra_env) ::setenv(k.c_str(), v.c_str(), 1);
-    ::execv(args[0], args.data());
+    ::execve(args[0], args.data(), envp.data());
     ::_exit(127);
   }
   Child c;
