@@ -77,6 +77,11 @@ Ferryd Ferryd::start(const std::vector<std::string>& args, const std::string& lo
   return d;
 }
 
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
 http::HttpResponse api(const std::string& sock, const std::string& method, const std::string& path,
                        const std::string& body) {
   auto r = http::http_request(sock, method, path, body, std::chrono::seconds(20));

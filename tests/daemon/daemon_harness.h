@@ -45,6 +45,9 @@ class Ferryd {
   Child child_;
 };
 
+// The whole content of a file ("" if it cannot be read).
+std::string read_file(const std::string& path);
+
 // One HTTP call to a unix socket; fails the test on transport errors when `must` is set.
 http::HttpResponse api(const std::string& sock, const std::string& method, const std::string& path,
                        const std::string& body = {});

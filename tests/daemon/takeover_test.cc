@@ -23,11 +23,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 Status api_ok(const std::string& sock, const std::string& method, const std::string& path) {
   auto r = http::http_request(sock, method, path, {}, std::chrono::seconds(20));
   if (!r.ok()) return r.error();
@@ -312,6 +307,44 @@ TEST_F(TakeoverTest, SendfdRefusesWithoutSupervisorAndStateOfAnySizeRoundTrips) 
   json info = json::parse(api(nsock, "GET", "/api/v1/daemon").body);
   EXPECT_EQ(info["backend_collection"].size(), 100U);
   EXPECT_EQ(read_file(mnt_ + "/i77/" + image_.files[2]), read_file(image_.tree + "/" + image_.files[2]));
+}
+
+}  // namespace
+}  // namespace ferry::test
+
+namespace ferry::test {
+namespace {
+
+int fuse_mounts_at(const std::string& path) {
+  std::ifstream in("/proc/self/mounts");
+  std::string dev, dir, type, rest;
+  int n = 0;
+  while (in >> dev >> dir >> type && std::getline(in, rest)) {
+    if (dir == path && type.rfind("fuse", 0) == 0) ++n;
+  }
+  return n;
+}
+
+// nydus-snapshotter's failover restarts the daemon with its usual command line (no --upgrade):
+// the daemon must notice the live mount and the dead API socket and wait for a takeover.
+TEST_F(TakeoverTest, ARestartWithoutUpgradeOverALiveMountWaitsForTakeover) {
+  Ferryd d = start(0, false);
+  ASSERT_TRUE(wait_state(sock(0), "RUNNING"));
+  save(0);
+  d.process().kill_and_reap();
+  generation_ = 1;
+  std::vector<std::string> args = {"--mountpoint", mnt_, "--bootstrap", image_.meta, "--config",
+                                   image_.config_path, "--apisock", sock(0), "--id", "daemon-1",
+                                   "--supervisor", dir_ / "sup.sock"};
+  Ferryd again = Ferryd::start(args, log(1));
+  ASSERT_TRUE(wait_state(sock(0), "INIT")) << "must wait in INIT, not mount on top";
+  EXPECT_EQ(fuse_mounts_at(mnt_), 1);
+  EXPECT_NE(read_file(log(1)).find("waiting in INIT for a takeover"), std::string::npos);
+  auto r = supervisor_->send([&] { return api_ok(sock(0), "PUT", "/api/v1/daemon/fuse/takeover"); }, 10s);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  ASSERT_TRUE(api_ok(sock(0), "PUT", "/api/v1/daemon/start").ok());
+  EXPECT_EQ(read_file(mnt_ + "/" + image_.files[4]), read_file(image_.tree + "/" + image_.files[4]));
+  EXPECT_EQ(fuse_mounts_at(mnt_), 1);
 }
 
 }  // namespace
