@@ -1,9 +1,9 @@
 // Little-endian decoding of on-disk integers from unaligned bytes.
 #pragma once
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
-#include <bit>
 #include <cstring>
 
 namespace ferry {

@@ -18,9 +18,7 @@ struct Error {
 
   // Prefixes the message with context, keeping the code: "opening image: <message>".
   [[nodiscard]] Error context(const std::string& what) const& { return {code, what + ": " + message}; }
-  [[nodiscard]] Error context(const std::string& what) && {
-    return {code, what + ": " + std::move(message)};
-  }
+  [[nodiscard]] Error context(const std::string& what) && { return {code, what + ": " + std::move(message)}; }
 };
 
 // An Error from the current errno: "<what>: <strerror(errno)>".
@@ -30,8 +28,8 @@ Error errno_error(int err, const std::string& what);
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}          // NOLINT(google-explicit-constructor)
-  Result(Error error) : v_(std::move(error)) {}      // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}      // NOLINT(google-explicit-constructor)
+  Result(Error error) : v_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
 
   [[nodiscard]] bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }
@@ -66,14 +64,16 @@ class [[nodiscard]] Status {
   bool ok_ = true;
 };
 
-inline Status ok_status() { return {}; }
+inline Status ok_status() {
+  return {};
+}
 
 }  // namespace ferry
 
 // Propagates a failed Result/Status out of the enclosing function.
-#define FERRY_TRY(expr)                                    \
-  do {                                                     \
-    auto&& ferry_try_r_ = (expr);                          \
+#define FERRY_TRY(expr)                                             \
+  do {                                                              \
+    auto&& ferry_try_r_ = (expr);                                   \
     if (!ferry_try_r_.ok()) return std::move(ferry_try_r_).error(); \
   } while (0)
 
@@ -81,7 +81,7 @@ inline Status ok_status() { return {}; }
 #define FERRY_CONCAT(a, b) FERRY_CONCAT_INNER(a, b)
 // Declares `decl` from the value of a Result, or returns its error.
 #define FERRY_ASSIGN(decl, expr) FERRY_ASSIGN_IMPL(FERRY_CONCAT(ferry_assign_r_, __LINE__), decl, expr)
-#define FERRY_ASSIGN_IMPL(tmp, decl, expr)          \
-  auto tmp = (expr);                                \
-  if (!tmp.ok()) return std::move(tmp).error();     \
+#define FERRY_ASSIGN_IMPL(tmp, decl, expr)      \
+  auto tmp = (expr);                            \
+  if (!tmp.ok()) return std::move(tmp).error(); \
   decl = std::move(tmp).value()

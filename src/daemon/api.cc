@@ -12,12 +12,18 @@ using http::HttpResponse;
 
 std::string error_code_for(int status) {
   switch (status) {
-    case 400: return "BadRequest";
-    case 404: return "NotFound";
-    case 409: return "Conflict";
-    case 501: return "NotImplemented";
-    case 503: return "NotReady";
-    default: return "InternalError";
+    case 400:
+      return "BadRequest";
+    case 404:
+      return "NotFound";
+    case 409:
+      return "Conflict";
+    case 501:
+      return "NotImplemented";
+    case 503:
+      return "NotReady";
+    default:
+      return "InternalError";
   }
 }
 
@@ -26,7 +32,9 @@ HttpResponse error_response(const Error& e) {
   return http::json_error(status, error_code_for(status), e.message);
 }
 
-HttpResponse done(const Status& st) { return st.ok() ? http::no_content() : error_response(st.error()); }
+HttpResponse done(const Status& st) {
+  return st.ok() ? http::no_content() : error_response(st.error());
+}
 
 HttpResponse bad_method(const HttpRequest& r) {
   return http::json_error(400, "BadRequest", "method " + r.method + " is not allowed on " + r.path);

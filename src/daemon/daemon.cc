@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <ctime>
+#include <thread>
 
 #include "common/build_info.h"
 #include "daemon/daemon_config.h"
@@ -14,12 +15,14 @@
 namespace ferry::daemon {
 namespace {
 
-uint64_t unix_seconds() { return static_cast<uint64_t>(::time(nullptr)); }
+uint64_t unix_seconds() {
+  return static_cast<uint64_t>(::time(nullptr));
+}
 
 uint64_t unix_ms() {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-          .count());
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
 }
 
 std::string rfc3339(uint64_t secs) {
@@ -34,12 +37,15 @@ std::string rfc3339(uint64_t secs) {
 // "/SUB" -> "SUB"; a single path component, no "." or "..".
 Result<std::string> sub_name(const std::string& sub) {
   if (sub.size() < 2 || sub[0] != '/') {
-    return Error{EINVAL, "mountpoint '" + sub + "' must be an absolute path inside the daemon's mount, like /image1"};
+    return Error{EINVAL,
+                 "mountpoint '" + sub + "' must be an absolute path inside the daemon's mount, like /image1"};
   }
   std::string name = sub.substr(1);
   if (!name.empty() && name.back() == '/') name.pop_back();
-  if (name.empty() || name.find('/') != std::string::npos || name == "." || name == ".." || name.size() > 255) {
-    return Error{EINVAL, "mountpoint '" + sub + "' must name one directory directly below the root (e.g. /image1)"};
+  if (name.empty() || name.find('/') != std::string::npos || name == "." || name == ".." ||
+      name.size() > 255) {
+    return Error{EINVAL,
+                 "mountpoint '" + sub + "' must name one directory directly below the root (e.g. /image1)"};
   }
   return name;
 }
@@ -203,8 +209,8 @@ Status Daemon::do_takeover() {
   auto state = decode_state(handover->state);
   if (!state.ok()) return Error{EINVAL, "rejected state: " + state.error().message};
   if (!options_.id.empty() && !state->daemon_id.empty() && state->daemon_id != options_.id) {
-    return Error{EINVAL, "rejected state: it belongs to daemon '" + state->daemon_id + "', this is '" + options_.id +
-                             "'"};
+    return Error{EINVAL, "rejected state: it belongs to daemon '" + state->daemon_id + "', this is '" +
+                             options_.id + "'"};
   }
   if (!state->mountpoint.empty() && state->mountpoint != options_.mountpoint) {
     return Error{EINVAL, "rejected state: it serves '" + state->mountpoint + "', this daemon '" +
@@ -241,7 +247,8 @@ Status Daemon::do_takeover() {
   fs_.reserve_slots_below(state->next_slot);
   server_.restore(state->fuse);
   session_ = std::move(*session);
-  options_.failover_policy = options_.failover_policy.empty() ? state->failover_policy : options_.failover_policy;
+  options_.failover_policy =
+      options_.failover_policy.empty() ? state->failover_policy : options_.failover_policy;
   saver_pid_ = state->pid;
   saver_start_time_ = state->pid_start_time;
   resend_on_start_ = true;
@@ -258,6 +265,13 @@ Status Daemon::do_start() {
     events_.notify();
   });
   workers_->start(options_.threads);
+  // A fresh mount's FUSE_INIT is answered by the workers just started. Waiting for it here
+  // means RUNNING promises a connection whose state can be saved (sendfd answers 503 before).
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!server_.init_params() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  if (!server_.init_params()) spdlog::warn("the kernel has not sent FUSE_INIT within 5 s");
   if (resend_on_start_) {
     resend_on_start_ = false;
     auto params = server_.init_params();
@@ -268,7 +282,8 @@ Status Daemon::do_start() {
     } else if (!saver_gone) {
       spdlog::info("previous daemon (pid {}) is alive: planned hand-over, no resend", saver_pid_);
     } else if (!params || !params->kernel_can_resend()) {
-      spdlog::warn("the kernel cannot resend requests (no FUSE_HAS_RESEND): requests the dead daemon held wait");
+      spdlog::warn(
+          "the kernel cannot resend requests (no FUSE_HAS_RESEND): requests the dead daemon held wait");
     } else if (auto st = session_->notify_resend(); !st.ok()) {
       spdlog::error("{}", st.error().message);
     } else {
@@ -336,7 +351,8 @@ Status Daemon::send_fd() {
   std::lock_guard lock(ops_mu_);
   DaemonState st = machine_.state();
   if (st != DaemonState::kReady && st != DaemonState::kRunning) {
-    return Error{EAGAIN, "state can only be saved in READY or RUNNING (now " + std::string(to_string(st)) + ")"};
+    return Error{EAGAIN,
+                 "state can only be saved in READY or RUNNING (now " + std::string(to_string(st)) + ")"};
   }
   if (!server_.init_params()) {
     return Error{EAGAIN, "the kernel has not negotiated FUSE_INIT yet: nothing to save"};
@@ -357,9 +373,11 @@ Status Daemon::attach(const std::string& sub, const std::string& source, const s
   std::lock_guard lock(ops_mu_);
   DaemonState st = machine_.state();
   if (st != DaemonState::kReady && st != DaemonState::kRunning) {
-    return Error{EAGAIN, "images can be attached in READY or RUNNING (now " + std::string(to_string(st)) + ")"};
+    return Error{EAGAIN,
+                 "images can be attached in READY or RUNNING (now " + std::string(to_string(st)) + ")"};
   }
-  if (!options_.bootstrap.empty()) return Error{EINVAL, "this daemon serves one image (--bootstrap) at its root"};
+  if (!options_.bootstrap.empty())
+    return Error{EINVAL, "this daemon serves one image (--bootstrap) at its root"};
   for (const auto& image : fs_.images()) {
     if (image->name == name) return Error{EEXIST, "'" + sub + "' is already mounted"};
   }

@@ -34,15 +34,15 @@ namespace ferry::daemon {
 
 struct DaemonOptions {
   std::string id;
-  std::string mountpoint;        // absolute
-  std::string bootstrap;         // empty: a shared daemon
-  std::string config_json;       // backend config of the bootstrap, as given
+  std::string mountpoint;   // absolute
+  std::string bootstrap;    // empty: a shared daemon
+  std::string config_json;  // backend config of the bootstrap, as given
   std::string apisock;
-  std::string supervisor;        // empty: state cannot be saved
+  std::string supervisor;  // empty: state cannot be saved
   std::string failover_policy = "resend";
   unsigned threads = 4;
   std::chrono::milliseconds supervisor_timeout{10000};
-  std::string test_stall_path;   // test-only: READs of this path never complete
+  std::string test_stall_path;  // test-only: READs of this path never complete
 };
 
 class Daemon {

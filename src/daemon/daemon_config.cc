@@ -18,10 +18,12 @@ Result<imagefs::BackendConfig> parse_backend_config(const std::string& json_text
   }
   imagefs::BackendConfig out;
   auto type = backend->find("type");
-  if (type == backend->end() || !type->is_string()) return Error{EINVAL, "config has no \"device.backend.type\""};
+  if (type == backend->end() || !type->is_string())
+    return Error{EINVAL, "config has no \"device.backend.type\""};
   out.type = type->get<std::string>();
   if (out.type != "localfs") {
-    return Error{EINVAL, "unknown backend type '" + out.type + "' in device.backend.type (supported: localfs)"};
+    return Error{EINVAL,
+                 "unknown backend type '" + out.type + "' in device.backend.type (supported: localfs)"};
   }
   auto cfg = backend->find("config");
   if (cfg != backend->end()) {
@@ -29,7 +31,8 @@ Result<imagefs::BackendConfig> parse_backend_config(const std::string& json_text
     for (const char* key : {"blob_file", "dir"}) {
       auto it = cfg->find(key);
       if (it == cfg->end()) continue;
-      if (!it->is_string()) return Error{EINVAL, std::string("device.backend.config.") + key + " must be a string"};
+      if (!it->is_string())
+        return Error{EINVAL, std::string("device.backend.config.") + key + " must be a string"};
       (std::string(key) == "dir" ? out.dir : out.blob_file) = it->get<std::string>();
     }
   }

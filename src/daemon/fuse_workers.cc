@@ -41,7 +41,9 @@ FuseWorkers::FuseWorkers(const fuse::FuseSession& session, fuse::FuseServer& ser
                          std::function<void()> on_unmounted)
     : session_(session), server_(server), on_unmounted_(std::move(on_unmounted)) {}
 
-FuseWorkers::~FuseWorkers() { stop(); }
+FuseWorkers::~FuseWorkers() {
+  stop();
+}
 
 void FuseWorkers::start(unsigned threads) {
   stopping_.store(false);

@@ -110,13 +110,15 @@ int run_fuse(CliOptions opt) {
     }
   }
   if (opt.bootstrap.empty() && opt.apisock.empty()) {
-    return fail(Error{EINVAL, "without --bootstrap the daemon is shared and needs --apisock to receive images"});
+    return fail(
+        Error{EINVAL, "without --bootstrap the daemon is shared and needs --apisock to receive images"});
   }
   bool wait_for_takeover = opt.upgrade;
   if (!opt.upgrade && earlier_daemon_left_its_mount(opt)) {
-    spdlog::warn("'{}' is still a live FUSE mount of an earlier daemon whose API socket '{}' is dead: "
-                 "not mounting on top; waiting in INIT for a takeover",
-                 d.mountpoint, d.apisock);
+    spdlog::warn(
+        "'{}' is still a live FUSE mount of an earlier daemon whose API socket '{}' is dead: "
+        "not mounting on top; waiting in INIT for a takeover",
+        d.mountpoint, d.apisock);
     wait_for_takeover = true;
   }
 
@@ -173,14 +175,17 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version,-V", ferry::daemon::version_text());
   app.require_subcommand(1);
   CliOptions opt;
-  auto* fuse = app.add_subcommand("fuse", "Mount at a directory and serve in the foreground until SIGTERM/SIGINT.");
+  auto* fuse =
+      app.add_subcommand("fuse", "Mount at a directory and serve in the foreground until SIGTERM/SIGINT.");
   fuse->add_option("--mountpoint,-M", opt.mountpoint, "Directory to mount at")->required();
-  fuse->add_option("--bootstrap,-B", opt.bootstrap,
-                   "The EROFS image (metadata) to serve at the root. Without it the daemon is shared: an empty "
-                   "read-only root where images are attached through the API");
-  fuse->add_option("--config,-C", opt.config,
-                   "nydusd JSON config naming the blob backend: "
-                   "{\"device\":{\"backend\":{\"type\":\"localfs\",\"config\":{\"blob_file\":P}}}} or {... \"dir\": D}");
+  fuse->add_option(
+      "--bootstrap,-B", opt.bootstrap,
+      "The EROFS image (metadata) to serve at the root. Without it the daemon is shared: an empty "
+      "read-only root where images are attached through the API");
+  fuse->add_option(
+      "--config,-C", opt.config,
+      "nydusd JSON config naming the blob backend: "
+      "{\"device\":{\"backend\":{\"type\":\"localfs\",\"config\":{\"blob_file\":P}}}} or {... \"dir\": D}");
   fuse->add_option("--apisock,-A", opt.apisock, "Unix socket for the HTTP API (created mode 0600)");
   auto* id = fuse->add_option("--id", opt.id, "Daemon id, recorded in saved state");
   auto* sup = fuse->add_option("--supervisor", opt.supervisor,

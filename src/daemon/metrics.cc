@@ -12,35 +12,57 @@ namespace ferry::daemon {
 namespace {
 
 uint64_t steady_ns() {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
-          .count());
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
 }
 
 const char* opcode_name(uint32_t op) {
   switch (op) {
-    case FUSE_LOOKUP: return "lookup";
-    case FUSE_FORGET: return "forget";
-    case FUSE_GETATTR: return "getattr";
-    case FUSE_READLINK: return "readlink";
-    case FUSE_OPEN: return "open";
-    case FUSE_READ: return "read";
-    case FUSE_STATFS: return "statfs";
-    case FUSE_RELEASE: return "release";
-    case FUSE_GETXATTR: return "getxattr";
-    case FUSE_LISTXATTR: return "listxattr";
-    case FUSE_FLUSH: return "flush";
-    case FUSE_INIT: return "init";
-    case FUSE_OPENDIR: return "opendir";
-    case FUSE_READDIR: return "readdir";
-    case FUSE_RELEASEDIR: return "releasedir";
-    case FUSE_ACCESS: return "access";
-    case FUSE_INTERRUPT: return "interrupt";
-    case FUSE_DESTROY: return "destroy";
-    case FUSE_BATCH_FORGET: return "batch_forget";
-    case FUSE_READDIRPLUS: return "readdirplus";
-    case FUSE_LSEEK: return "lseek";
-    default: return nullptr;
+    case FUSE_LOOKUP:
+      return "lookup";
+    case FUSE_FORGET:
+      return "forget";
+    case FUSE_GETATTR:
+      return "getattr";
+    case FUSE_READLINK:
+      return "readlink";
+    case FUSE_OPEN:
+      return "open";
+    case FUSE_READ:
+      return "read";
+    case FUSE_STATFS:
+      return "statfs";
+    case FUSE_RELEASE:
+      return "release";
+    case FUSE_GETXATTR:
+      return "getxattr";
+    case FUSE_LISTXATTR:
+      return "listxattr";
+    case FUSE_FLUSH:
+      return "flush";
+    case FUSE_INIT:
+      return "init";
+    case FUSE_OPENDIR:
+      return "opendir";
+    case FUSE_READDIR:
+      return "readdir";
+    case FUSE_RELEASEDIR:
+      return "releasedir";
+    case FUSE_ACCESS:
+      return "access";
+    case FUSE_INTERRUPT:
+      return "interrupt";
+    case FUSE_DESTROY:
+      return "destroy";
+    case FUSE_BATCH_FORGET:
+      return "batch_forget";
+    case FUSE_READDIRPLUS:
+      return "readdirplus";
+    case FUSE_LSEEK:
+      return "lseek";
+    default:
+      return nullptr;
   }
 }
 
@@ -76,8 +98,11 @@ nlohmann::json Counters::to_json() const {
     hist.push_back({{"le_us", b < kBucketsUs.size() ? nlohmann::json(kBucketsUs[b]) : nlohmann::json("+Inf")},
                     {"count", latency[b].load(std::memory_order_relaxed)}});
   }
-  return {{"requests", total},        {"requests_by_opcode", ops}, {"bytes_read", bytes_read.load()},
-          {"errors", errors.load()}, {"latency_histogram", hist}};
+  return {{"requests", total},
+          {"requests_by_opcode", ops},
+          {"bytes_read", bytes_read.load()},
+          {"errors", errors.load()},
+          {"latency_histogram", hist}};
 }
 
 DaemonMetrics::InflightSlot& DaemonMetrics::my_slot() {

@@ -6,21 +6,30 @@ namespace ferry::daemon {
 
 std::string_view to_string(DaemonState s) {
   switch (s) {
-    case DaemonState::kInit: return "INIT";
-    case DaemonState::kReady: return "READY";
-    case DaemonState::kRunning: return "RUNNING";
-    case DaemonState::kStopped: return "STOPPED";
+    case DaemonState::kInit:
+      return "INIT";
+    case DaemonState::kReady:
+      return "READY";
+    case DaemonState::kRunning:
+      return "RUNNING";
+    case DaemonState::kStopped:
+      return "STOPPED";
   }
   return "UNKNOWN";
 }
 
 std::string_view to_string(DaemonEvent e) {
   switch (e) {
-    case DaemonEvent::kMount: return "Mount";
-    case DaemonEvent::kTakeover: return "Takeover";
-    case DaemonEvent::kStart: return "Start";
-    case DaemonEvent::kStop: return "Stop";
-    case DaemonEvent::kExit: return "Exit";
+    case DaemonEvent::kMount:
+      return "Mount";
+    case DaemonEvent::kTakeover:
+      return "Takeover";
+    case DaemonEvent::kStart:
+      return "Start";
+    case DaemonEvent::kStop:
+      return "Stop";
+    case DaemonEvent::kExit:
+      return "Exit";
   }
   return "Unknown";
 }
@@ -34,8 +43,9 @@ bool StateMachine::next(DaemonState from, DaemonEvent event, DaemonState& to) {
     S to;
   };
   static constexpr Edge kEdges[] = {
-      {S::kInit, E::kMount, S::kReady},     {S::kInit, E::kTakeover, S::kReady}, {S::kInit, E::kStop, S::kStopped},
-      {S::kReady, E::kStart, S::kRunning},  {S::kReady, E::kStop, S::kStopped}, {S::kReady, E::kExit, S::kStopped},
+      {S::kInit, E::kMount, S::kReady},   {S::kInit, E::kTakeover, S::kReady},
+      {S::kInit, E::kStop, S::kStopped},  {S::kReady, E::kStart, S::kRunning},
+      {S::kReady, E::kStop, S::kStopped}, {S::kReady, E::kExit, S::kStopped},
       {S::kRunning, E::kStop, S::kReady},
   };
   for (const auto& edge : kEdges) {

@@ -26,9 +26,9 @@ namespace ferry::erofs {
 
 // Geometry and identity read from the superblock.
 struct SuperblockInfo {
-  uint32_t block_size = 0;      // bytes, 1 << blkszbits
-  uint64_t blocks = 0;          // total blocks of the primary device
-  uint64_t inodes = 0;          // inode count
+  uint32_t block_size = 0;  // bytes, 1 << blkszbits
+  uint64_t blocks = 0;      // total blocks of the primary device
+  uint64_t inodes = 0;      // inode count
   uint64_t root_nid = 0;
   uint64_t build_time = 0;
   uint32_t build_time_nsec = 0;
@@ -40,8 +40,8 @@ struct SuperblockInfo {
 
 // One extra device (blob) from the device table. Nydus puts the blob id in the tag.
 struct DeviceSlot {
-  uint16_t device_id = 0;      // 1-based, as chunk indexes name it
-  std::string tag;             // empty when untagged (mkfs.erofs --blobdev)
+  uint16_t device_id = 0;  // 1-based, as chunk indexes name it
+  std::string tag;         // empty when untagged (mkfs.erofs --blobdev)
   uint64_t blocks = 0;
   uint64_t mapped_blkaddr = 0;  // start in the flat address space, 0 when addressed by id
 };
@@ -49,23 +49,32 @@ struct DeviceSlot {
 // A decoded inode: its attributes plus the reader's private layout data.
 struct Inode {
   uint64_t nid = 0;
-  uint16_t mode = 0;      // st_mode: type and permission bits
+  uint16_t mode = 0;  // st_mode: type and permission bits
   uint32_t nlink = 0;
   uint64_t size = 0;
   uint32_t uid = 0;
   uint32_t gid = 0;
-  uint64_t mtime = 0;     // seconds; compact inodes take the superblock build time
+  uint64_t mtime = 0;  // seconds; compact inodes take the superblock build time
   uint32_t mtime_nsec = 0;
-  uint32_t rdev = 0;      // Linux dev_t encoding (makedev) for char/block devices
+  uint32_t rdev = 0;  // Linux dev_t encoding (makedev) for char/block devices
 
   // --- layout, for the reader only ---
   uint8_t datalayout = 0;
-  uint8_t header_size = 0;     // 32 (compact) or 64 (extended)
+  uint8_t header_size = 0;  // 32 (compact) or 64 (extended)
   uint16_t xattr_icount = 0;
-  uint32_t raw_blkaddr = 0;    // FLAT_*: first data block; CHUNK_BASED: chunk format word
+  uint32_t raw_blkaddr = 0;  // FLAT_*: first data block; CHUNK_BASED: chunk format word
 };
 
-enum class FileType : uint8_t { kUnknown = 0, kRegular, kDirectory, kCharDevice, kBlockDevice, kFifo, kSocket, kSymlink };
+enum class FileType : uint8_t {
+  kUnknown = 0,
+  kRegular,
+  kDirectory,
+  kCharDevice,
+  kBlockDevice,
+  kFifo,
+  kSocket,
+  kSymlink
+};
 
 // One directory entry. `next_cookie` resumes iteration right after this entry; cookies are
 // stable for a given image (derived from the entry's position), never 0.
@@ -106,7 +115,8 @@ class ErofsImage {
 
   // Reads file content at offset into out; returns the number of bytes read (short only at
   // end of file, 0 at or past it). Holes and sparse chunks read as zeros.
-  [[nodiscard]] virtual Result<size_t> read(const Inode& file, uint64_t offset, std::span<std::byte> out) const = 0;
+  [[nodiscard]] virtual Result<size_t> read(const Inode& file, uint64_t offset,
+                                            std::span<std::byte> out) const = 0;
 
   // The target of a symlink. EINVAL when not a symlink.
   [[nodiscard]] virtual Result<std::string> read_link(const Inode& link) const = 0;

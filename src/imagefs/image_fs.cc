@@ -16,24 +16,34 @@ constexpr double kPseudoRootTimeout = 1.0;  // children come and go with attach/
 
 uint32_t dtype_of(erofs::FileType t) {
   switch (t) {
-    case erofs::FileType::kRegular: return DT_REG;
-    case erofs::FileType::kDirectory: return DT_DIR;
-    case erofs::FileType::kCharDevice: return DT_CHR;
-    case erofs::FileType::kBlockDevice: return DT_BLK;
-    case erofs::FileType::kFifo: return DT_FIFO;
-    case erofs::FileType::kSocket: return DT_SOCK;
-    case erofs::FileType::kSymlink: return DT_LNK;
-    case erofs::FileType::kUnknown: break;
+    case erofs::FileType::kRegular:
+      return DT_REG;
+    case erofs::FileType::kDirectory:
+      return DT_DIR;
+    case erofs::FileType::kCharDevice:
+      return DT_CHR;
+    case erofs::FileType::kBlockDevice:
+      return DT_BLK;
+    case erofs::FileType::kFifo:
+      return DT_FIFO;
+    case erofs::FileType::kSocket:
+      return DT_SOCK;
+    case erofs::FileType::kSymlink:
+      return DT_LNK;
+    case erofs::FileType::kUnknown:
+      break;
   }
   return DT_UNKNOWN;
 }
 
-bool is_dot_or_dotdot(std::string_view name) { return name == "." || name == ".."; }
+bool is_dot_or_dotdot(std::string_view name) {
+  return name == "." || name == "..";
+}
 
 uint64_t now_ns() {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
-          .count());
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
 }
 
 }  // namespace
@@ -62,7 +72,8 @@ Status ImageFs::attach(AttachedImage image) {
   if (root_) return Error{EINVAL, "this daemon serves a single image at its root"};
   if (image.slot == 0 || image.slot > kMaxSlot) return Error{EINVAL, "invalid image slot"};
   if (names_.count(image.name) != 0) return Error{EEXIST, "'/" + image.name + "' is already mounted"};
-  if (slots_.count(image.slot) != 0) return Error{EEXIST, "image slot " + std::to_string(image.slot) + " is taken"};
+  if (slots_.count(image.slot) != 0)
+    return Error{EEXIST, "image slot " + std::to_string(image.slot) + " is taken"};
   auto shared = std::make_shared<const AttachedImage>(std::move(image));
   slots_.emplace(shared->slot, shared);
   names_.emplace(shared->name, shared->slot);
@@ -260,7 +271,8 @@ void ImageFs::init(const fuse::FuseInitParams& params) {
   kernel_skips_opendir_ = (params.kernel_flags & FUSE_NO_OPENDIR_SUPPORT) != 0;
 }
 
-Result<fuse::Entry> ImageFs::lookup(const fuse::RequestContext& /*ctx*/, uint64_t parent, std::string_view name) {
+Result<fuse::Entry> ImageFs::lookup(const fuse::RequestContext& /*ctx*/, uint64_t parent,
+                                    std::string_view name) {
   FERRY_ASSIGN(Node dir, resolve(parent));
   if (!dir.image) {
     std::shared_ptr<const AttachedImage> child;
@@ -305,7 +317,8 @@ Result<std::string> ImageFs::readlink(const fuse::RequestContext& /*ctx*/, uint6
   return target;
 }
 
-Result<fuse::OpenReply> ImageFs::open(const fuse::RequestContext& /*ctx*/, uint64_t /*nodeid*/, uint32_t flags) {
+Result<fuse::OpenReply> ImageFs::open(const fuse::RequestContext& /*ctx*/, uint64_t /*nodeid*/,
+                                      uint32_t flags) {
   if ((flags & O_ACCMODE) != O_RDONLY) return Error{EROFS, "read-only image"};
   // Without OPEN the kernel keeps the page cache across opens and never sends RELEASE: two
   // round trips saved per file, and nothing to remember per open file.
@@ -367,8 +380,8 @@ Status ImageFs::readdir_pseudo_root(uint64_t offset, fuse::DirSink& sink) const 
   return {};
 }
 
-Status ImageFs::readdir(const fuse::RequestContext& /*ctx*/, uint64_t nodeid, uint64_t /*fh*/, uint64_t offset,
-                        fuse::DirSink& sink) {
+Status ImageFs::readdir(const fuse::RequestContext& /*ctx*/, uint64_t nodeid, uint64_t /*fh*/,
+                        uint64_t offset, fuse::DirSink& sink) {
   FERRY_ASSIGN(Node dir, resolve(nodeid));
   if (!dir.image) return readdir_pseudo_root(offset, sink);
   const AttachedImage& image = *dir.image;
@@ -420,7 +433,8 @@ Result<struct statvfs> ImageFs::statfs(const fuse::RequestContext& /*ctx*/, uint
   return s;
 }
 
-Result<std::string> ImageFs::getxattr(const fuse::RequestContext& /*ctx*/, uint64_t nodeid, std::string_view name) {
+Result<std::string> ImageFs::getxattr(const fuse::RequestContext& /*ctx*/, uint64_t nodeid,
+                                      std::string_view name) {
   FERRY_ASSIGN(Node node, resolve(nodeid));
   if (!node.image) return Error{ENODATA, "no xattrs"};
   auto v = node.image->image->get_xattr(node.inode, name);

@@ -31,9 +31,9 @@ namespace ferry::imagefs {
 // count is positive, so files opened before a detach keep reading correctly.
 struct AttachedImage {
   uint32_t slot = 0;
-  std::string name;          // child name under the pseudo root; empty for the root image
-  std::string source;        // bootstrap path
-  std::string config;        // the backend config as given (opaque here)
+  std::string name;           // child name under the pseudo root; empty for the root image
+  std::string source;         // bootstrap path
+  std::string config;         // the backend config as given (opaque here)
   uint64_t mounted_time = 0;  // unix seconds
   std::shared_ptr<const erofs::ErofsImage> image;
   mutable std::atomic<int64_t> lookups{0};
@@ -41,7 +41,11 @@ struct AttachedImage {
 
   AttachedImage() = default;
   AttachedImage(const AttachedImage& o)
-      : slot(o.slot), name(o.name), source(o.source), config(o.config), mounted_time(o.mounted_time),
+      : slot(o.slot),
+        name(o.name),
+        source(o.source),
+        config(o.config),
+        mounted_time(o.mounted_time),
         image(o.image) {}
   AttachedImage& operator=(const AttachedImage&) = delete;
 };
@@ -78,7 +82,8 @@ class ImageFs final : public fuse::Filesystem {
 
   // fuse::Filesystem
   void init(const fuse::FuseInitParams& params) override;
-  Result<fuse::Entry> lookup(const fuse::RequestContext& ctx, uint64_t parent, std::string_view name) override;
+  Result<fuse::Entry> lookup(const fuse::RequestContext& ctx, uint64_t parent,
+                             std::string_view name) override;
   void forget(uint64_t nodeid, uint64_t nlookup) override;
   Result<fuse::AttrReply> getattr(const fuse::RequestContext& ctx, uint64_t nodeid) override;
   Result<std::string> readlink(const fuse::RequestContext& ctx, uint64_t nodeid) override;
@@ -89,7 +94,8 @@ class ImageFs final : public fuse::Filesystem {
   Status readdir(const fuse::RequestContext& ctx, uint64_t nodeid, uint64_t fh, uint64_t offset,
                  fuse::DirSink& sink) override;
   Result<struct statvfs> statfs(const fuse::RequestContext& ctx, uint64_t nodeid) override;
-  Result<std::string> getxattr(const fuse::RequestContext& ctx, uint64_t nodeid, std::string_view name) override;
+  Result<std::string> getxattr(const fuse::RequestContext& ctx, uint64_t nodeid,
+                               std::string_view name) override;
   Result<std::string> listxattr(const fuse::RequestContext& ctx, uint64_t nodeid) override;
   Status access(const fuse::RequestContext& ctx, uint64_t nodeid, uint32_t mask) override;
   Result<uint64_t> lseek(const fuse::RequestContext& ctx, uint64_t nodeid, uint64_t fh, uint64_t offset,
@@ -118,9 +124,9 @@ class ImageFs final : public fuse::Filesystem {
   bool kernel_skips_opendir_ = false;
 
   mutable std::shared_mutex mu_;
-  std::shared_ptr<const AttachedImage> root_;                      // dedicated mode
+  std::shared_ptr<const AttachedImage> root_;                       // dedicated mode
   std::map<uint32_t, std::shared_ptr<const AttachedImage>> slots_;  // every attached image
-  std::map<std::string, uint32_t, std::less<>> names_;             // shared mode children
+  std::map<std::string, uint32_t, std::less<>> names_;              // shared mode children
   uint32_t next_slot_ = 1;
   uint64_t root_mtime_ = 0;
 };

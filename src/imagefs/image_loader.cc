@@ -15,7 +15,8 @@ Result<std::shared_ptr<const erofs::ErofsImage>> open_image(const std::string& b
     std::string path;
     if (!slot.tag.empty() && !backend.dir.empty()) {
       if (slot.tag.find('/') != std::string::npos || slot.tag == "." || slot.tag == "..") {
-        return Error{EINVAL, "device " + std::to_string(slot.device_id) + " has an unsafe tag '" + slot.tag + "'"};
+        return Error{EINVAL,
+                     "device " + std::to_string(slot.device_id) + " has an unsafe tag '" + slot.tag + "'"};
       }
       path = backend.dir + "/" + slot.tag;
     } else if (!backend.blob_file.empty()) {

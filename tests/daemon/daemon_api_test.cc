@@ -35,9 +35,9 @@ class DaemonApiTest : public ::testing::Test {
   }
 
   Ferryd start_dedicated(std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"--mountpoint", mnt_, "--bootstrap", image_.meta, "--config",
-                                     image_.config_path, "--apisock", sock_, "--id", "d1",
-                                     "--supervisor", dir_ / "sup.sock"};
+    std::vector<std::string> args = {
+        "--mountpoint", mnt_,  "--bootstrap", image_.meta, "--config",     image_.config_path,
+        "--apisock",    sock_, "--id",        "d1",        "--supervisor", dir_ / "sup.sock"};
     args.insert(args.end(), extra.begin(), extra.end());
     return Ferryd::start(args, dir_ / "ferryd.log");
   }
@@ -135,12 +135,14 @@ class SharedDaemonTest : public DaemonApiTest {
   void SetUp() override {
     DaemonApiTest::SetUp();
     for (int i = 0; i < 4; ++i) {
-      images_.push_back(make_sample_image(dir_.path(), "s" + std::to_string(i), 12, 100 + static_cast<uint64_t>(i)));
+      images_.push_back(
+          make_sample_image(dir_.path(), "s" + std::to_string(i), 12, 100 + static_cast<uint64_t>(i)));
     }
     daemon_ = Ferryd::start({"--mountpoint", mnt_, "--apisock", sock_}, dir_ / "ferryd.log");
     ASSERT_TRUE(wait_state(sock_, "RUNNING"));
   }
-  http::HttpResponse attach(const std::string& sub, const SampleImage& img, const std::string& method = "POST") {
+  http::HttpResponse attach(const std::string& sub, const SampleImage& img,
+                            const std::string& method = "POST") {
     json body = {{"source", img.meta}, {"fs_type", "rafs"}, {"config", img.config}};
     return api(sock_, method, "/api/v1/mount?mountpoint=" + sub, body.dump());
   }
@@ -173,11 +175,13 @@ TEST_F(SharedDaemonTest, ImagesAttachDetachAndReplaceWhileOthersAreRead) {
   ASSERT_EQ(n, static_cast<ssize_t>(want.size())) << std::strerror(errno);
   std::string got_bytes(buf, static_cast<size_t>(n));
   EXPECT_TRUE(got_bytes == want) << "held file differs from the source after detach, first at byte "
-                                 << (std::mismatch(want.begin(), want.end(), got_bytes.begin()).first - want.begin());
+                                 << (std::mismatch(want.begin(), want.end(), got_bytes.begin()).first -
+                                     want.begin());
 
   // Replace /b with another image: its content changes, /a's readers see nothing.
   ASSERT_EQ(attach("/b", images_[3], "PUT").status, 204);
-  EXPECT_EQ(read_file(mnt_ + "/b/" + images_[3].files[1]), read_file(images_[3].tree + "/" + images_[3].files[1]));
+  EXPECT_EQ(read_file(mnt_ + "/b/" + images_[3].files[1]),
+            read_file(images_[3].tree + "/" + images_[3].files[1]));
   ASSERT_TRUE(readers.wait_progress(50));
   readers.stop();
   EXPECT_EQ(readers.errors(), 0U) << ::testing::PrintToString(readers.failures());
@@ -213,11 +217,12 @@ TEST_F(SharedDaemonTest, BadRequestsNameTheProblemAndChangeNothing) {
       {"POST", "/api/v1/mount?mountpoint=/x", R"({"source": "relative/path"})", 400, "absolute"},
       {"POST", "/api/v1/mount?mountpoint=/a/../..", good.dump(), 400, "mountpoint"},
       {"POST", "/api/v1/mount?mountpoint=x", good.dump(), 400, "mountpoint"},
-      {"POST", "/api/v1/mount?mountpoint=/x", R"({"source": "/nonexistent/image"})", 404, "/nonexistent/image"},
+      {"POST", "/api/v1/mount?mountpoint=/x", R"({"source": "/nonexistent/image"})", 404,
+       "/nonexistent/image"},
       {"POST", "/api/v1/mount?mountpoint=/x", json({{"source", images_[1].tree + "/d0/f0"}}).dump(), 400, ""},
       {"POST", "/api/v1/mount?mountpoint=/x",
-       json({{"source", images_[1].meta}, {"config", R"({"device":{"backend":{"type":"oss"}}})"}}).dump(), 400,
-       "oss"},
+       json({{"source", images_[1].meta}, {"config", R"({"device":{"backend":{"type":"oss"}}})"}}).dump(),
+       400, "oss"},
       {"POST", "/api/v1/mount?mountpoint=/a", good.dump(), 409, "/a"},
       {"DELETE", "/api/v1/mount?mountpoint=/nope", "", 404, "/nope"},
       {"GET", "/api/v1/nothing-here", "", 404, "nothing-here"},
@@ -282,7 +287,8 @@ TEST_F(SharedDaemonTest, AThousandMalformedRequestsLeaveTheDaemonServing) {
     ::close(fd);
   }
   EXPECT_EQ(daemon_state(sock_), "RUNNING");
-  EXPECT_EQ(read_file(mnt_ + "/a/" + images_[0].files[2]), read_file(images_[0].tree + "/" + images_[0].files[2]));
+  EXPECT_EQ(read_file(mnt_ + "/a/" + images_[0].files[2]),
+            read_file(images_[0].tree + "/" + images_[0].files[2]));
   EXPECT_TRUE(daemon_.process().running());
 }
 

@@ -17,7 +17,8 @@ namespace fs = std::filesystem;
 
 namespace {
 int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
@@ -45,17 +46,26 @@ SampleImage make_sample_image(const std::string& dir, const std::string& name, i
     std::string rel = sub + "/f" + std::to_string(i);
     size_t size = 0;
     switch (rng() % 4) {
-      case 0: size = rng() % 5000; break;
-      case 1: size = 4096 * (1 + rng() % 40); break;
-      case 2: size = rng() % (1 << 20); break;
-      default: size = (1 << 20) + rng() % (2 << 20); break;
+      case 0:
+        size = rng() % 5000;
+        break;
+      case 1:
+        size = 4096 * (1 + rng() % 40);
+        break;
+      case 2:
+        size = rng() % (1 << 20);
+        break;
+      default:
+        size = (1 << 20) + rng() % (2 << 20);
+        break;
     }
     std::string data(size, '\0');
     for (size_t k = 0; k < size; k += 8) {
       uint64_t v = rng();
       std::memcpy(data.data() + k, &v, std::min<size_t>(8, size - k));
     }
-    std::ofstream(img.tree + "/" + rel, std::ios::binary).write(data.data(), static_cast<std::streamsize>(size));
+    std::ofstream(img.tree + "/" + rel, std::ios::binary)
+        .write(data.data(), static_cast<std::streamsize>(size));
     img.files.push_back(rel);
   }
   std::string out;
@@ -112,7 +122,9 @@ Readers::Readers(std::string mount, std::string source, std::vector<std::string>
   for (int i = 0; i < options_.threads; ++i) threads_.emplace_back([this, i] { run(i); });
 }
 
-Readers::~Readers() { stop(); }
+Readers::~Readers() {
+  stop();
+}
 
 void Readers::stop() {
   stop_.store(true);

@@ -26,7 +26,8 @@ using nlohmann::json;
 Status api_ok(const std::string& sock, const std::string& method, const std::string& path) {
   auto r = http::http_request(sock, method, path, {}, std::chrono::seconds(20));
   if (!r.ok()) return r.error();
-  if (r->status / 100 != 2) return Error{EIO, method + " " + path + " -> " + std::to_string(r->status) + " " + r->body};
+  if (r->status / 100 != 2)
+    return Error{EIO, method + " " + path + " -> " + std::to_string(r->status) + " " + r->body};
   return {};
 }
 
@@ -54,15 +55,16 @@ class TakeoverTest : public ::testing::Test {
   Ferryd start(int gen, bool upgrade, const std::string& policy = "resend",
                const std::map<std::string, std::string>& env = {}) {
     generation_ = std::max(generation_, gen);
-    std::vector<std::string> args = {"--mountpoint", mnt_, "--bootstrap", image_.meta,
-                                     "--config", image_.config_path, "--apisock", sock(gen),
-                                     "--id", "daemon-1", "--supervisor", dir_ / "sup.sock",
-                                     "--failover-policy", policy};
+    std::vector<std::string> args = {
+        "--mountpoint",      mnt_,      "--bootstrap", image_.meta, "--config",     image_.config_path,
+        "--apisock",         sock(gen), "--id",        "daemon-1",  "--supervisor", dir_ / "sup.sock",
+        "--failover-policy", policy};
     if (upgrade) args.emplace_back("--upgrade");
     return Ferryd::start(args, log(gen), env);
   }
   void save(int gen) {
-    auto r = supervisor_->receive([&] { return api_ok(sock(gen), "PUT", "/api/v1/daemon/fuse/sendfd"); }, 10s);
+    auto r =
+        supervisor_->receive([&] { return api_ok(sock(gen), "PUT", "/api/v1/daemon/fuse/sendfd"); }, 10s);
     ASSERT_TRUE(r.ok()) << r.error().message;
   }
   void take_over_and_start(int gen) {
@@ -116,8 +118,8 @@ TEST_F(TakeoverTest, TwentyCrashesInARowLoseNothing) {
   ASSERT_TRUE(direct.wait_progress(20));
   buffered.stop();
   direct.stop();
-  EXPECT_EQ(buffered.errors() + direct.errors(), 0U) << ::testing::PrintToString(direct.failures())
-                                                     << ::testing::PrintToString(buffered.failures());
+  EXPECT_EQ(buffered.errors() + direct.errors(), 0U)
+      << ::testing::PrintToString(direct.failures()) << ::testing::PrintToString(buffered.failures());
   EXPECT_EQ(buffered.mismatches() + direct.mismatches(), 0U);
   std::string want = read_file(image_.tree + "/" + kept_file);
   std::string got(want.size(), '\0');
@@ -128,7 +130,8 @@ TEST_F(TakeoverTest, TwentyCrashesInARowLoseNothing) {
   ::closedir(dir);
   seen.insert(rest.begin(), rest.end());
   std::set<std::string> expected = {".", ".."};
-  for (const auto& e : std::filesystem::directory_iterator(image_.tree + "/d0")) expected.insert(e.path().filename());
+  for (const auto& e : std::filesystem::directory_iterator(image_.tree + "/d0"))
+    expected.insert(e.path().filename());
   EXPECT_EQ(seen, expected) << "readdir continued across 20 takeovers must list every entry once";
 }
 
@@ -225,6 +228,8 @@ TEST_F(TakeoverTest, BadStatesAreRefusedAndAGoodOneStillWorks) {
   Ferryd d = start(0, false);
   ASSERT_TRUE(wait_state(sock(0), "RUNNING"));
   save(0);
+  ASSERT_FALSE(HasFatalFailure());
+  ASSERT_TRUE(supervisor_->state().has_value());
   auto good = *supervisor_->state();
   auto fuse_fd = supervisor_->dup_fd();
   ASSERT_TRUE(fuse_fd.ok());
@@ -268,7 +273,8 @@ TEST_F(TakeoverTest, BadStatesAreRefusedAndAGoodOneStillWorks) {
   }
   // A save without any fd.
   supervisor_->store(UniqueFd(), good);
-  EXPECT_FALSE(supervisor_->send([&] { return api_ok(sock(1), "PUT", "/api/v1/daemon/fuse/takeover"); }, 3s).ok());
+  EXPECT_FALSE(
+      supervisor_->send([&] { return api_ok(sock(1), "PUT", "/api/v1/daemon/fuse/takeover"); }, 3s).ok());
   EXPECT_EQ(daemon_state(sock(1)), "INIT");
   // The mount was never touched: the good state still takes over and serves.
   EXPECT_TRUE(try_takeover(dup(), good).empty());
@@ -280,9 +286,9 @@ TEST_F(TakeoverTest, BadStatesAreRefusedAndAGoodOneStillWorks) {
 TEST_F(TakeoverTest, SendfdRefusesWithoutSupervisorAndStateOfAnySizeRoundTrips) {
   // A shared daemon with many images: a state well over 1 MiB.
   std::string ssock = dir_ / "shared.sock";
-  Ferryd d = Ferryd::start({"--mountpoint", mnt_, "--apisock", ssock, "--id", "daemon-1", "--supervisor",
-                            dir_ / "sup.sock"},
-                           log(0));
+  Ferryd d = Ferryd::start(
+      {"--mountpoint", mnt_, "--apisock", ssock, "--id", "daemon-1", "--supervisor", dir_ / "sup.sock"},
+      log(0));
   ASSERT_TRUE(wait_state(ssock, "RUNNING"));
   std::string long_config = image_.config;
   long_config.insert(long_config.size() - 1, ",\"padding\":\"" + std::string(12000, 'p') + "\"");
@@ -333,9 +339,9 @@ TEST_F(TakeoverTest, ARestartWithoutUpgradeOverALiveMountWaitsForTakeover) {
   save(0);
   d.process().kill_and_reap();
   generation_ = 1;
-  std::vector<std::string> args = {"--mountpoint", mnt_, "--bootstrap", image_.meta, "--config",
-                                   image_.config_path, "--apisock", sock(0), "--id", "daemon-1",
-                                   "--supervisor", dir_ / "sup.sock"};
+  std::vector<std::string> args = {
+      "--mountpoint", mnt_,    "--bootstrap", image_.meta, "--config",     image_.config_path,
+      "--apisock",    sock(0), "--id",        "daemon-1",  "--supervisor", dir_ / "sup.sock"};
   Ferryd again = Ferryd::start(args, log(1));
   ASSERT_TRUE(wait_state(sock(0), "INIT")) << "must wait in INIT, not mount on top";
   EXPECT_EQ(fuse_mounts_at(mnt_), 1);

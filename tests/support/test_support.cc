@@ -97,7 +97,9 @@ Child Child::spawn(const std::vector<std::string>& argv, const std::string& log_
 }
 
 Child::Child(Child&& other) noexcept
-    : pid_(std::exchange(other.pid_, -1)), reaped_(std::exchange(other.reaped_, true)), status_(other.status_) {}
+    : pid_(std::exchange(other.pid_, -1)),
+      reaped_(std::exchange(other.reaped_, true)),
+      status_(other.status_) {}
 
 Child& Child::operator=(Child&& other) noexcept {
   if (this != &other) {
@@ -109,7 +111,9 @@ Child& Child::operator=(Child&& other) noexcept {
   return *this;
 }
 
-Child::~Child() { kill_and_reap(); }
+Child::~Child() {
+  kill_and_reap();
+}
 
 bool Child::running() {
   if (reaped_) return false;

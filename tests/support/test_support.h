@@ -44,7 +44,7 @@ class Child {
   ~Child();
 
   [[nodiscard]] pid_t pid() const { return pid_; }
-  [[nodiscard]] bool running();                  // not yet exited (reaps if it has)
+  [[nodiscard]] bool running();  // not yet exited (reaps if it has)
   void signal(int sig) const;
   // Waits up to `timeout` for the exit; returns the wait status, or -1 on timeout.
   int wait_for(std::chrono::milliseconds timeout);

@@ -24,7 +24,8 @@ class TinyFs final : public Filesystem {
     e.entry_timeout = 1.5;
     return e;
   }
-  Result<size_t> read(const RequestContext&, uint64_t, uint64_t, uint64_t offset, std::span<std::byte> out) override {
+  Result<size_t> read(const RequestContext&, uint64_t, uint64_t, uint64_t offset,
+                      std::span<std::byte> out) override {
     static const char kData[] = "hello";
     if (offset >= 5) return size_t{0};
     size_t n = std::min<size_t>(out.size(), 5 - offset);
@@ -68,7 +69,8 @@ class CaptureWriter final : public ReplyWriter {
   std::vector<Reply> replies;
 };
 
-std::vector<std::byte> request(uint32_t opcode, uint64_t nodeid, uint64_t unique, const void* args, size_t len) {
+std::vector<std::byte> request(uint32_t opcode, uint64_t nodeid, uint64_t unique, const void* args,
+                               size_t len) {
   fuse_in_header h{};
   h.len = static_cast<uint32_t>(sizeof h + len);
   h.opcode = opcode;
@@ -96,7 +98,7 @@ class FuseServerTest : public ::testing::Test {
     return writer_.replies.size() == before;
   }
   fuse_init_out init(uint32_t minor = 45, uint64_t flags = FUSE_INIT_EXT | FUSE_ASYNC_READ | FUSE_MAX_PAGES |
-                                                              FUSE_NO_OPEN_SUPPORT | kInitHasResend) {
+                                                           FUSE_NO_OPEN_SUPPORT | kInitHasResend) {
     fuse_init_in in{};
     in.major = 7;
     in.minor = minor;
@@ -192,7 +194,8 @@ TEST_F(FuseServerTest, ModifyingOperationsAreReadOnlyAndUnknownOnesUnimplemented
   std::vector<std::byte> args(128);
   for (uint32_t op : {FUSE_SETATTR, FUSE_MKDIR, FUSE_UNLINK, FUSE_WRITE, FUSE_CREATE, FUSE_RENAME2,
                       FUSE_SETXATTR, FUSE_REMOVEXATTR, FUSE_LINK, FUSE_SYMLINK}) {
-    EXPECT_EQ(send(request(op, 2, 10 + op, args.data(), args.size())).header.error, -EROFS) << "opcode " << op;
+    EXPECT_EQ(send(request(op, 2, 10 + op, args.data(), args.size())).header.error, -EROFS)
+        << "opcode " << op;
   }
   EXPECT_EQ(send(request(200, 1, 11, nullptr, 0)).header.error, -ENOSYS);
   EXPECT_EQ(send(request(FUSE_FLUSH, 2, 12, args.data(), args.size())).header.error, -ENOSYS);

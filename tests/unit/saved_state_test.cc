@@ -5,8 +5,8 @@
 
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <cstring>
+#include <fstream>
 #include <iterator>
 
 #include "ipc/state_envelope.h"
@@ -32,10 +32,11 @@ SavedState fixture_state() {
   s.fuse.max_background = 64;
   s.fuse.congestion_threshold = 48;
   s.fuse.time_gran = 1;
-  s.images = {{1, "", "/var/lib/ferry/images/app.erofs",
-               R"({"device":{"backend":{"type":"localfs","config":{"blob_file":"/var/lib/ferry/blobs/app"}}}})",
-               1795600000, false},
-              {7, "old", "/var/lib/ferry/images/old.erofs", "", 1795600100, true}};
+  s.images = {
+      {1, "", "/var/lib/ferry/images/app.erofs",
+       R"({"device":{"backend":{"type":"localfs","config":{"blob_file":"/var/lib/ferry/blobs/app"}}}})",
+       1795600000, false},
+      {7, "old", "/var/lib/ferry/images/old.erofs", "", 1795600100, true}};
   s.next_slot = 8;
   s.failover_policy = "resend";
   s.pid = 4242;
@@ -89,7 +90,8 @@ TEST(SavedState, ANewerEnvelopeVersionIsRefusedByName) {
 
 TEST(SavedState, APayloadThatIsNotAStateIsRefused) {
   std::string junk = "\xff\xff\xff\xff this is not protobuf";
-  auto decoded = decode_state(ipc::seal(std::as_bytes(std::span(junk.data(), junk.size())), kStateFormatVersion));
+  auto decoded =
+      decode_state(ipc::seal(std::as_bytes(std::span(junk.data(), junk.size())), kStateFormatVersion));
   EXPECT_FALSE(decoded.ok());
 }
 

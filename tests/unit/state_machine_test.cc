@@ -29,8 +29,9 @@ void drive_to(StateMachine& m, S target) {
 
 TEST(StateMachine, EveryPairIsEitherTheDocumentedEdgeOrRefusedWithoutChange) {
   const std::vector<std::tuple<S, E, S>> legal = {
-      {S::kInit, E::kMount, S::kReady},    {S::kInit, E::kTakeover, S::kReady}, {S::kInit, E::kStop, S::kStopped},
-      {S::kReady, E::kStart, S::kRunning}, {S::kReady, E::kStop, S::kStopped},  {S::kReady, E::kExit, S::kStopped},
+      {S::kInit, E::kMount, S::kReady},   {S::kInit, E::kTakeover, S::kReady},
+      {S::kInit, E::kStop, S::kStopped},  {S::kReady, E::kStart, S::kRunning},
+      {S::kReady, E::kStop, S::kStopped}, {S::kReady, E::kExit, S::kStopped},
       {S::kRunning, E::kStop, S::kReady}};
   for (S from : kStates) {
     for (E event : kEvents) {

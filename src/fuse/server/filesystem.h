@@ -32,7 +32,7 @@ struct RequestContext {
 };
 
 struct Entry {
-  uint64_t nodeid = 0;       // 0 = negative entry (cached "does not exist")
+  uint64_t nodeid = 0;  // 0 = negative entry (cached "does not exist")
   uint64_t generation = 0;
   struct stat attr {};
   double entry_timeout = 0;  // seconds
@@ -46,8 +46,8 @@ struct AttrReply {
 
 struct OpenReply {
   uint64_t fh = 0;
-  bool keep_cache = false;   // FOPEN_KEEP_CACHE: page cache survives open
-  bool cache_dir = false;    // FOPEN_CACHE_DIR: the kernel may cache readdir results
+  bool keep_cache = false;  // FOPEN_KEEP_CACHE: page cache survives open
+  bool cache_dir = false;   // FOPEN_CACHE_DIR: the kernel may cache readdir results
   bool direct_io = false;
 };
 
@@ -83,7 +83,8 @@ class Filesystem {
   virtual Result<OpenReply> opendir(const RequestContext& ctx, uint64_t nodeid, uint32_t flags);
   // Emits entries after `offset` (0 = from the start) into sink until it is full or the
   // directory ends.
-  virtual Status readdir(const RequestContext& ctx, uint64_t nodeid, uint64_t fh, uint64_t offset, DirSink& sink);
+  virtual Status readdir(const RequestContext& ctx, uint64_t nodeid, uint64_t fh, uint64_t offset,
+                         DirSink& sink);
   virtual void releasedir(uint64_t /*nodeid*/, uint64_t /*fh*/) {}
   virtual Result<struct statvfs> statfs(const RequestContext& ctx, uint64_t nodeid);
   virtual Result<std::string> getxattr(const RequestContext& ctx, uint64_t nodeid, std::string_view name);

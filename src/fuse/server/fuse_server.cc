@@ -16,8 +16,8 @@ struct FuseServer::Request {
   ReplyWriter* out = nullptr;
   RequestContext ctx;
   bool replied = false;
-  int error = 0;        // errno of the reply, 0 = success
-  uint64_t bytes = 0;   // payload bytes of a successful reply
+  int error = 0;       // errno of the reply, 0 = success
+  uint64_t bytes = 0;  // payload bytes of a successful reply
 };
 
 namespace {
@@ -85,7 +85,6 @@ void fill_entry(const Entry& e, fuse_entry_out& o) {
   fill_attr(e.attr, o.attr);
 }
 
-
 }  // namespace
 
 // ---- reply helpers -------------------------------------------------------------------------
@@ -136,7 +135,9 @@ void reply_error(FuseServer::Request& r, int err) {
   send(*r.out, r.in.unique, err, {});
 }
 
-void reply_status_error(FuseServer::Request& r, const Error& e) { reply_error(r, e.code > 0 ? e.code : EIO); }
+void reply_status_error(FuseServer::Request& r, const Error& e) {
+  reply_error(r, e.code > 0 ? e.code : EIO);
+}
 
 }  // namespace
 
@@ -184,7 +185,8 @@ FuseServer::FuseServer(Filesystem& fs, ServerOptions options, RequestObserver* o
     : fs_(fs), options_(options), observer_(observer) {}
 
 size_t FuseServer::request_buffer_size() const {
-  return std::max<size_t>(kMinReadBuffer, sizeof(fuse_in_header) + sizeof(fuse_write_in) + options_.max_write) +
+  return std::max<size_t>(kMinReadBuffer,
+                          sizeof(fuse_in_header) + sizeof(fuse_write_in) + options_.max_write) +
          4096;
 }
 
@@ -243,7 +245,7 @@ void FuseServer::do_init(Request& r) {
   if ((in.flags & FUSE_INIT_EXT) != 0) offered |= uint64_t{in.flags2} << 32U;
 
   // The image never changes: let the kernel cache everything and read in large, async batches.
-  uint64_t wanted = FUSE_ASYNC_READ | FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO | FUSE_PARALLEL_DIROPS |
+  uint64_t wanted = FUSE_ASYNC_READ | FUSE_DO_READDIRPLUS | FUSE_PARALLEL_DIROPS |
                     FUSE_CACHE_SYMLINKS | FUSE_MAX_PAGES | FUSE_ASYNC_DIO | FUSE_POSIX_ACL | FUSE_INIT_EXT |
                     FUSE_BIG_WRITES;
   FuseInitParams p;
@@ -500,8 +502,12 @@ void FuseServer::do_interrupt(Request& r) {
   r.replied = true;
 }
 
-void FuseServer::do_erofs(Request& r) { reply_error(r, EROFS); }
+void FuseServer::do_erofs(Request& r) {
+  reply_error(r, EROFS);
+}
 
-void FuseServer::do_enosys(Request& r) { reply_error(r, ENOSYS); }
+void FuseServer::do_enosys(Request& r) {
+  reply_error(r, ENOSYS);
+}
 
 }  // namespace ferry::fuse

@@ -41,8 +41,8 @@ class RequestObserver {
 };
 
 struct ServerOptions {
-  uint32_t max_write = 128 * 1024;   // we never receive writes; this sizes request buffers
-  uint16_t max_pages = 256;          // 1 MiB reads
+  uint32_t max_write = 128 * 1024;  // we never receive writes; this sizes request buffers
+  uint16_t max_pages = 256;         // 1 MiB reads
   uint16_t max_background = 64;
   uint16_t congestion_threshold = 48;
 };

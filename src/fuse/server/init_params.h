@@ -11,11 +11,11 @@
 namespace ferry::fuse {
 
 struct FuseInitParams {
-  uint32_t major = 0;              // protocol major agreed (7)
-  uint32_t minor = 0;              // protocol minor agreed: min(kernel's, ours)
-  uint32_t kernel_minor = 0;       // what the kernel speaks
-  uint64_t kernel_flags = 0;       // every flag the kernel offered (flags | flags2 << 32)
-  uint64_t flags = 0;              // the flags we enabled in the reply
+  uint32_t major = 0;         // protocol major agreed (7)
+  uint32_t minor = 0;         // protocol minor agreed: min(kernel's, ours)
+  uint32_t kernel_minor = 0;  // what the kernel speaks
+  uint64_t kernel_flags = 0;  // every flag the kernel offered (flags | flags2 << 32)
+  uint64_t flags = 0;         // the flags we enabled in the reply
   uint32_t max_readahead = 0;
   uint32_t max_write = 0;
   uint16_t max_pages = 0;

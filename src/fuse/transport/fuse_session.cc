@@ -70,16 +70,17 @@ Result<FuseSession> FuseSession::mount(const MountOptions& options) {
   if (::stat(options.mountpoint.c_str(), &st) != 0) {
     return errno_error("mountpoint '" + options.mountpoint + "'");
   }
-  if (!S_ISDIR(st.st_mode)) return Error{ENOTDIR, "mountpoint '" + options.mountpoint + "' is not a directory"};
+  if (!S_ISDIR(st.st_mode))
+    return Error{ENOTDIR, "mountpoint '" + options.mountpoint + "' is not a directory"};
   UniqueFd fd(::open("/dev/fuse", O_RDWR | O_CLOEXEC));
   if (!fd) return errno_error("cannot open /dev/fuse");
-  std::string data = "fd=" + std::to_string(fd.get()) + ",rootmode=40000,user_id=0,group_id=0,max_read=" +
-                     std::to_string(options.max_read);
+  std::string data = "fd=" + std::to_string(fd.get()) +
+                     ",rootmode=40000,user_id=0,group_id=0,max_read=" + std::to_string(options.max_read);
   if (options.allow_other) data += ",allow_other";
   if (options.default_permissions) data += ",default_permissions";
   std::string type = "fuse." + options.subtype;
-  if (::mount(options.fsname.c_str(), options.mountpoint.c_str(), type.c_str(), MS_RDONLY | MS_NOSUID | MS_NODEV,
-              data.c_str()) != 0) {
+  if (::mount(options.fsname.c_str(), options.mountpoint.c_str(), type.c_str(),
+              MS_RDONLY | MS_NOSUID | MS_NODEV, data.c_str()) != 0) {
     return errno_error("cannot mount FUSE at '" + options.mountpoint + "'");
   }
   return FuseSession(std::move(fd), options.mountpoint);
