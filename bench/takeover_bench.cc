@@ -1,0 +1,1320 @@
+// takeover_bench: the failover / hot-upgrade blackout benchmark for ferryd.
+//
+// This process plays the manager. It builds a small sample EROFS image (blob device, 64 KiB
+// chunks) in a private temp dir, holds the supervisor socket in-process (ferry::ipc::Supervisor)
+// and starts ferryd: a dedicated daemon serving the image at the root (--images 1) or a shared
+// daemon with K copies of it attached through POST /api/v1/mount (--images K > 1). A reader
+// (a process of its own, see Reader) keeps one file open with O_DIRECT and loops 4 KiB preads at
+// varying aligned offsets (every one a FUSE request the daemon must answer), verifies every byte
+// against the source and records the steady-clock time of every successful completion. Then,
+// round after round, the daemon is replaced under the reader:
+//
+//   crash    kill -9 the daemon and reap it, start `ferryd --upgrade` at once, poll it until INIT,
+//            takeover (Supervisor::send + PUT fuse/takeover), PUT start; then, once the window
+//            has closed, save again.
+//            blackout = longest gap between consecutive completions in [kill - 50 ms, start + 200 ms]
+//            also: kill -> the first read completed after the takeover call (only the successor
+//            can have served it)
+//   upgrade  save (PUT fuse/sendfd), start `ferryd --upgrade`, takeover, start (the new daemon
+//            serves alongside the old one), PUT exit on the old one, wait for it to exit 0.
+//            blackout = longest gap in [save start, old daemon's exit + 100 ms]
+//   idle     nothing happens: the longest gap in a 300 ms window, the machine's own noise.
+//
+// A gap counts when it overlaps the window (a read still blocked at the window's end counts in
+// full). "takeover+start" is measured here, around the API calls: from the moment the
+// PUT fuse/takeover request is issued to the 204 of PUT start.
+//
+// Usage: takeover_bench [--ferryd PATH] [--rounds N] [--images K] [--mode crash|upgrade|both]
+//                       [--out-json FILE]
+// Needs root (FUSE mounts) and mkfs.erofs. Everything lives in one temp dir under $TMPDIR (else
+// /tmp). On any exit path (errors, SIGINT, SIGTERM, SIGHUP) every ferryd it started is killed by
+// pid and reaped, the mount is unmounted (lazily as a last resort) and the temp dir removed;
+// if this process is killed outright, its children get SIGKILL (PR_SET_PDEATHSIG).
+// Exit status: 0 success, 1 failure, 3 measured but the reader saw errors or wrong bytes,
+// 128+N interrupted by signal N.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "common/result.h"
+#include "common/unique_fd.h"
+#include "http/http_client.h"
+#include "ipc/supervisor.h"
+
+namespace ferry::bench {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+constexpr int64_t kNsPerMs = 1'000'000;
+constexpr size_t kBlock = 4096;
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+}
+double to_ms(int64_t ns) {
+  return static_cast<double>(ns) / 1e6;
+}
+
+std::string loadavg() {
+  std::ifstream in("/proc/loadavg");
+  std::string a;
+  std::string b;
+  std::string c;
+  in >> a >> b >> c;
+  return a + " " + b + " " + c;
+}
+
+// ---- interruption ----------------------------------------------------------------------------
+
+// The first SIGINT/SIGTERM/SIGHUP received; every wait below checks it and unwinds.
+std::atomic<int> g_signal{0};
+
+Status check_interrupt() {
+  if (int sig = g_signal.load(); sig != 0)
+    return Error{EINTR, "interrupted by signal " + std::to_string(sig)};
+  return {};
+}
+
+// Sleeps, but returns early (with EINTR) when a signal arrived.
+Status sleep_ns(int64_t ns) {
+  int64_t until = now_ns() + ns;
+  while (true) {
+    FERRY_TRY(check_interrupt());
+    int64_t left = until - now_ns();
+    if (left <= 0) return {};
+    std::this_thread::sleep_for(std::chrono::nanoseconds(std::min<int64_t>(left, 10 * kNsPerMs)));
+  }
+}
+
+// Blocks the termination signals in every thread (it must be created before any other thread)
+// and turns them into g_signal on a thread of its own, so that cleanup runs on the main thread
+// through ordinary destructors.
+class SignalWatcher {
+ public:
+  SignalWatcher() {
+    sigemptyset(&set_);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGUSR1}) sigaddset(&set_, sig);
+    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+    thread_ = std::thread([this] {
+      while (true) {
+        int sig = 0;
+        if (sigwait(&set_, &sig) != 0) continue;
+        if (sig == SIGUSR1) {
+          if (done_.load()) return;
+          continue;
+        }
+        int none = 0;
+        if (g_signal.compare_exchange_strong(none, sig)) {
+          std::fprintf(stderr, "takeover_bench: got signal %d: cleaning up\n", sig);
+        }
+      }
+    });
+  }
+  ~SignalWatcher() {
+    done_.store(true);
+    pthread_kill(thread_.native_handle(), SIGUSR1);
+    thread_.join();
+  }
+  SignalWatcher(const SignalWatcher&) = delete;
+  SignalWatcher& operator=(const SignalWatcher&) = delete;
+
+ private:
+  sigset_t set_{};
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
+// ---- child processes -------------------------------------------------------------------------
+
+// The executable `name` would run as, searched in $PATH ("" if not found).
+std::string find_in_path(const std::string& name) {
+  if (name.find('/') != std::string::npos) return name;
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path != nullptr ? path : "/usr/sbin:/usr/bin:/sbin:/bin");
+  std::string dir;
+  while (std::getline(dirs, dir, ':')) {
+    std::string candidate = (dir.empty() ? "." : dir) + "/" + name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return "";
+}
+
+// A child started with fork/exec in its own process group (a Ctrl-C at the terminal reaches
+// this process, which then stops its children itself) and killed if this process dies
+// (PR_SET_PDEATHSIG). The destructor kills it (SIGKILL, by pid) and reaps it unless it was
+// already reaped. Exit times come from a pidfd, so they are as precise as a poll() wake-up.
+class Process {
+ public:
+  Process() = default;
+  Process(Process&& other) noexcept
+      : pid_(std::exchange(other.pid_, -1)),
+        pidfd_(std::move(other.pidfd_)),
+        reaped_(std::exchange(other.reaped_, true)),
+        status_(other.status_),
+        exit_ns_(other.exit_ns_) {}
+  Process& operator=(Process&& other) noexcept {
+    if (this != &other) {
+      kill_and_reap();
+      pid_ = std::exchange(other.pid_, -1);
+      pidfd_ = std::move(other.pidfd_);
+      reaped_ = std::exchange(other.reaped_, true);
+      status_ = other.status_;
+      exit_ns_ = other.exit_ns_;
+    }
+    return *this;
+  }
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+  ~Process() { kill_and_reap(); }
+
+  // argv[0] must be a path. stdout and stderr are appended to `log`, stdin is /dev/null.
+  static Result<Process> spawn(const std::vector<std::string>& argv, const std::string& log) {
+    // Everything is prepared before fork(): the child of a multi-threaded process may only make
+    // async-signal-safe calls until exec.
+    std::vector<std::vector<char>> storage;
+    storage.reserve(argv.size());
+    std::vector<char*> args;
+    for (const auto& a : argv) {
+      storage.emplace_back(a.begin(), a.end());
+      storage.back().push_back('\0');
+      args.push_back(storage.back().data());
+    }
+    args.push_back(nullptr);
+    const char* log_path = log.c_str();
+    pid_t parent = ::getpid();
+    pid_t pid = ::fork();
+    if (pid < 0) return errno_error("fork");
+    if (pid == 0) {
+      sigset_t none;
+      sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      ::signal(SIGPIPE, SIG_DFL);
+      ::setpgid(0, 0);
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(126);
+      int out = ::open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+      if (out >= 0) {
+        ::dup2(out, 1);
+        ::dup2(out, 2);
+      }
+      int in = ::open("/dev/null", O_RDONLY);
+      if (in >= 0) ::dup2(in, 0);
+      ::syscall(SYS_close_range, 3U, ~0U, 0U);
+      ::execve(args[0], args.data(), environ);
+      ::_exit(127);
+    }
+    ::setpgid(pid, pid);  // also here: whichever runs first
+    return adopt(pid);
+  }
+
+  // Forks a child that runs `body` and exits with its result. Only while this process is still
+  // single-threaded: the child may then do anything a normal process does.
+  static Result<Process> fork_call(const std::function<int()>& body) {
+    pid_t parent = ::getpid();
+    pid_t pid = ::fork();
+    if (pid < 0) return errno_error("fork");
+    if (pid == 0) {
+      ::setpgid(0, 0);
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(126);
+      ::_exit(body());
+    }
+    ::setpgid(pid, pid);
+    return adopt(pid);
+  }
+
+  [[nodiscard]] pid_t pid() const { return pid_; }
+  [[nodiscard]] int status() const { return status_; }
+  [[nodiscard]] int64_t exit_ns() const { return exit_ns_; }
+
+  // True once the process has exited (it is then reaped).
+  bool exited() {
+    if (reaped_) return true;
+    if (pidfd_) {
+      pollfd p{pidfd_.get(), POLLIN, 0};
+      if (::poll(&p, 1, 0) <= 0) return false;
+    }
+    return try_reap();
+  }
+
+  // Waits up to `timeout` for the exit (cut short by a signal when `interruptible`); the wait
+  // status, or nullopt.
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout, bool interruptible = true) {
+    int64_t deadline = now_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count();
+    while (!reaped_) {
+      if ((interruptible && g_signal.load() != 0) || now_ns() >= deadline) return std::nullopt;
+      if (pidfd_) {
+        pollfd p{pidfd_.get(), POLLIN, 0};
+        if (::poll(&p, 1, 10) > 0) try_reap();
+      } else {
+        if (!try_reap()) std::this_thread::sleep_for(100us);
+      }
+    }
+    return status_;
+  }
+
+  void kill_and_reap() {
+    if (reaped_ || pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    int st = 0;
+    while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
+    }
+    mark_reaped(st);
+  }
+
+ private:
+  static Process adopt(pid_t pid) {
+    Process p;
+    p.pid_ = pid;
+    p.reaped_ = false;
+    p.pidfd_.reset(
+        static_cast<int>(::syscall(SYS_pidfd_open, pid, 0U)));  // -1 on old kernels: polled instead
+    return p;
+  }
+  bool try_reap() {
+    int st = 0;
+    if (::waitpid(pid_, &st, WNOHANG) != pid_) return false;
+    mark_reaped(st);
+    return true;
+  }
+  void mark_reaped(int st) {
+    exit_ns_ = now_ns();
+    reaped_ = true;
+    status_ = st;
+    pidfd_.reset();
+  }
+
+  pid_t pid_ = -1;
+  UniqueFd pidfd_;
+  bool reaped_ = true;
+  int status_ = 0;
+  int64_t exit_ns_ = 0;
+};
+
+std::string describe_status(int st) {
+  if (WIFEXITED(st)) return "exit status " + std::to_string(WEXITSTATUS(st));
+  if (WIFSIGNALED(st)) return "killed by signal " + std::to_string(WTERMSIG(st));
+  return "wait status " + std::to_string(st);
+}
+
+std::string tail_of(const std::string& path, size_t lines) {
+  std::ifstream in(path);
+  std::vector<std::string> all;
+  for (std::string line; std::getline(in, line);) all.push_back(line);
+  std::string out;
+  for (size_t i = all.size() > lines ? all.size() - lines : 0; i < all.size(); ++i)
+    out += "  " + all[i] + "\n";
+  return out;
+}
+
+// Runs a command to completion (bounded), its output going to `log`.
+Status run_command(const std::vector<std::string>& argv, const std::string& log,
+                   std::chrono::milliseconds timeout) {
+  FERRY_ASSIGN(Process p, Process::spawn(argv, log));
+  auto st = p.wait_exit(timeout);
+  FERRY_TRY(check_interrupt());
+  if (!st) return Error{ETIMEDOUT, argv[0] + " did not finish in time"};
+  if (!WIFEXITED(*st) || WEXITSTATUS(*st) != 0) {
+    return Error{EIO, argv[0] + " failed (" + describe_status(*st) + "):\n" + tail_of(log, 20)};
+  }
+  return {};
+}
+
+// ---- mounts and the temp dir -----------------------------------------------------------------
+
+std::vector<std::string> mounts_at_or_below(const std::string& prefix) {
+  std::vector<std::string> out;
+  std::ifstream in("/proc/self/mounts");
+  std::string dev;
+  std::string dir;
+  std::string rest;
+  while (in >> dev >> dir && std::getline(in, rest)) {
+    if (dir == prefix || dir.rfind(prefix + "/", 0) == 0) out.push_back(dir);
+  }
+  return out;
+}
+
+// Unmounts `path` while it is mounted: normally, then lazily as a last resort. Never fails.
+void unmount_quietly(const std::string& path) {
+  for (int i = 0; i < 5 && !mounts_at_or_below(path).empty(); ++i) {
+    if (::umount2(path.c_str(), 0) == 0) continue;
+    if (i < 2) {
+      std::this_thread::sleep_for(100ms);
+      continue;
+    }
+    std::fprintf(stderr, "takeover_bench: '%s' is busy (%s); detaching it lazily\n", path.c_str(),
+                 std::strerror(errno));
+    ::umount2(path.c_str(), MNT_DETACH);
+  }
+}
+
+// A private directory, removed recursively (after unmounting anything below it) on destruction.
+class TempDir {
+ public:
+  static Result<std::unique_ptr<TempDir>> create() {
+    const char* base = std::getenv("TMPDIR");
+    std::string tmpl =
+        std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/ferry-takeover-bench-XXXXXX";
+    std::vector<char> buf(tmpl.begin(), tmpl.end());
+    buf.push_back('\0');
+    if (::mkdtemp(buf.data()) == nullptr) return errno_error("mkdtemp '" + tmpl + "'");
+    return std::unique_ptr<TempDir>(new TempDir(buf.data()));
+  }
+  ~TempDir() {
+    auto mounts = mounts_at_or_below(path_);
+    for (auto it = mounts.rbegin(); it != mounts.rend(); ++it) unmount_quietly(*it);
+    if (!mounts_at_or_below(path_).empty()) {
+      std::fprintf(stderr, "takeover_bench: something is still mounted below '%s'; leaving it\n",
+                   path_.c_str());
+      return;
+    }
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+    if (ec)
+      std::fprintf(stderr, "takeover_bench: cannot remove '%s': %s\n", path_.c_str(), ec.message().c_str());
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  [[nodiscard]] const std::string& path() const { return path_; }
+  [[nodiscard]] std::string operator/(const std::string& rel) const { return path_ + "/" + rel; }
+
+ private:
+  explicit TempDir(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+};
+
+// ---- the sample image ------------------------------------------------------------------------
+
+struct SampleImage {
+  std::string tree;
+  std::string meta;  // the EROFS bootstrap
+  std::string blob;  // the blob device holding the file data
+  std::string config_json;
+  std::string config_path;
+  int files = 0;
+  uint64_t bytes = 0;
+  std::string reader_rel;    // the file the reader reads, relative to the image root
+  std::string reader_bytes;  // its content, the truth the reader compares with
+};
+
+uint64_t splitmix64(uint64_t& x) {
+  uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+std::string random_bytes(size_t size, uint64_t seed) {
+  std::string data(size, '\0');
+  for (size_t k = 0; k < size; k += 8) {
+    uint64_t v = splitmix64(seed);
+    std::memcpy(data.data() + k, &v, std::min<size_t>(8, size - k));
+  }
+  return data;
+}
+
+// 40 files in 4 directories, ~2.6 MiB: 35 small ones, four of 256 KiB and the reader's file
+// (1 MiB + 3 blocks + a partial block, so its last read is short).
+Result<SampleImage> make_sample_image(const TempDir& dir) {
+  SampleImage img;
+  img.tree = dir / "tree";
+  img.meta = dir / "image.erofs";
+  img.blob = dir / "image.blob";
+  img.config_path = dir / "image.json";
+  uint64_t seed = 42;
+  auto write = [&](const std::string& rel, const std::string& data) -> Status {
+    fs::path p = fs::path(img.tree) / rel;
+    std::error_code ec;
+    fs::create_directories(p.parent_path(), ec);
+    if (ec) return Error{ec.value(), "mkdir '" + p.parent_path().string() + "': " + ec.message()};
+    std::ofstream out(p, std::ios::binary);
+    out.write(data.data(), static_cast<std::streamsize>(data.size()));
+    if (!out) return Error{EIO, "cannot write '" + p.string() + "'"};
+    ++img.files;
+    img.bytes += data.size();
+    return {};
+  };
+  for (int i = 0; i < 39; ++i) {
+    size_t size = i % 10 == 9 ? 256 * 1024 : static_cast<size_t>(splitmix64(seed) % 40000);
+    FERRY_TRY(
+        write("d" + std::to_string(i % 4) + "/f" + std::to_string(i), random_bytes(size, splitmix64(seed))));
+  }
+  img.reader_rel = "data/big.bin";
+  img.reader_bytes = random_bytes((1U << 20) + 3 * kBlock + 1234, splitmix64(seed));
+  FERRY_TRY(write(img.reader_rel, img.reader_bytes));
+  std::string mkfs = find_in_path("mkfs.erofs");
+  if (mkfs.empty()) return Error{ENOENT, "mkfs.erofs not found in PATH"};
+  FERRY_TRY(run_command({mkfs, "--quiet", "--chunksize=65536", "--blobdev=" + img.blob, img.meta, img.tree},
+                        dir / "mkfs.erofs.log", 120s));
+  img.config_json =
+      json{{"device", {{"backend", {{"type", "localfs"}, {"config", {{"blob_file", img.blob}}}}}}}}.dump();
+  std::ofstream(img.config_path) << img.config_json;
+  return img;
+}
+
+// ---- the daemon's API ------------------------------------------------------------------------
+
+// One API call that must answer 2xx.
+Status api_ok(const std::string& sock, const std::string& method, const std::string& path,
+              const std::string& body = {}) {
+  auto r = http::http_request(sock, method, path, body, 20s);
+  if (!r.ok()) return std::move(r).error().context(method + " " + path);
+  if (r->status / 100 != 2) {
+    return Error{EIO, method + " " + path + " -> " + std::to_string(r->status) + " " + r->body};
+  }
+  return {};
+}
+
+// The daemon's "state" field, or "" when it does not answer (yet).
+std::string daemon_state(const std::string& sock) {
+  auto r = http::http_request(sock, "GET", "/api/v1/daemon", {}, 2s);
+  if (!r.ok() || r->status != 200) return "";
+  auto j = json::parse(r->body, nullptr, false);
+  if (j.is_discarded() || !j.contains("state") || !j["state"].is_string()) return "";
+  return j["state"].get<std::string>();
+}
+
+// VmRSS of a process in KiB.
+Result<uint64_t> vm_rss_kib(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::strtoull(line.c_str() + 6, nullptr, 10);
+  }
+  return Error{ENOENT, "no VmRSS for pid " + std::to_string(pid)};
+}
+
+// ---- the reader ------------------------------------------------------------------------------
+
+// The reader runs in a process of its own, forked at startup while this program is still
+// single-threaded. It must: this process forks every successor ferryd, and a child closes the
+// fds it inherited (close-on-exec included), so an inherited fd on the FUSE mount would make
+// each fork send a FLUSH, a request the kernel waits for uninterruptibly; right after a crash
+// no daemon answers it and the successor would never get to exec. So only the reader process
+// ever holds a file of the mount.
+//
+// It waits for "go" on a pipe, reads the source file, opens the mounted file once with O_DIRECT
+// and loops 4 KiB preads at pseudo-random aligned offsets, each checked against the source,
+// until told to stop. Completion times go to a ring in shared memory (one writer; the main
+// process reads the recent past after each window, long before the 4 Mi-entry ring wraps).
+class Reader {
+ public:
+  struct Window {
+    int64_t max_gap_ns = 0;  // longest gap overlapping the window
+    int64_t gap_from = 0;    // the completions around it
+    int64_t gap_to = 0;
+    int64_t first_after = 0;  // first completion after the reference time
+    uint64_t ops = 0;         // completions inside the window
+  };
+
+  // Call before any thread exists.
+  static Result<std::unique_ptr<Reader>> fork_process() {
+    void* mem = ::mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) return errno_error("mmap of the reader's shared memory");
+    auto r = std::unique_ptr<Reader>(new Reader(new (mem) Shared()));
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) return errno_error("pipe2");
+    UniqueFd read_end(fds[0]);
+    UniqueFd write_end(fds[1]);
+    Shared* shared = r->shared_;
+    FERRY_ASSIGN(r->process_, Process::fork_call([shared, &read_end, &write_end] {
+                   write_end.reset();  // so that the parent's close reads as EOF
+                   return run(*shared, read_end.get());
+                 }));
+    r->go_ = std::move(write_end);
+    return r;
+  }
+  ~Reader() {
+    stop(2s);
+    if (shared_ != nullptr) {
+      shared_->~Shared();
+      ::munmap(shared_, sizeof(Shared));
+    }
+  }
+  Reader(const Reader&) = delete;
+  Reader& operator=(const Reader&) = delete;
+
+  // Starts reading `mounted` (compared with `source`); returns once the file is open.
+  Status go(const std::string& mounted, const std::string& source) {
+    if (mounted.size() >= sizeof(shared_->mounted) || source.size() >= sizeof(shared_->source)) {
+      return Error{ENAMETOOLONG, "path too long for the reader"};
+    }
+    std::memcpy(shared_->mounted, mounted.c_str(), mounted.size() + 1);
+    std::memcpy(shared_->source, source.c_str(), source.size() + 1);
+    char one = 1;
+    if (::write(go_.get(), &one, 1) != 1) return errno_error("starting the reader");
+    int64_t deadline = now_ns() + 10'000 * kNsPerMs;
+    while (shared_->state.load() == 0) {
+      FERRY_TRY(check_interrupt());
+      if (process_.exited())
+        return Error{ECHILD, "the reader process died: " + describe_status(process_.status())};
+      if (now_ns() > deadline) return Error{ETIMEDOUT, "the reader did not open '" + mounted + "'"};
+      std::this_thread::sleep_for(200us);
+    }
+    if (int st = shared_->state.load(); st < 0)
+      return errno_error(-st, "reader: open '" + mounted + "' (O_DIRECT)");
+    return {};
+  }
+
+  void request_stop() { shared_->stop.store(true); }
+  // Asks the reader to stop and waits up to `timeout` for its exit; true once it has exited.
+  bool stop(std::chrono::milliseconds timeout) {
+    request_stop();
+    go_.reset();  // a reader still waiting for "go" sees EOF
+    return process_.wait_exit(timeout, false).has_value();
+  }
+  // Last resort, once the FUSE connection is gone: SIGKILL and reap.
+  void kill() { process_.kill_and_reap(); }
+
+  [[nodiscard]] uint64_t ops() const { return shared_->count.load(std::memory_order_acquire); }
+  [[nodiscard]] uint64_t errors() const { return shared_->errors.load(); }
+  [[nodiscard]] uint64_t mismatches() const { return shared_->mismatches.load(); }
+  [[nodiscard]] std::vector<std::string> failures() const {
+    std::vector<std::string> out;
+    uint32_t n = std::min<uint32_t>(shared_->nfailures.load(), kMaxFailures);
+    for (uint32_t i = 0; i < n; ++i) out.emplace_back(shared_->failures[i]);
+    return out;
+  }
+
+  // Waits until `n` more reads completed.
+  Status wait_progress(uint64_t n, std::chrono::milliseconds timeout) {
+    uint64_t target = ops() + n;
+    int64_t deadline = now_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count();
+    while (ops() < target) {
+      FERRY_TRY(check_interrupt());
+      if (process_.exited())
+        return Error{ECHILD, "the reader process died: " + describe_status(process_.status())};
+      if (now_ns() > deadline) {
+        return Error{ETIMEDOUT,
+                     "the reader made no progress (" + std::to_string(errors()) + " errors so far)"};
+      }
+      std::this_thread::sleep_for(200us);
+    }
+    return {};
+  }
+
+  // Waits for a completion after `to`, then measures the window [from, to].
+  Result<Window> window(int64_t from, int64_t to, int64_t ref, std::chrono::milliseconds timeout) {
+    int64_t deadline = now_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count();
+    while (true) {
+      FERRY_TRY(check_interrupt());
+      uint64_t n = ops();
+      if (n > 0 && at(n - 1) > to) break;
+      if (process_.exited())
+        return Error{ECHILD, "the reader process died: " + describe_status(process_.status())};
+      if (now_ns() > deadline) return Error{ETIMEDOUT, "no read completed after the window"};
+      std::this_thread::sleep_for(200us);
+    }
+    uint64_t n = ops();
+    uint64_t oldest = n > kRing - (1U << 16) ? n - (kRing - (1U << 16)) : 0;
+    std::vector<int64_t> ts;  // newest first
+    for (uint64_t j = n; j > oldest; --j) {
+      int64_t t = at(j - 1);
+      ts.push_back(t);
+      if (t < from) break;  // the completion just before the window: the left end of its first gap
+    }
+    std::reverse(ts.begin(), ts.end());
+    Window w;
+    for (size_t i = 0; i < ts.size(); ++i) {
+      if (ts[i] >= from && ts[i] <= to) ++w.ops;
+      if (w.first_after == 0 && ts[i] > ref) w.first_after = ts[i];
+      if (i > 0 && ts[i] >= from && ts[i - 1] <= to && ts[i] - ts[i - 1] > w.max_gap_ns) {
+        w.max_gap_ns = ts[i] - ts[i - 1];
+        w.gap_from = ts[i - 1];
+        w.gap_to = ts[i];
+      }
+    }
+    return w;
+  }
+
+ private:
+  static constexpr uint64_t kRing = uint64_t{1} << 22;
+  static constexpr uint32_t kMaxFailures = 10;
+
+  // Lives in a MAP_SHARED mapping; the atomics are lock-free, so they work across processes.
+  struct Shared {
+    std::atomic<int> state{0};  // 0 not open yet, 1 reading, -errno: open failed
+    std::atomic<bool> stop{false};
+    std::atomic<uint64_t> count{0};
+    std::atomic<uint64_t> errors{0};
+    std::atomic<uint64_t> mismatches{0};
+    std::atomic<uint32_t> nfailures{0};
+    char failures[kMaxFailures][200]{};
+    char mounted[4096]{};
+    char source[4096]{};
+    std::atomic<int64_t> ring[kRing]{};
+  };
+  static_assert(std::atomic<int64_t>::is_always_lock_free && std::atomic<uint64_t>::is_always_lock_free);
+
+  explicit Reader(Shared* shared) : shared_(shared) {}
+
+  [[nodiscard]] int64_t at(uint64_t i) const {
+    return shared_->ring[i & (kRing - 1)].load(std::memory_order_relaxed);
+  }
+
+  // The reader process's body.
+  static int run(Shared& sh, int go) {
+    char byte = 0;
+    if (::read(go, &byte, 1) != 1) return 0;  // never started
+    auto fail = [&sh](const std::string& what) {
+      uint32_t i = sh.nfailures.fetch_add(1);
+      if (i < kMaxFailures) std::snprintf(sh.failures[i], sizeof sh.failures[i], "%s", what.c_str());
+    };
+    std::ifstream in(sh.source, std::ios::binary);
+    std::string expected{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    UniqueFd fd(::open(sh.mounted, O_RDONLY | O_DIRECT | O_CLOEXEC));
+    if (!fd || expected.empty()) {
+      sh.state.store(fd ? -ENODATA : -errno);
+      return 1;
+    }
+    struct FreeDeleter {
+      void operator()(char* p) const {
+        std::free(p);
+      }  // NOLINT(cppcoreguidelines-no-malloc): O_DIRECT alignment
+    };
+    std::unique_ptr<char, FreeDeleter> buf(static_cast<char*>(std::aligned_alloc(kBlock, kBlock)));
+    uint64_t blocks = (expected.size() + kBlock - 1) / kBlock;
+    uint64_t rng = 7;
+    uint64_t done = 0;
+    sh.state.store(1);
+    while (!sh.stop.load(std::memory_order_relaxed)) {
+      uint64_t off = (splitmix64(rng) % blocks) * kBlock;
+      ssize_t n = ::pread(fd.get(), buf.get(), kBlock, static_cast<off_t>(off));
+      int64_t t = now_ns();
+      if (n < 0) {
+        int err = errno;
+        sh.errors.fetch_add(1);
+        fail("pread @" + std::to_string(off) + ": " + std::strerror(err));
+        std::this_thread::sleep_for(1ms);  // a dead mount must not turn into a busy loop
+        continue;
+      }
+      size_t want = std::min<size_t>(kBlock, expected.size() - off);
+      if (static_cast<size_t>(n) != want || std::memcmp(buf.get(), expected.data() + off, want) != 0) {
+        sh.mismatches.fetch_add(1);
+        fail("wrong bytes @" + std::to_string(off) + " (" + std::to_string(n) + " bytes, want " +
+             std::to_string(want) + ")");
+        continue;
+      }
+      sh.ring[done & (kRing - 1)].store(t, std::memory_order_relaxed);
+      sh.count.store(++done, std::memory_order_release);
+    }
+    return 0;
+  }
+
+  Shared* shared_ = nullptr;
+  UniqueFd go_;
+  Process process_;
+};
+
+// ---- statistics ------------------------------------------------------------------------------
+
+// min / median / p99 (nearest rank: with fewer than 100 samples it is the maximum) / max.
+json summarize(std::vector<double> v) {
+  if (v.empty()) return json{{"n", 0}};
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  double median = n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+  auto rank = static_cast<size_t>(std::ceil(0.99 * static_cast<double>(n)));
+  return json{{"n", n},
+              {"min", v.front()},
+              {"median", median},
+              {"p99", v[std::max<size_t>(rank, 1) - 1]},
+              {"max", v.back()}};
+}
+
+// ---- the benchmark ---------------------------------------------------------------------------
+
+struct Options {
+  std::string ferryd;
+  int rounds = 30;
+  int images = 1;
+  std::string mode = "both";
+  std::string out_json;
+};
+
+// Per-round timings, ms.
+struct CrashRound {
+  double blackout = 0;
+  double kill_to_first_read = 0;
+  double kill_to_reaped = 0;
+  double successor_to_init = 0;      // reaped .. `ferryd --upgrade` spawned and answering INIT
+  double takeover = 0;               // PUT fuse/takeover issued .. answered (state received, images reopened)
+  double start = 0;                  // PUT start issued .. 204
+  double takeover_start = 0;         // takeover issued .. start's 204
+  double kill_to_started = 0;        // kill .. start's 204
+  double started_to_first_read = 0;  // start's 204 .. the successor's first read (negative: before the 204)
+  uint64_t window_ops = 0;
+  double gap_from = 0;  // the longest gap, ms after the kill
+  double gap_to = 0;
+};
+struct UpgradeRound {
+  double blackout = 0;
+  double save = 0;
+  double successor_to_init = 0;
+  double takeover = 0;
+  double start = 0;
+  double takeover_start = 0;
+  double exit = 0;  // PUT exit issued .. the old process has exited
+  double window = 0;
+  uint64_t window_ops = 0;
+  // ms after the save started: the longest gap and the events
+  double gap_from = 0;
+  double gap_to = 0;
+  json events;
+};
+
+class Bench {
+ public:
+  Bench(Options options, std::unique_ptr<Reader> reader)
+      : opt_(std::move(options)), reader_(std::move(reader)) {}
+  ~Bench() { teardown(); }
+  Bench(const Bench&) = delete;
+  Bench& operator=(const Bench&) = delete;
+
+  Status setup();
+  Status run();
+  Status finish();
+  [[nodiscard]] json report() const;
+  void print_table() const;
+  [[nodiscard]] bool reader_clean() const { return reader_errors_ == 0 && reader_mismatches_ == 0; }
+
+ private:
+  [[nodiscard]] std::string sock(int gen) const { return *dir_ / ("api-" + std::to_string(gen) + ".sock"); }
+  [[nodiscard]] std::string log(int gen) const { return *dir_ / ("ferryd-" + std::to_string(gen) + ".log"); }
+  [[nodiscard]] bool shared() const { return opt_.images > 1; }
+  Result<Process> spawn_daemon(int gen, bool upgrade);
+  Status wait_state(int gen, Process& p, const std::string& want, std::chrono::milliseconds timeout);
+  Status save(int gen);
+  struct Switch {
+    int64_t takeover_call = 0;
+    int64_t taken_over = 0;
+    int64_t started = 0;
+  };
+  Status takeover_and_start(int gen, Switch& s);
+  Status settle();
+  Status crash_round();
+  Status upgrade_round();
+  Status idle_round();
+  Status with_log(Status st, int gen) const;
+  void teardown();
+
+  Options opt_;
+  std::unique_ptr<TempDir> dir_;
+  SampleImage image_;
+  std::string mnt_;
+  std::unique_ptr<ipc::Supervisor> supervisor_;
+  Process daemon_;
+  int gen_ = 0;
+  std::unique_ptr<Reader> reader_;
+  std::string ferryd_version_;
+  std::string load_start_;
+  std::string load_end_;
+  std::vector<CrashRound> crash_;
+  std::vector<UpgradeRound> upgrade_;
+  std::vector<double> idle_;
+  uint64_t rss_start_kib_ = 0;
+  uint64_t rss_end_kib_ = 0;
+  size_t state_bytes_ = 0;
+  uint64_t reader_ops_ = 0;
+  uint64_t reader_errors_ = 0;
+  uint64_t reader_mismatches_ = 0;
+  std::vector<std::string> reader_failures_;
+  int final_exit_status_ = -1;
+};
+
+Status Bench::with_log(Status st, int gen) const {
+  if (st.ok()) return st;
+  return Error{st.error().code,
+               st.error().message + "\n--- last lines of " + log(gen) + ":\n" + tail_of(log(gen), 20)};
+}
+
+Result<Process> Bench::spawn_daemon(int gen, bool upgrade) {
+  std::vector<std::string> argv = {opt_.ferryd, "fuse", "--mountpoint", mnt_,           "--apisock",
+                                   sock(gen),   "--id", "bench",        "--supervisor", *dir_ / "sup.sock"};
+  if (!shared()) {
+    for (const auto& a : {"--bootstrap", image_.meta.c_str(), "--config", image_.config_path.c_str()}) {
+      argv.emplace_back(a);
+    }
+  }
+  if (upgrade) argv.emplace_back("--upgrade");
+  return Process::spawn(argv, log(gen));
+}
+
+Status Bench::wait_state(int gen, Process& p, const std::string& want, std::chrono::milliseconds timeout) {
+  int64_t deadline = now_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count();
+  std::string path = sock(gen);
+  std::string last;
+  while (true) {
+    FERRY_TRY(check_interrupt());
+    if (p.exited()) {
+      return with_log(Error{ECHILD, "ferryd generation " + std::to_string(gen) + " exited (" +
+                                        describe_status(p.status()) + ") before reaching " + want},
+                      gen);
+    }
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
+      last = daemon_state(path);
+      if (last == want) return {};
+    }
+    if (now_ns() > deadline) {
+      return with_log(Error{ETIMEDOUT, "ferryd generation " + std::to_string(gen) + " did not reach " + want +
+                                           " (state '" + last + "')"},
+                      gen);
+    }
+    std::this_thread::sleep_for(last.empty() ? 200us : 1ms);
+  }
+}
+
+Status Bench::save(int gen) {
+  auto r = supervisor_->receive([&] { return api_ok(sock(gen), "PUT", "/api/v1/daemon/fuse/sendfd"); }, 20s);
+  if (!r.ok())
+    return with_log(std::move(r).error().context("save of generation " + std::to_string(gen)), gen);
+  return {};
+}
+
+Status Bench::takeover_and_start(int gen, Switch& s) {
+  auto r = supervisor_->send(
+      [&] {
+        s.takeover_call = now_ns();
+        return api_ok(sock(gen), "PUT", "/api/v1/daemon/fuse/takeover");
+      },
+      20s);
+  if (!r.ok())
+    return with_log(std::move(r).error().context("takeover by generation " + std::to_string(gen)), gen);
+  s.taken_over = now_ns();
+  FERRY_TRY(with_log(api_ok(sock(gen), "PUT", "/api/v1/daemon/start"), gen));
+  s.started = now_ns();
+  return {};
+}
+
+Status Bench::setup() {
+  load_start_ = loadavg();
+  FERRY_ASSIGN(dir_, TempDir::create());
+  std::fprintf(stderr, "takeover_bench: work dir %s\n", dir_->path().c_str());
+  FERRY_TRY(run_command({opt_.ferryd, "--version"}, *dir_ / "version.txt", 10s));
+  ferryd_version_ = tail_of(*dir_ / "version.txt", 1);
+  while (!ferryd_version_.empty() && (ferryd_version_.back() == '\n' || ferryd_version_.back() == ' ')) {
+    ferryd_version_.pop_back();
+  }
+  ferryd_version_.erase(0, ferryd_version_.find_first_not_of(' '));
+  FERRY_ASSIGN(image_, make_sample_image(*dir_));
+  mnt_ = *dir_ / "mnt";
+  fs::create_directories(mnt_);
+  FERRY_ASSIGN(supervisor_, ipc::Supervisor::listen(*dir_ / "sup.sock"));
+
+  FERRY_ASSIGN(daemon_, spawn_daemon(0, false));
+  FERRY_TRY(wait_state(0, daemon_, "RUNNING", 30s));
+  std::string reader_path = mnt_ + "/" + image_.reader_rel;
+  if (shared()) {
+    for (int i = 0; i < opt_.images; ++i) {
+      json body = {{"source", image_.meta}, {"config", image_.config_json}};
+      FERRY_TRY(with_log(
+          api_ok(sock(0), "POST", "/api/v1/mount?mountpoint=" + http::url_encode("/i" + std::to_string(i)),
+                 body.dump()),
+          0));
+    }
+    reader_path = mnt_ + "/i0/" + image_.reader_rel;
+  }
+  FERRY_TRY(save(0));
+  FERRY_TRY(reader_->go(reader_path, image_.tree + "/" + image_.reader_rel));
+  FERRY_TRY(reader_->wait_progress(1000, 10s));
+  FERRY_ASSIGN(rss_start_kib_, vm_rss_kib(daemon_.pid()));
+  return {};
+}
+
+// A pause between rounds, and proof that the reader is being served.
+Status Bench::settle() {
+  FERRY_TRY(sleep_ns(100 * kNsPerMs));
+  return reader_->wait_progress(200, 10s);
+}
+
+Status Bench::crash_round() {
+  FERRY_TRY(settle());
+  CrashRound r;
+  int next = gen_ + 1;
+  int64_t t_kill = now_ns();
+  if (::kill(daemon_.pid(), SIGKILL) != 0) return errno_error("kill -9 " + std::to_string(daemon_.pid()));
+  if (!daemon_.wait_exit(10s)) return Error{ETIMEDOUT, "the killed daemon was not reaped"};
+  int64_t t_reaped = now_ns();
+  FERRY_ASSIGN(daemon_, spawn_daemon(next, true));
+  gen_ = next;
+  FERRY_TRY(wait_state(next, daemon_, "INIT", 30s));
+  int64_t t_init = now_ns();
+  Switch s;
+  FERRY_TRY(takeover_and_start(next, s));
+  FERRY_ASSIGN(Reader::Window w,
+               reader_->window(t_kill - 50 * kNsPerMs, s.started + 200 * kNsPerMs, s.takeover_call, 10s));
+  FERRY_TRY(save(next));  // after the window: a fresh state for the next crash
+  r.blackout = to_ms(w.max_gap_ns);
+  r.kill_to_first_read = to_ms(w.first_after - t_kill);
+  r.kill_to_reaped = to_ms(t_reaped - t_kill);
+  r.successor_to_init = to_ms(t_init - t_reaped);
+  r.takeover = to_ms(s.taken_over - s.takeover_call);
+  r.start = to_ms(s.started - s.taken_over);
+  r.takeover_start = to_ms(s.started - s.takeover_call);
+  r.kill_to_started = to_ms(s.started - t_kill);
+  r.started_to_first_read = to_ms(w.first_after - s.started);
+  r.window_ops = w.ops;
+  r.gap_from = to_ms(w.gap_from - t_kill);
+  r.gap_to = to_ms(w.gap_to - t_kill);
+  crash_.push_back(r);
+  std::fprintf(stderr,
+               "  crash   %2zu: blackout %7.3f ms, kill->first read %7.3f, successor->INIT %7.3f, "
+               "takeover+start %6.3f ms\n",
+               crash_.size(), r.blackout, r.kill_to_first_read, r.successor_to_init, r.takeover_start);
+  return {};
+}
+
+Status Bench::upgrade_round() {
+  FERRY_TRY(settle());
+  UpgradeRound r;
+  int old_gen = gen_;
+  int next = gen_ + 1;
+  int64_t t_save = now_ns();
+  FERRY_TRY(save(old_gen));
+  int64_t t_saved = now_ns();
+  FERRY_ASSIGN(Process successor, spawn_daemon(next, true));  // killed on the way out if anything fails
+  int64_t t_spawned = now_ns();
+  FERRY_TRY(wait_state(next, successor, "INIT", 30s));
+  int64_t t_init = now_ns();
+  Switch s;
+  FERRY_TRY(takeover_and_start(next, s));
+  int64_t t_exit_call = now_ns();
+  FERRY_TRY(with_log(api_ok(sock(old_gen), "PUT", "/api/v1/daemon/exit"), old_gen));
+  auto st = daemon_.wait_exit(10s);
+  FERRY_TRY(check_interrupt());
+  if (!st) return with_log(Error{ETIMEDOUT, "the old daemon did not exit after PUT exit"}, old_gen);
+  if (!WIFEXITED(*st) || WEXITSTATUS(*st) != 0) {
+    return with_log(Error{EIO, "the old daemon ended with " + describe_status(*st)}, old_gen);
+  }
+  int64_t t_exit = daemon_.exit_ns();
+  daemon_ = std::move(successor);
+  gen_ = next;
+  FERRY_ASSIGN(Reader::Window w, reader_->window(t_save, t_exit + 100 * kNsPerMs, t_save, 10s));
+  r.blackout = to_ms(w.max_gap_ns);
+  r.save = to_ms(t_saved - t_save);
+  r.successor_to_init = to_ms(t_init - t_spawned);
+  r.takeover = to_ms(s.taken_over - s.takeover_call);
+  r.start = to_ms(s.started - s.taken_over);
+  r.takeover_start = to_ms(s.started - s.takeover_call);
+  r.exit = to_ms(t_exit - t_exit_call);
+  r.window = to_ms(t_exit + 100 * kNsPerMs - t_save);
+  r.window_ops = w.ops;
+  r.gap_from = to_ms(w.gap_from - t_save);
+  r.gap_to = to_ms(w.gap_to - t_save);
+  r.events = {
+      {"saved", to_ms(t_saved - t_save)},           {"successor_spawned", to_ms(t_spawned - t_save)},
+      {"successor_init", to_ms(t_init - t_save)},   {"takeover_call", to_ms(s.takeover_call - t_save)},
+      {"taken_over", to_ms(s.taken_over - t_save)}, {"started", to_ms(s.started - t_save)},
+      {"exit_call", to_ms(t_exit_call - t_save)},   {"old_exited", to_ms(t_exit - t_save)}};
+  upgrade_.push_back(r);
+  std::fprintf(
+      stderr,
+      "  upgrade %2zu: blackout %7.3f ms (at %.1f ms; started at %.1f, exit at %.1f..%.1f), save %6.3f, "
+      "takeover+start %6.3f ms\n",
+      upgrade_.size(), r.blackout, r.gap_from, to_ms(s.started - t_save), to_ms(t_exit_call - t_save),
+      to_ms(t_exit - t_save), r.save, r.takeover_start);
+  return {};
+}
+
+Status Bench::idle_round() {
+  FERRY_TRY(settle());
+  int64_t t0 = now_ns();
+  FERRY_TRY(sleep_ns(300 * kNsPerMs));
+  FERRY_ASSIGN(Reader::Window w, reader_->window(t0, t0 + 300 * kNsPerMs, t0, 10s));
+  idle_.push_back(to_ms(w.max_gap_ns));
+  return {};
+}
+
+Status Bench::run() {
+  bool crash = opt_.mode != "upgrade";
+  bool upgrade = opt_.mode != "crash";
+  for (int i = 0; i < opt_.rounds; ++i) {
+    if (crash) FERRY_TRY(crash_round());
+    if (upgrade) FERRY_TRY(upgrade_round());
+    FERRY_TRY(idle_round());
+  }
+  return {};
+}
+
+Status Bench::finish() {
+  state_bytes_ = supervisor_->state_size();
+  if (!reader_->stop(10s)) return Error{ETIMEDOUT, "the reader did not stop"};
+  reader_ops_ = reader_->ops();
+  reader_errors_ = reader_->errors();
+  reader_mismatches_ = reader_->mismatches();
+  reader_failures_ = reader_->failures();
+  FERRY_ASSIGN(rss_end_kib_, vm_rss_kib(daemon_.pid()));
+  load_end_ = loadavg();
+  // SIGTERM: the daemon stops serving, unmounts and exits 0.
+  ::kill(daemon_.pid(), SIGTERM);
+  auto st = daemon_.wait_exit(15s, false);
+  if (!st) {
+    daemon_.kill_and_reap();
+    return with_log(Error{ETIMEDOUT, "ferryd did not exit after SIGTERM"}, gen_);
+  }
+  final_exit_status_ = *st;
+  unmount_quietly(mnt_);
+  return {};
+}
+
+// Runs on every exit path: stops the reader, kills every daemon by pid, drops the supervisor
+// (its /dev/fuse fd is the last one once the daemons are dead: the kernel then aborts the
+// connection, so a read blocked on a dead daemon fails at once), unmounts, removes the temp dir.
+void Bench::teardown() {
+  if (reader_) reader_->request_stop();
+  daemon_.kill_and_reap();
+  supervisor_.reset();
+  if (reader_ && !reader_->stop(3s)) {
+    // Still blocked in the mount: abort the FUSE connection (umount -f does that for FUSE).
+    std::fprintf(stderr, "takeover_bench: the reader is stuck; aborting the FUSE connection\n");
+    if (!mnt_.empty()) ::umount2(mnt_.c_str(), MNT_FORCE);
+    reader_->kill();
+  }
+  reader_.reset();
+  if (!mnt_.empty()) unmount_quietly(mnt_);
+  dir_.reset();
+}
+
+json Bench::report() const {
+  auto column = [](const auto& rounds, auto field) {
+    std::vector<double> v;
+    for (const auto& r : rounds) v.push_back(static_cast<double>(r.*field));
+    return v;
+  };
+  json j;
+  j["config"] = {{"images", opt_.images},
+                 {"daemon", shared() ? "shared" : "dedicated"},
+                 {"rounds", opt_.rounds},
+                 {"mode", opt_.mode},
+                 {"ferryd", opt_.ferryd},
+                 {"ferryd_version", ferryd_version_},
+                 {"image_files", image_.files},
+                 {"image_bytes", image_.bytes},
+                 {"reader_file_bytes", image_.reader_bytes.size()}};
+  j["loadavg_start"] = load_start_;
+  j["loadavg_end"] = load_end_;
+  if (!crash_.empty()) {
+    json c;
+    c["blackout_ms"] = summarize(column(crash_, &CrashRound::blackout));
+    c["kill_to_first_read_ms"] = summarize(column(crash_, &CrashRound::kill_to_first_read));
+    c["kill_to_reaped_ms"] = summarize(column(crash_, &CrashRound::kill_to_reaped));
+    c["successor_to_init_ms"] = summarize(column(crash_, &CrashRound::successor_to_init));
+    c["takeover_ms"] = summarize(column(crash_, &CrashRound::takeover));
+    c["start_ms"] = summarize(column(crash_, &CrashRound::start));
+    c["takeover_start_ms"] = summarize(column(crash_, &CrashRound::takeover_start));
+    c["kill_to_started_ms"] = summarize(column(crash_, &CrashRound::kill_to_started));
+    c["started_to_first_read_ms"] = summarize(column(crash_, &CrashRound::started_to_first_read));
+    json rounds = json::array();
+    for (const auto& r : crash_) {
+      rounds.push_back({{"blackout_ms", r.blackout},
+                        {"kill_to_first_read_ms", r.kill_to_first_read},
+                        {"kill_to_reaped_ms", r.kill_to_reaped},
+                        {"successor_to_init_ms", r.successor_to_init},
+                        {"takeover_ms", r.takeover},
+                        {"start_ms", r.start},
+                        {"takeover_start_ms", r.takeover_start},
+                        {"kill_to_started_ms", r.kill_to_started},
+                        {"started_to_first_read_ms", r.started_to_first_read},
+                        {"window_ops", r.window_ops},
+                        {"gap_ms_after_kill", {r.gap_from, r.gap_to}}});
+    }
+    c["rounds"] = rounds;
+    j["crash"] = c;
+  }
+  if (!upgrade_.empty()) {
+    json u;
+    u["blackout_ms"] = summarize(column(upgrade_, &UpgradeRound::blackout));
+    u["save_ms"] = summarize(column(upgrade_, &UpgradeRound::save));
+    u["successor_to_init_ms"] = summarize(column(upgrade_, &UpgradeRound::successor_to_init));
+    u["takeover_ms"] = summarize(column(upgrade_, &UpgradeRound::takeover));
+    u["start_ms"] = summarize(column(upgrade_, &UpgradeRound::start));
+    u["takeover_start_ms"] = summarize(column(upgrade_, &UpgradeRound::takeover_start));
+    u["exit_ms"] = summarize(column(upgrade_, &UpgradeRound::exit));
+    u["window_ms"] = summarize(column(upgrade_, &UpgradeRound::window));
+    json rounds = json::array();
+    for (const auto& r : upgrade_) {
+      rounds.push_back({{"blackout_ms", r.blackout},
+                        {"save_ms", r.save},
+                        {"successor_to_init_ms", r.successor_to_init},
+                        {"takeover_ms", r.takeover},
+                        {"start_ms", r.start},
+                        {"takeover_start_ms", r.takeover_start},
+                        {"exit_ms", r.exit},
+                        {"window_ms", r.window},
+                        {"window_ops", r.window_ops},
+                        {"gap_ms_after_save_start", {r.gap_from, r.gap_to}},
+                        {"events_ms_after_save_start", r.events}});
+    }
+    u["rounds"] = rounds;
+    j["upgrade"] = u;
+  }
+  j["idle"] = {{"max_gap_ms", summarize(idle_)}, {"window_ms", 300}, {"rounds", idle_}};
+  j["reader"] = {{"ops", reader_ops_},
+                 {"errors", reader_errors_},
+                 {"mismatches", reader_mismatches_},
+                 {"failures", reader_failures_}};
+  j["ferryd"] = {{"rss_kib_start", rss_start_kib_},
+                 {"rss_kib_end", rss_end_kib_},
+                 {"state_bytes", state_bytes_},
+                 {"generations", gen_ + 1},
+                 {"final_exit", final_exit_status_ >= 0 ? describe_status(final_exit_status_) : "unknown"}};
+  return j;
+}
+
+void Bench::print_table() const {
+  json j = report();
+  std::printf("takeover_bench: %d image(s), %s daemon, %d rounds, mode %s; %s\n", opt_.images,
+              shared() ? "shared" : "dedicated", opt_.rounds, opt_.mode.c_str(), ferryd_version_.c_str());
+  std::printf("%-34s %9s %9s %9s %9s\n", "(ms)", "min", "median", "p99", "max");
+  auto row = [&](const char* label, const json& s) {
+    if (s.value("n", 0) == 0) return;
+    std::printf("%-34s %9.3f %9.3f %9.3f %9.3f\n", label, s["min"].get<double>(), s["median"].get<double>(),
+                s["p99"].get<double>(), s["max"].get<double>());
+  };
+  if (j.contains("crash")) {
+    const json& c = j["crash"];
+    row("crash: blackout", c["blackout_ms"]);
+    row("crash: kill -> successor's 1st read", c["kill_to_first_read_ms"]);
+    row("crash: reaped -> successor in INIT", c["successor_to_init_ms"]);
+    row("crash: takeover call", c["takeover_ms"]);
+    row("crash: start call", c["start_ms"]);
+    row("crash: takeover+start", c["takeover_start_ms"]);
+    row("crash: start's 204 -> first read", c["started_to_first_read_ms"]);
+  }
+  if (j.contains("upgrade")) {
+    const json& u = j["upgrade"];
+    row("upgrade: blackout", u["blackout_ms"]);
+    row("upgrade: save", u["save_ms"]);
+    row("upgrade: takeover+start", u["takeover_start_ms"]);
+    row("upgrade: PUT exit -> old exited", u["exit_ms"]);
+  }
+  row("idle: longest gap in 300 ms", j["idle"]["max_gap_ms"]);
+  std::printf("reader: %llu reads, %llu errors, %llu wrong bytes\n",
+              static_cast<unsigned long long>(reader_ops_), static_cast<unsigned long long>(reader_errors_),
+              static_cast<unsigned long long>(reader_mismatches_));
+  for (const auto& f : reader_failures_) std::printf("  %s\n", f.c_str());
+  std::printf(
+      "ferryd: VmRSS %.1f MiB at the start, %.1f MiB at the end; saved state %zu bytes; %d generations\n",
+      static_cast<double>(rss_start_kib_) / 1024, static_cast<double>(rss_end_kib_) / 1024, state_bytes_,
+      gen_ + 1);
+  std::printf("load average: %s at the start, %s at the end\n", load_start_.c_str(), load_end_.c_str());
+  std::fflush(stdout);
+}
+
+std::string default_ferryd() {
+  std::error_code ec;
+  fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string("ferryd") : (self.parent_path() / "ferryd").string();
+}
+
+int run_main(int argc, char** argv) {
+  CLI::App app{
+      "takeover_bench: how long readers of a ferryd mount wait while the daemon crashes and a successor\n"
+      "takes over, and during a hot upgrade. Needs root and mkfs.erofs."};
+  Options opt;
+  opt.ferryd = default_ferryd();
+  app.add_option("--ferryd", opt.ferryd, "The ferryd binary")->capture_default_str();
+  app.add_option("--rounds", opt.rounds, "Rounds per mode")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  app.add_option(
+         "--images", opt.images,
+         "1: a dedicated daemon (--bootstrap); K > 1: a shared daemon with K images attached via the API")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000));
+  app.add_option("--mode", opt.mode, "crash, upgrade or both")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"crash", "upgrade", "both"}));
+  app.add_option("--out-json", opt.out_json, "Write the results (summaries and every round) as JSON here");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (::access(opt.ferryd.c_str(), X_OK) != 0) {
+    std::fprintf(stderr, "takeover_bench: error: ferryd not executable at '%s' (use --ferryd)\n",
+                 opt.ferryd.c_str());
+    return 1;
+  }
+  opt.ferryd = fs::absolute(opt.ferryd).lexically_normal().string();
+  if (::geteuid() != 0)
+    std::fprintf(stderr, "takeover_bench: warning: not root; mounting will probably fail\n");
+
+  // The reader process first, then the signal watcher: both need a single-threaded process.
+  auto reader = Reader::fork_process();
+  if (!reader.ok()) {
+    std::fprintf(stderr, "takeover_bench: error: %s\n", reader.error().message.c_str());
+    return 1;
+  }
+  SignalWatcher signals;
+  ::signal(SIGPIPE, SIG_IGN);
+  int rc = 0;
+  {
+    Bench bench(opt, std::move(*reader));
+    Status st = bench.setup();
+    if (st.ok()) st = bench.run();
+    if (st.ok()) st = bench.finish();
+    if (!st.ok()) {
+      if (g_signal.load() == 0)
+        std::fprintf(stderr, "takeover_bench: error: %s\n", st.error().message.c_str());
+      rc = 1;
+    } else {
+      bench.print_table();
+      if (!opt.out_json.empty()) {
+        std::ofstream out(opt.out_json);
+        out << bench.report().dump(2) << "\n";
+        if (!out) {
+          std::fprintf(stderr, "takeover_bench: error: cannot write '%s'\n", opt.out_json.c_str());
+          rc = 1;
+        }
+      }
+      if (rc == 0 && !bench.reader_clean()) {
+        std::fprintf(stderr, "takeover_bench: the reader saw errors or wrong bytes\n");
+        rc = 3;
+      }
+    }
+  }  // the bench is torn down here, before the signal watcher goes
+  if (int sig = g_signal.load(); sig != 0) return 128 + sig;
+  return rc;
+}
+
+}  // namespace
+}  // namespace ferry::bench
+
+int main(int argc, char** argv) {
+  return ferry::bench::run_main(argc, argv);
+}
