@@ -79,7 +79,8 @@ TEST(SavedState, AStateWithoutNegotiatedInitIsRefused) {
 }
 
 TEST(SavedState, ANewerEnvelopeVersionIsRefusedByName) {
-  auto opened = ipc::open_envelope(encode_state(fixture_state()), kStateFormatVersion);
+  std::vector<std::byte> sealed = encode_state(fixture_state());  // opened's payload points into it
+  auto opened = ipc::open_envelope(sealed, kStateFormatVersion);
   ASSERT_TRUE(opened.ok());
   std::vector<std::byte> payload(opened->payload.begin(), opened->payload.end());
   auto decoded = decode_state(ipc::seal(payload, kStateFormatVersion + 1));
