@@ -15,6 +15,8 @@
 //            blackout = longest gap between consecutive completions in [kill - 50 ms, start + 200 ms]
 //            also: kill -> the first read completed after the takeover call (only the successor
 //            can have served it)
+//   standby  a crash with a hot standby: `ferryd --upgrade` is started and waits in INIT before
+//            the kill; on the kill, reap, takeover, start. Same window as a crash.
 //   upgrade  save (PUT fuse/sendfd), start `ferryd --upgrade`, takeover, start (the new daemon
 //            serves alongside the old one), PUT exit on the old one, wait for it to exit 0.
 //            blackout = longest gap in [save start, old daemon's exit + 100 ms]
@@ -22,9 +24,13 @@
 //
 // A gap counts when it overlaps the window (a read still blocked at the window's end counts in
 // full). "takeover+start" is measured here, around the API calls: from the moment the
-// PUT fuse/takeover request is issued to the 204 of PUT start.
+// PUT fuse/takeover request is issued to the 204 of PUT start. The calls inside a switch (sendfd,
+// takeover, start, exit) are raw HTTP/1.1 requests on the unix socket (fast_call), and a new
+// daemon counts as in INIT once its API socket accepts connections (wait_listening), so the
+// harness adds no client set-up and no poll interval to what it measures.
 //
-// Usage: takeover_bench [--ferryd PATH] [--rounds N] [--images K] [--mode crash|upgrade|both]
+// Usage: takeover_bench [--ferryd PATH] [--rounds N] [--images K]
+//                       [--mode crash|standby|upgrade|both|all]
 //                       [--out-json FILE]
 // Needs root (FUSE mounts) and mkfs.erofs. Everything lives in one temp dir under $TMPDIR (else
 // /tmp). On any exit path (errors, SIGINT, SIGTERM, SIGHUP) every ferryd it started is killed by
@@ -35,11 +41,14 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -499,6 +508,74 @@ Status api_ok(const std::string& sock, const std::string& method, const std::str
   return {};
 }
 
+// One bodiless API call on the switch's critical path, over a raw HTTP/1.1 request on the unix
+// socket: no client library to set up per call (a curl handle costs more than the call itself
+// here). Answers the HTTP status; the daemon closes the connection after its answer.
+Result<int> fast_call(const std::string& sock, const char* method, const std::string& path) {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return errno_error("socket");
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (sock.size() >= sizeof addr.sun_path) return Error{ENAMETOOLONG, "socket path too long: " + sock};
+  std::memcpy(addr.sun_path, sock.c_str(), sock.size() + 1);
+  timeval tv{20, 0};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {  // NOLINT: sockaddr API
+    return errno_error("connect '" + sock + "'");
+  }
+  std::string req = std::string(method) + " " + path +
+                    " HTTP/1.1\r\nHost: ferryd\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+  if (::send(fd.get(), req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
+    return errno_error(std::string(method) + " " + path + ": send");
+  }
+  std::string resp;
+  char buf[4096];
+  while (true) {
+    ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_error(std::string(method) + " " + path + ": recv");
+    if (n == 0) break;
+    resp.append(buf, static_cast<size_t>(n));
+    // The status line is all we need once the headers are complete and the body (if any) is in.
+    auto hdr_end = resp.find("\r\n\r\n");
+    if (hdr_end == std::string::npos) continue;
+    size_t body_len = 0;
+    auto cl = resp.find("Content-Length: ");
+    if (cl == std::string::npos) cl = resp.find("content-length: ");
+    if (cl != std::string::npos && cl < hdr_end)
+      body_len = std::strtoull(resp.c_str() + cl + 16, nullptr, 10);
+    if (resp.size() >= hdr_end + 4 + body_len) break;
+  }
+  if (resp.rfind("HTTP/1.", 0) != 0 || resp.size() < 12) {
+    return Error{EPROTO,
+                 std::string(method) + " " + path + ": not an HTTP answer: '" + resp.substr(0, 80) + "'"};
+  }
+  int status = std::atoi(resp.c_str() + 9);
+  if (status / 100 != 2) {
+    auto body = resp.find("\r\n\r\n");
+    return Error{EIO, std::string(method) + " " + path + " -> " + std::to_string(status) + " " +
+                          (body == std::string::npos ? "" : resp.substr(body + 4))};
+  }
+  return status;
+}
+
+Status fast_ok(const std::string& sock, const char* method, const std::string& path) {
+  auto r = fast_call(sock, method, path);
+  if (!r.ok()) return std::move(r).error();
+  return {};
+}
+
+// True once something listens on the unix socket `path`.
+bool listening(const std::string& path) {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (!fd || path.size() >= sizeof addr.sun_path) return false;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;  // NOLINT: sockaddr API
+}
+
 // The daemon's "state" field, or "" when it does not answer (yet).
 std::string daemon_state(const std::string& sock) {
   auto r = http::http_request(sock, "GET", "/api/v1/daemon", {}, 2s);
@@ -817,6 +894,7 @@ class Bench {
   [[nodiscard]] bool shared() const { return opt_.images > 1; }
   Result<Process> spawn_daemon(int gen, bool upgrade);
   Status wait_state(int gen, Process& p, const std::string& want, std::chrono::milliseconds timeout);
+  Status wait_listening(int gen, Process& p, std::chrono::milliseconds timeout);
   Status save(int gen);
   struct Switch {
     int64_t takeover_call = 0;
@@ -826,6 +904,7 @@ class Bench {
   Status takeover_and_start(int gen, Switch& s);
   Status settle();
   Status crash_round();
+  Status standby_round();
   Status upgrade_round();
   Status idle_round();
   Status with_log(Status st, int gen) const;
@@ -843,6 +922,7 @@ class Bench {
   std::string load_start_;
   std::string load_end_;
   std::vector<CrashRound> crash_;
+  std::vector<CrashRound> standby_;  // crash rounds with a hot standby successor
   std::vector<UpgradeRound> upgrade_;
   std::vector<double> idle_;
   uint64_t rss_start_kib_ = 0;
@@ -898,8 +978,42 @@ Status Bench::wait_state(int gen, Process& p, const std::string& want, std::chro
   }
 }
 
+// A successor started with --upgrade is in INIT as soon as its API socket listens. Wakes on the
+// socket file's creation (inotify), then retries connect() every 20 us until listen() has run:
+// no fixed poll interval adds to the measured switch, and no busy loop takes a CPU from the
+// successor starting up.
+Status Bench::wait_listening(int gen, Process& p, std::chrono::milliseconds timeout) {
+  int64_t deadline = now_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count();
+  std::string path = sock(gen);
+  UniqueFd in(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  if (in) ::inotify_add_watch(in.get(), dir_->path().c_str(), IN_CREATE);
+  while (!listening(path)) {
+    FERRY_TRY(check_interrupt());
+    if (p.exited()) {
+      return with_log(Error{ECHILD, "ferryd generation " + std::to_string(gen) + " exited (" +
+                                        describe_status(p.status()) + ") before listening"},
+                      gen);
+    }
+    if (now_ns() > deadline) {
+      return with_log(
+          Error{ETIMEDOUT, "ferryd generation " + std::to_string(gen) + " did not listen on " + path}, gen);
+    }
+    struct stat st {};
+    if (in && ::stat(path.c_str(), &st) != 0) {
+      pollfd pfd{in.get(), POLLIN, 0};
+      ::poll(&pfd, 1, 5);
+      char drain[4096];
+      while (::read(in.get(), drain, sizeof drain) > 0) {
+      }
+    } else {
+      std::this_thread::sleep_for(20us);
+    }
+  }
+  return {};
+}
+
 Status Bench::save(int gen) {
-  auto r = supervisor_->receive([&] { return api_ok(sock(gen), "PUT", "/api/v1/daemon/fuse/sendfd"); }, 20s);
+  auto r = supervisor_->receive([&] { return fast_ok(sock(gen), "PUT", "/api/v1/daemon/fuse/sendfd"); }, 20s);
   if (!r.ok())
     return with_log(std::move(r).error().context("save of generation " + std::to_string(gen)), gen);
   return {};
@@ -909,13 +1023,13 @@ Status Bench::takeover_and_start(int gen, Switch& s) {
   auto r = supervisor_->send(
       [&] {
         s.takeover_call = now_ns();
-        return api_ok(sock(gen), "PUT", "/api/v1/daemon/fuse/takeover");
+        return fast_ok(sock(gen), "PUT", "/api/v1/daemon/fuse/takeover");
       },
       20s);
   if (!r.ok())
     return with_log(std::move(r).error().context("takeover by generation " + std::to_string(gen)), gen);
   s.taken_over = now_ns();
-  FERRY_TRY(with_log(api_ok(sock(gen), "PUT", "/api/v1/daemon/start"), gen));
+  FERRY_TRY(with_log(fast_ok(sock(gen), "PUT", "/api/v1/daemon/start"), gen));
   s.started = now_ns();
   return {};
 }
@@ -971,7 +1085,7 @@ Status Bench::crash_round() {
   int64_t t_reaped = now_ns();
   FERRY_ASSIGN(daemon_, spawn_daemon(next, true));
   gen_ = next;
-  FERRY_TRY(wait_state(next, daemon_, "INIT", 30s));
+  FERRY_TRY(wait_listening(next, daemon_, 30s));
   int64_t t_init = now_ns();
   Switch s;
   FERRY_TRY(takeover_and_start(next, s));
@@ -998,6 +1112,46 @@ Status Bench::crash_round() {
   return {};
 }
 
+// A crash with a hot standby: the successor (`ferryd --upgrade`) was started long before and
+// waits in INIT; on the kill the harness only reaps the dead daemon and calls takeover + start.
+Status Bench::standby_round() {
+  FERRY_TRY(settle());
+  int next = gen_ + 1;
+  FERRY_ASSIGN(Process standby, spawn_daemon(next, true));  // killed on the way out if anything fails
+  FERRY_TRY(wait_listening(next, standby, 30s));
+  FERRY_TRY(settle());  // its start-up is over long before the crash, as with a real standby
+  CrashRound r;
+  int64_t t_kill = now_ns();
+  if (::kill(daemon_.pid(), SIGKILL) != 0) return errno_error("kill -9 " + std::to_string(daemon_.pid()));
+  if (!daemon_.wait_exit(10s)) return Error{ETIMEDOUT, "the killed daemon was not reaped"};
+  int64_t t_reaped = now_ns();
+  daemon_ = std::move(standby);
+  gen_ = next;
+  Switch s;
+  FERRY_TRY(takeover_and_start(next, s));
+  FERRY_ASSIGN(Reader::Window w,
+               reader_->window(t_kill - 50 * kNsPerMs, s.started + 200 * kNsPerMs, s.takeover_call, 10s));
+  FERRY_TRY(save(next));
+  r.blackout = to_ms(w.max_gap_ns);
+  r.kill_to_first_read = to_ms(w.first_after - t_kill);
+  r.kill_to_reaped = to_ms(t_reaped - t_kill);
+  r.successor_to_init = 0;
+  r.takeover = to_ms(s.taken_over - s.takeover_call);
+  r.start = to_ms(s.started - s.taken_over);
+  r.takeover_start = to_ms(s.started - s.takeover_call);
+  r.kill_to_started = to_ms(s.started - t_kill);
+  r.started_to_first_read = to_ms(w.first_after - s.started);
+  r.window_ops = w.ops;
+  r.gap_from = to_ms(w.gap_from - t_kill);
+  r.gap_to = to_ms(w.gap_to - t_kill);
+  standby_.push_back(r);
+  std::fprintf(stderr,
+               "  standby %2zu: blackout %7.3f ms, kill->first read %7.3f, kill->reaped %6.3f, "
+               "takeover+start %6.3f ms\n",
+               standby_.size(), r.blackout, r.kill_to_first_read, r.kill_to_reaped, r.takeover_start);
+  return {};
+}
+
 Status Bench::upgrade_round() {
   FERRY_TRY(settle());
   UpgradeRound r;
@@ -1008,12 +1162,12 @@ Status Bench::upgrade_round() {
   int64_t t_saved = now_ns();
   FERRY_ASSIGN(Process successor, spawn_daemon(next, true));  // killed on the way out if anything fails
   int64_t t_spawned = now_ns();
-  FERRY_TRY(wait_state(next, successor, "INIT", 30s));
+  FERRY_TRY(wait_listening(next, successor, 30s));
   int64_t t_init = now_ns();
   Switch s;
   FERRY_TRY(takeover_and_start(next, s));
   int64_t t_exit_call = now_ns();
-  FERRY_TRY(with_log(api_ok(sock(old_gen), "PUT", "/api/v1/daemon/exit"), old_gen));
+  FERRY_TRY(with_log(fast_ok(sock(old_gen), "PUT", "/api/v1/daemon/exit"), old_gen));
   auto st = daemon_.wait_exit(10s);
   FERRY_TRY(check_interrupt());
   if (!st) return with_log(Error{ETIMEDOUT, "the old daemon did not exit after PUT exit"}, old_gen);
@@ -1060,10 +1214,13 @@ Status Bench::idle_round() {
 }
 
 Status Bench::run() {
-  bool crash = opt_.mode != "upgrade";
-  bool upgrade = opt_.mode != "crash";
+  const std::string& m = opt_.mode;
+  bool crash = m == "crash" || m == "both" || m == "all";
+  bool standby = m == "standby" || m == "all";
+  bool upgrade = m == "upgrade" || m == "both" || m == "all";
   for (int i = 0; i < opt_.rounds; ++i) {
     if (crash) FERRY_TRY(crash_round());
+    if (standby) FERRY_TRY(standby_round());
     if (upgrade) FERRY_TRY(upgrade_round());
     FERRY_TRY(idle_round());
   }
@@ -1127,19 +1284,19 @@ json Bench::report() const {
                  {"reader_file_bytes", image_.reader_bytes.size()}};
   j["loadavg_start"] = load_start_;
   j["loadavg_end"] = load_end_;
-  if (!crash_.empty()) {
+  auto crash_json = [&](const std::vector<CrashRound>& list) {
     json c;
-    c["blackout_ms"] = summarize(column(crash_, &CrashRound::blackout));
-    c["kill_to_first_read_ms"] = summarize(column(crash_, &CrashRound::kill_to_first_read));
-    c["kill_to_reaped_ms"] = summarize(column(crash_, &CrashRound::kill_to_reaped));
-    c["successor_to_init_ms"] = summarize(column(crash_, &CrashRound::successor_to_init));
-    c["takeover_ms"] = summarize(column(crash_, &CrashRound::takeover));
-    c["start_ms"] = summarize(column(crash_, &CrashRound::start));
-    c["takeover_start_ms"] = summarize(column(crash_, &CrashRound::takeover_start));
-    c["kill_to_started_ms"] = summarize(column(crash_, &CrashRound::kill_to_started));
-    c["started_to_first_read_ms"] = summarize(column(crash_, &CrashRound::started_to_first_read));
+    c["blackout_ms"] = summarize(column(list, &CrashRound::blackout));
+    c["kill_to_first_read_ms"] = summarize(column(list, &CrashRound::kill_to_first_read));
+    c["kill_to_reaped_ms"] = summarize(column(list, &CrashRound::kill_to_reaped));
+    c["successor_to_init_ms"] = summarize(column(list, &CrashRound::successor_to_init));
+    c["takeover_ms"] = summarize(column(list, &CrashRound::takeover));
+    c["start_ms"] = summarize(column(list, &CrashRound::start));
+    c["takeover_start_ms"] = summarize(column(list, &CrashRound::takeover_start));
+    c["kill_to_started_ms"] = summarize(column(list, &CrashRound::kill_to_started));
+    c["started_to_first_read_ms"] = summarize(column(list, &CrashRound::started_to_first_read));
     json rounds = json::array();
-    for (const auto& r : crash_) {
+    for (const auto& r : list) {
       rounds.push_back({{"blackout_ms", r.blackout},
                         {"kill_to_first_read_ms", r.kill_to_first_read},
                         {"kill_to_reaped_ms", r.kill_to_reaped},
@@ -1153,8 +1310,10 @@ json Bench::report() const {
                         {"gap_ms_after_kill", {r.gap_from, r.gap_to}}});
     }
     c["rounds"] = rounds;
-    j["crash"] = c;
-  }
+    return c;
+  };
+  if (!crash_.empty()) j["crash"] = crash_json(crash_);
+  if (!standby_.empty()) j["standby"] = crash_json(standby_);
   if (!upgrade_.empty()) {
     json u;
     u["blackout_ms"] = summarize(column(upgrade_, &UpgradeRound::blackout));
@@ -1215,6 +1374,14 @@ void Bench::print_table() const {
     row("crash: takeover+start", c["takeover_start_ms"]);
     row("crash: start's 204 -> first read", c["started_to_first_read_ms"]);
   }
+  if (j.contains("standby")) {
+    const json& c = j["standby"];
+    row("standby: blackout", c["blackout_ms"]);
+    row("standby: kill -> successor's 1st read", c["kill_to_first_read_ms"]);
+    row("standby: kill -> reaped", c["kill_to_reaped_ms"]);
+    row("standby: takeover+start", c["takeover_start_ms"]);
+    row("standby: start's 204 -> first read", c["started_to_first_read_ms"]);
+  }
   if (j.contains("upgrade")) {
     const json& u = j["upgrade"];
     row("upgrade: blackout", u["blackout_ms"]);
@@ -1256,9 +1423,11 @@ int run_main(int argc, char** argv) {
          "1: a dedicated daemon (--bootstrap); K > 1: a shared daemon with K images attached via the API")
       ->capture_default_str()
       ->check(CLI::Range(1, 10000));
-  app.add_option("--mode", opt.mode, "crash, upgrade or both")
+  app.add_option("--mode", opt.mode,
+                 "crash (cold successor), standby (crash with a hot standby successor), upgrade, "
+                 "both (crash + upgrade) or all three")
       ->capture_default_str()
-      ->check(CLI::IsMember({"crash", "upgrade", "both"}));
+      ->check(CLI::IsMember({"crash", "standby", "upgrade", "both", "all"}));
   app.add_option("--out-json", opt.out_json, "Write the results (summaries and every round) as JSON here");
   try {
     app.parse(argc, argv);

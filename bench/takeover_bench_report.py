@@ -69,7 +69,8 @@ def render(meta, results):
     w(f"- **Machine:** {nproc} CPUs ({meta.get('cpu', '?')}), {mem_gib:.1f} GiB RAM, Linux {meta.get('kernel', '?')}")
     w(f"- **Command:** `{meta.get('command', 'bench/takeover_bench.sh')}`, which ran, for K in {images}:")
     w(f"  `{meta.get('bench_rel', 'build/bin/takeover_bench')} --ferryd {meta.get('ferryd_rel', 'build/bin/ferryd')} "
-      f"--rounds {rounds} --images K --mode both --out-json FILE`")
+      f"--rounds {rounds} --images K --mode all --out-json FILE` with `GNUTLS_NO_IMPLICIT_INIT=1` in the "
+      "environment (as ferry-snapshotter sets it for its daemons)")
     if results:
         c = results[0]["config"]
         w(f"- **ferryd:** {c.get('ferryd_version', '?')}, default options (4 FUSE worker threads, "
@@ -118,7 +119,7 @@ def render(meta, results):
     if 100 in by_k and by_k[100]["config"]["daemon"] == "shared":
         r = by_k[100]
         parts, ok = [], True
-        for mode in ("crash", "upgrade"):
+        for mode in ("crash", "standby", "upgrade"):
             if mode in r:
                 s = r[mode]["takeover_start_ms"]
                 parts.append(f"{mode}: median {f2(s['median'])}, p99 {f2(s['p99'])}")
@@ -128,11 +129,12 @@ def render(meta, results):
     else:
         w(f"| takeover + start < {TAKEOVER_START_TARGET:g} ms (median) | 100 images, shared | "
           "not measured (no 100-image run) | — |")
-    for r in results:
-        if "crash" in r:
-            s = r["crash"]["blackout_ms"]
-            w(f"| crash blackout median < {CRASH_MEDIAN_TARGET:g} ms | {config_name(r)} | {f2(s['median'])} ms | "
-              f"{verdict(s['median'] < CRASH_MEDIAN_TARGET)} |")
+    for mode, what in (("crash", "cold successor"), ("standby", "hot standby")):
+        for r in results:
+            if mode in r:
+                s = r[mode]["blackout_ms"]
+                w(f"| crash blackout median < {CRASH_MEDIAN_TARGET:g} ms ({what}) | {config_name(r)} | "
+                  f"{f2(s['median'])} ms | {verdict(s['median'] < CRASH_MEDIAN_TARGET)} |")
     for r in results:
         if "upgrade" in r:
             s = r["upgrade"]["blackout_ms"]
@@ -146,8 +148,9 @@ def render(meta, results):
         fd = r["ferryd"]
         w(f"### {config_name(r)}")
         w("")
-        w(f"{r['config']['rounds']} crash rounds and {r['config']['rounds']} upgrade rounds, interleaved, each "
-          "followed by an idle window. Milliseconds.")
+        modes = [m for m in ("crash", "standby", "upgrade") if m in r]
+        w(f"{r['config']['rounds']} rounds of each of: {', '.join(modes)}; interleaved, each round followed by an "
+          "idle window. Milliseconds.")
         w("")
         w("| ms | min | median | p99 | max |")
         w("|---|---:|---:|---:|---:|")
@@ -156,6 +159,11 @@ def render(meta, results):
             w(stat_row("**crash: blackout**", c["blackout_ms"]))
             w(stat_row("crash: kill -> first read served by the successor", c["kill_to_first_read_ms"]))
             w(stat_row("crash: takeover + start", c["takeover_start_ms"]))
+        if "standby" in r:
+            c = r["standby"]
+            w(stat_row("**crash with a hot standby: blackout**", c["blackout_ms"]))
+            w(stat_row("hot standby: kill -> first read served by the successor", c["kill_to_first_read_ms"]))
+            w(stat_row("hot standby: takeover + start", c["takeover_start_ms"]))
         if "upgrade" in r:
             u = r["upgrade"]
             w(stat_row("**upgrade: blackout**", u["blackout_ms"]))
@@ -197,6 +205,19 @@ def render(meta, results):
           f"{med(c, 'takeover_ms')} | {med(c, 'start_ms')} | {med(c, 'started_to_first_read_ms')} | "
           f"{med(c, 'kill_to_first_read_ms')} | {med(u, 'save_ms')} | {med(u, 'exit_ms')} |")
     w("")
+    sb_cfgs = [r for r in results if "standby" in r]
+    if sb_cfgs:
+        w("Crash with a hot standby (medians, ms): the successor waits in `INIT` before the kill.")
+        w("")
+        w("| configuration | kill -> reaped | takeover call | start call | start's 204 -> first read | "
+          "kill -> first read | blackout |")
+        w("|---|---:|---:|---:|---:|---:|---:|")
+        for r in sb_cfgs:
+            c = r["standby"]
+            w(f"| {config_name(r)} | {f2(c['kill_to_reaped_ms']['median'])} | {f2(c['takeover_ms']['median'])} | "
+              f"{f2(c['start_ms']['median'])} | {f2(c['started_to_first_read_ms']['median'])} | "
+              f"{f2(c['kill_to_first_read_ms']['median'])} | {f2(c['blackout_ms']['median'])} |")
+        w("")
     crash_cfgs = [r for r in results if "crash" in r]
     if crash_cfgs:
         parts = []
@@ -205,7 +226,9 @@ def render(meta, results):
             parts.append(f"{r['config']['images']} image(s): {f2(c['successor_to_init_ms']['median'])} of "
                          f"{f2(c['blackout_ms']['median'])} ms")
         ver = meta.get("ferryd_version_ms")
-        ref = f"; `ferryd --version` alone takes {ver} ms here (median of 5)" if ver else ""
+        tru = meta.get("true_ms")
+        ref = (f"; `ferryd --version` alone takes {ver} ms here, `/bin/true` {tru} ms (medians of 21, interleaved)"
+               if ver else "")
         w("Most of a crash blackout is the successor getting to `INIT` (fork + exec + ferryd's own start-up"
           f"{ref}), medians: " + "; ".join(parts) + ".")
         w("")
@@ -237,7 +260,11 @@ def render(meta, results):
     w("How the numbers are taken:")
     w("")
     w("- **Manager side:** the benchmark holds the supervisor socket itself (`ferry::ipc::Supervisor`, as "
-      "`tests/daemon/takeover_test.cc` does) and drives every daemon over its HTTP API (`http_request`).")
+      "`tests/daemon/takeover_test.cc` does) and drives every daemon over its HTTP API: `http_request` "
+      "(libcurl) outside the switch; on the switch's critical path (takeover, start, exit) a raw HTTP/1.1 "
+      "request on a fresh unix-socket connection, so no client set-up is measured. A successor is known to be "
+      "in `INIT` once its API socket accepts a connection (inotify on the socket's creation, then `connect()` "
+      "every 20 us): no fixed poll interval is added.")
     w("- **Reader:** a separate process keeps one file of the image (1 MiB + 13.2 KiB) open with `O_DIRECT` and "
       "loops `pread` of 4 KiB at pseudo-random 4 KiB-aligned offsets, so every read is a FUSE request the daemon "
       "must answer; every byte is compared with the source file, and the steady-clock time of every successful "
@@ -249,6 +276,9 @@ def render(meta, results):
       "`Supervisor::send` + `PUT /api/v1/daemon/fuse/takeover`, `PUT /api/v1/daemon/start`. **Blackout** = "
       "the longest gap between consecutive successful reads that overlaps [kill - 50 ms, start's 204 + 200 ms]. "
       "The next save (`PUT fuse/sendfd`) is made after that window.")
+    w("- **Hot standby round:** start `ferryd fuse --upgrade` and wait until it waits in `INIT` (and a settle "
+      "pause, so its start-up is over), then `kill -9` the serving daemon, reap it (a pidfd tells the exit), "
+      "takeover + start on the standby. Same blackout window as a crash round.")
     w("- **Upgrade round:** save (`Supervisor::receive` + `PUT fuse/sendfd`), start the successor with "
       "`--upgrade`, takeover, start (both daemons now serve), `PUT /api/v1/daemon/exit` on the old one and wait "
       "for it to exit 0. **Blackout** = the longest gap overlapping [save start, old daemon's exit + 100 ms].")
@@ -267,16 +297,19 @@ def render(meta, results):
         w(f"**{config_name(r)}**")
         w("")
         w("| round | crash blackout | crash: reaped -> successor in INIT | crash: takeover + start | "
-          "upgrade blackout | upgrade: takeover + start | idle |")
-        w("|---:|---:|---:|---:|---:|---:|---:|")
+          "hot standby blackout | upgrade blackout | upgrade: takeover + start | idle |")
+        w("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        sr = r.get("standby", {}).get("rounds", [])
         cr = r.get("crash", {}).get("rounds", [])
         ur = r.get("upgrade", {}).get("rounds", [])
         idle = r["idle"].get("rounds", [])
-        for i in range(max(len(cr), len(ur), len(idle))):
+        for i in range(max(len(cr), len(ur), len(idle), len(sr))):
+            sb = sr[i] if i < len(sr) else None
             c = cr[i] if i < len(cr) else None
             u = ur[i] if i < len(ur) else None
             w(f"| {i + 1} | {f2(c['blackout_ms']) if c else '—'} | {f2(c['successor_to_init_ms']) if c else '—'} | "
-              f"{f2(c['takeover_start_ms']) if c else '—'} | {f2(u['blackout_ms']) if u else '—'} | "
+              f"{f2(c['takeover_start_ms']) if c else '—'} | {f2(sb['blackout_ms']) if sb else '—'} | "
+              f"{f2(u['blackout_ms']) if u else '—'} | "
               f"{f2(u['takeover_start_ms']) if u else '—'} | {f2(idle[i]) if i < len(idle) else '—'} |")
         w("")
     w("</details>")

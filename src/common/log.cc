@@ -24,7 +24,9 @@ Status init(const std::string& level, const std::string& file, const std::string
   }
   logger->set_level(lvl);
   logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %n[%P]: %v");
-  logger->flush_on(spdlog::level::warn);
+  // Daemons die by SIGKILL in production and in tests: a line still in the buffer then is lost
+  // exactly when it is needed. Info lines come from control events only (never per request).
+  logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(std::move(logger));
   return {};
 }

@@ -80,7 +80,17 @@ Daemon::Daemon(DaemonOptions options, const EventWaiter& events)
     : options_(std::move(options)),
       events_(events),
       server_(fs_, fuse::ServerOptions{}, &metrics_),
+      workers_(std::make_unique<FuseWorkers>(server_,
+                                             [this] {
+                                               connection_lost_.store(true);
+                                               events_.notify();
+                                             })),
       machine_([this](DaemonState from, DaemonEvent event) { return on_transition(from, event); }) {}
+
+void Daemon::prepare_workers() {
+  std::lock_guard lock(ops_mu_);
+  if (machine_.state() != DaemonState::kRunning) workers_->prepare(options_.threads);
+}
 
 Daemon::~Daemon() {
   if (workers_) workers_->stop();
@@ -203,7 +213,9 @@ Status Daemon::do_mount() {
 
 Status Daemon::do_takeover() {
   if (options_.supervisor.empty()) return Error{EINVAL, "takeover needs --supervisor"};
+  const auto t0 = std::chrono::steady_clock::now();
   auto handover = ipc::receive_state(options_.supervisor, options_.supervisor_timeout);
+  const auto t_received = std::chrono::steady_clock::now();
   if (!handover.ok()) return Error{EIO, "receiving state from supervisor: " + handover.error().message};
   if (!handover->fd.valid()) return Error{EINVAL, "the supervisor sent no file descriptor"};
   auto state = decode_state(handover->state);
@@ -221,6 +233,7 @@ Status Daemon::do_takeover() {
 
   // Open every image before changing anything: a failure leaves this process in INIT.
   std::vector<std::pair<imagefs::AttachedImage, bool>> images;
+  images.reserve(state->images.size());
   for (const auto& saved : state->images) {
     auto image = open_attached(saved.name, saved.source, saved.config);
     if (!image.ok()) return std::move(image).error().context("reopening image '" + saved.source + "'");
@@ -252,19 +265,20 @@ Status Daemon::do_takeover() {
   saver_pid_ = state->pid;
   saver_start_time_ = state->pid_start_time;
   resend_on_start_ = true;
-  spdlog::info("took over '{}' from pid {} ({} images, protocol 7.{})", options_.mountpoint, state->pid,
-               state->images.size(), state->fuse.minor);
+  const auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
+  const auto t_done = std::chrono::steady_clock::now();
+  spdlog::info(
+      "took over '{}' from pid {} ({} images, protocol 7.{}) in {:.3f} ms ({:.3f} ms receiving the state)",
+      options_.mountpoint, state->pid, state->images.size(), state->fuse.minor, ms(t_done - t0),
+      ms(t_received - t0));
   arm_test_stall();
   return {};
 }
 
 Status Daemon::do_start() {
   if (!session_) return Error{EAGAIN, "no FUSE connection"};
-  workers_ = std::make_unique<FuseWorkers>(*session_, server_, [this] {
-    connection_lost_.store(true);
-    events_.notify();
-  });
-  workers_->start(options_.threads);
+  const auto t0 = std::chrono::steady_clock::now();
+  workers_->start(*session_, options_.threads);
   // A fresh mount's FUSE_INIT is answered by the workers just started. Waiting for it here
   // means RUNNING promises a connection whose state can be saved (sendfd answers 503 before).
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
@@ -290,13 +304,13 @@ Status Daemon::do_start() {
       spdlog::info("asked the kernel to resend the requests pid {} had not answered", saver_pid_);
     }
   }
-  spdlog::info("serving with {} threads", options_.threads);
+  spdlog::info("serving with {} threads (start took {:.3f} ms)", options_.threads,
+               std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   return {};
 }
 
 void Daemon::do_stop_workers() {
-  if (workers_) workers_->stop();
-  workers_.reset();
+  workers_->stop();
 }
 
 Status Daemon::do_unmount() {
@@ -342,7 +356,7 @@ SavedState Daemon::snapshot() const {
   s.failover_policy = options_.failover_policy;
   s.pid = ::getpid();
   s.pid_start_time = process_start_time(s.pid);
-  s.version = build_info::kVersion;
+  s.version = build_info::package_version();
   s.saved_at_unix_ms = unix_ms();
   return s;
 }
@@ -423,7 +437,7 @@ nlohmann::json Daemon::info() const {
   }
   return {{"id", options_.id},
           {"version",
-           {{"package_ver", build_info::kVersion},
+           {{"package_ver", build_info::package_version()},
             {"git_commit", build_info::kGitCommit},
             {"build_time", build_info::kBuildTime},
             {"profile", build_info::kProfile}}},

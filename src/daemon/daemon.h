@@ -63,6 +63,10 @@ class Daemon {
   // Signal: stop and unmount.
   Status shutdown();
 
+  // Creates the FUSE worker threads ahead of start() (they park until then), so that a
+  // successor waiting in INIT has no threads to create inside a failover. Optional.
+  void prepare_workers();
+
   // Saves the state and a dup of the /dev/fuse fd to the supervisor. EAGAIN until FUSE_INIT.
   Status send_fd();
 

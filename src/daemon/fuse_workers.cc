@@ -6,6 +6,8 @@
 
 #include <chrono>
 #include <cstring>
+#include <memory>
+#include <span>
 
 namespace ferry::daemon {
 namespace {
@@ -37,16 +39,17 @@ void FuseWorkers::install_wakeup_signal() {
   sigaction(SIGUSR1, &sa, nullptr);
 }
 
-FuseWorkers::FuseWorkers(const fuse::FuseSession& session, fuse::FuseServer& server,
-                         std::function<void()> on_unmounted)
-    : session_(session), server_(server), on_unmounted_(std::move(on_unmounted)) {}
+FuseWorkers::FuseWorkers(fuse::FuseServer& server, std::function<void()> on_unmounted)
+    : server_(server), on_unmounted_(std::move(on_unmounted)) {}
 
 FuseWorkers::~FuseWorkers() {
   stop();
 }
 
-void FuseWorkers::start(unsigned threads) {
+void FuseWorkers::prepare(unsigned threads) {
+  if (!threads_.empty()) return;
   stopping_.store(false);
+  released_.store(false);
   for (unsigned i = 0; i < threads; ++i) {
     auto w = std::make_unique<Worker>();
     Worker* raw = w.get();
@@ -55,17 +58,34 @@ void FuseWorkers::start(unsigned threads) {
   }
 }
 
+void FuseWorkers::start(const fuse::FuseSession& session, unsigned threads) {
+  prepare(threads);
+  session_.store(&session, std::memory_order_release);
+  released_.store(true, std::memory_order_release);
+  released_.notify_all();
+}
+
 void FuseWorkers::stop() {
   stopping_.store(true, std::memory_order_release);
-  for (auto& w : threads_) {
-    // The signal may land just before the thread enters read(): repeat until it has left.
-    while (!w->done.load(std::memory_order_acquire)) {
+  released_.store(true, std::memory_order_release);  // parked workers wake up, see stopping_, leave
+  released_.notify_all();
+  // Wake every thread at once (not one after the other): the old daemon of a hand-over should
+  // be gone quickly. A signal may land just before a thread enters read(): repeat until each
+  // has left its loop. An interrupted read takes nothing from the kernel's queue.
+  while (true) {
+    bool all_done = true;
+    for (auto& w : threads_) {
+      if (w->done.load(std::memory_order_acquire)) continue;
+      all_done = false;
       pthread_kill(w->thread.native_handle(), SIGUSR1);
-      std::this_thread::sleep_for(std::chrono::microseconds(100));
     }
-    w->thread.join();
+    if (all_done) break;
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
+  for (auto& w : threads_) w->thread.join();
   threads_.clear();
+  released_.store(false);
+  session_.store(nullptr);
 }
 
 void FuseWorkers::run(Worker& self) {
@@ -74,12 +94,23 @@ void FuseWorkers::run(Worker& self) {
   sigaddset(&wake, SIGUSR1);
   pthread_sigmask(SIG_UNBLOCK, &wake, nullptr);
 
-  std::vector<std::byte> request(server_.request_buffer_size());
-  std::vector<std::byte> scratch(server_.reply_buffer_size());
-  SessionReplyWriter writer(session_);
+  // Not zero-filled: a successor starts its workers inside a blackout, and zeroing a few
+  // hundred KiB per thread only delays the first request. The kernel fills what we read.
+  const size_t request_size = server_.request_buffer_size();
+  const size_t scratch_size = server_.reply_buffer_size();
+  auto request = std::make_unique_for_overwrite<std::byte[]>(request_size);
+  auto scratch = std::make_unique_for_overwrite<std::byte[]>(scratch_size);
+  // Parked until start() or stop(). A wake-up signal only interrupts the wait; it re-checks.
+  while (!released_.load(std::memory_order_acquire)) released_.wait(false, std::memory_order_acquire);
+  const fuse::FuseSession* session = session_.load(std::memory_order_acquire);
+  if (session == nullptr || stopping_.load(std::memory_order_acquire)) {
+    self.done.store(true, std::memory_order_release);
+    return;
+  }
+  SessionReplyWriter writer(*session);
   while (!stopping_.load(std::memory_order_acquire)) {
     size_t len = 0;
-    auto outcome = session_.read_request(request, len);
+    auto outcome = session->read_request(std::span<std::byte>(request.get(), request_size), len);
     if (!outcome.ok()) {
       spdlog::error("{}", outcome.error().message);
       break;
@@ -89,7 +120,8 @@ void FuseWorkers::run(Worker& self) {
       if (!unmounted_reported_.exchange(true) && on_unmounted_) on_unmounted_();
       break;
     }
-    server_.handle(std::span<const std::byte>(request.data(), len), scratch, writer);
+    server_.handle(std::span<const std::byte>(request.get(), len),
+                   std::span<std::byte>(scratch.get(), scratch_size), writer);
   }
   self.done.store(true, std::memory_order_release);
 }

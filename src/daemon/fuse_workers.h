@@ -1,12 +1,18 @@
 // FuseWorkers: the daemon's request loop. N threads read requests from one FuseSession and
 // hand them to the FuseServer; this is the only place transport and protocol meet.
 //
+// The threads can be created ahead of time (prepare()): they allocate their buffers and park
+// until start() hands them the session. A successor waiting in INIT does this before any
+// takeover, so that creating threads and their malloc arenas is not part of a failover.
+//
 // Stopping is cooperative: stop() sets a flag and interrupts each thread's blocking read with
 // SIGUSR1 until every thread has left its loop. A thread that holds a request finishes and
-// answers it first, so a planned hand-over loses nothing.
+// answers it first, so a planned hand-over loses nothing; an interrupted read takes nothing
+// from the kernel's queue.
 //
-// Thread-safety: start()/stop() from one controlling thread. Each worker owns its buffers;
-// the hot path allocates nothing and takes no lock.
+// Thread-safety: prepare()/start()/stop() from one controlling thread at a time (the daemon
+// serialises them). Each worker owns its buffers; the hot path allocates nothing and takes no
+// lock.
 #pragma once
 
 #include <atomic>
@@ -23,7 +29,7 @@ namespace ferry::daemon {
 class FuseWorkers {
  public:
   // `on_unmounted` runs (once, on a worker thread) when the kernel connection goes away.
-  FuseWorkers(const fuse::FuseSession& session, fuse::FuseServer& server, std::function<void()> on_unmounted);
+  FuseWorkers(fuse::FuseServer& server, std::function<void()> on_unmounted);
   ~FuseWorkers();
   FuseWorkers(const FuseWorkers&) = delete;
   FuseWorkers& operator=(const FuseWorkers&) = delete;
@@ -31,10 +37,14 @@ class FuseWorkers {
   // Installs the SIGUSR1 handler used to interrupt reads. Call once per process, early.
   static void install_wakeup_signal();
 
-  void start(unsigned threads);
-  // Stops and joins every worker; requests in their hands are answered first.
+  // Creates `threads` parked workers (nothing if workers exist already).
+  void prepare(unsigned threads);
+  // Serves `session` (which must outlive the workers' run, i.e. until stop()) with the prepared
+  // workers, creating them first if prepare() was not called.
+  void start(const fuse::FuseSession& session, unsigned threads);
+  // Stops and joins every worker, parked or serving; requests in their hands are answered first.
   void stop();
-  [[nodiscard]] bool running() const { return !threads_.empty(); }
+  [[nodiscard]] bool running() const { return released_.load() && !threads_.empty(); }
 
  private:
   struct Worker {
@@ -43,9 +53,10 @@ class FuseWorkers {
   };
   void run(Worker& self);
 
-  const fuse::FuseSession& session_;
   fuse::FuseServer& server_;
   std::function<void()> on_unmounted_;
+  std::atomic<const fuse::FuseSession*> session_{nullptr};
+  std::atomic<bool> released_{false};  // parked workers may serve session_
   std::atomic<bool> stopping_{false};
   std::atomic<bool> unmounted_reported_{false};
   std::vector<std::unique_ptr<Worker>> threads_;

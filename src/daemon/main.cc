@@ -44,8 +44,8 @@ struct CliOptions {
 };
 
 std::string version_text() {
-  return std::string("ferryd ") + build_info::kVersion + " (commit " + build_info::kGitCommit + ", built " +
-         build_info::kBuildTime + ", " + build_info::kProfile + ")";
+  return std::string("ferryd ") + build_info::package_version() + " (commit " + build_info::kGitCommit +
+         ", built " + build_info::kBuildTime + ", " + build_info::kProfile + ")";
 }
 
 bool g_logging_to_file = false;
@@ -136,6 +136,9 @@ int run_fuse(CliOptions opt) {
       return fail(st.error());
     }
   } else {
+    // After the API listens (a supervisor may already be calling takeover): the worker threads
+    // are made now rather than inside the failover's start.
+    daemon.prepare_workers();
     spdlog::info("{} waiting in INIT for a takeover (API '{}')", version_text(), d.apisock);
   }
 

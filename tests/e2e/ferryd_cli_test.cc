@@ -119,6 +119,24 @@ TEST_F(FerrydCliTest, VersionPrintsAVersion) {
   EXPECT_TRUE(std::regex_search(r.out + r.err, std::regex("[0-9]+\\.[0-9]+"))) << r.describe();
 }
 
+// ferryd-next is the same daemon with package version "<version>+next": upgrade tests rely on
+// telling the two builds apart by what they report.
+TEST_F(FerrydCliTest, FerrydNextReportsADifferentVersion) {
+  const std::string next = test::binary_path("ferryd-next");
+  ASSERT_EQ(::access(next.c_str(), X_OK), 0) << next << " is not built";
+  RunResult a = ferryd({"--version"});
+  RunResult b = run_with_deadline({next, "--version"}, dir_.path(), kDeadline);
+  ASSERT_FALSE(a.timed_out);
+  ASSERT_FALSE(b.timed_out);
+  ASSERT_EQ(a.exit_code(), 0) << a.describe();
+  ASSERT_EQ(b.exit_code(), 0) << b.describe();
+  EXPECT_NE(a.out + a.err, b.out + b.err) << "ferryd and ferryd-next report the same version";
+  std::smatch m;
+  const std::string av = a.out + a.err;
+  ASSERT_TRUE(std::regex_search(av, m, std::regex("ferryd ([0-9][^ ]*)"))) << a.describe();
+  EXPECT_NE((b.out + b.err).find("ferryd " + m[1].str() + "+next"), std::string::npos) << b.describe();
+}
+
 TEST_F(FerrydCliTest, HelpExitsZero) {
   RunResult r = ferryd({"--help"});
   ASSERT_FALSE(r.timed_out);

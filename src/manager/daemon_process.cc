@@ -1,0 +1,347 @@
+#include "manager/daemon_process.h"
+
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
+extern char** environ;  // NOLINT(readability-redundant-declaration): POSIX, not in every header
+
+namespace ferry::manager {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int pidfd_open(pid_t pid) {
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
+
+// What adopt() and process_start_time() need from /proc/<pid>/stat.
+struct ProcStat {
+  char state = '?';
+  pid_t ppid = 0;
+  uint64_t start_time = 0;
+};
+
+Result<ProcStat> read_proc_stat(pid_t pid) {
+  std::string path = "/proc/" + std::to_string(pid) + "/stat";
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
+    int err = errno;
+    if (err == ENOENT || err == ESRCH)
+      return Error{ESRCH, "process " + std::to_string(pid) + " does not exist"};
+    return errno_error(err, "reading " + path);
+  }
+  std::string text;
+  char buf[1024];
+  while (true) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      // A process that exits while we read its stat file reports ESRCH here.
+      if (errno == ESRCH) return Error{ESRCH, "process " + std::to_string(pid) + " does not exist"};
+      return errno_error("reading " + path);
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  // The command name (field 2) is in parentheses and may itself contain spaces and ')', so
+  // the fields are counted from the LAST ')'.
+  size_t close = text.rfind(')');
+  if (close == std::string::npos) return Error{EIO, path + ": unexpected format (no ')')"};
+  std::vector<std::string> fields;  // fields[0] is field 3 (state)
+  size_t i = close + 1;
+  while (i < text.size() && fields.size() < 20) {
+    while (i < text.size() && (text[i] == ' ' || text[i] == '\n')) ++i;
+    size_t start = i;
+    while (i < text.size() && text[i] != ' ' && text[i] != '\n') ++i;
+    if (i > start) fields.emplace_back(text, start, i - start);
+  }
+  if (fields.size() < 20) return Error{EIO, path + ": unexpected format (fewer than 22 fields)"};
+  ProcStat st;
+  st.state = fields[0].empty() ? '?' : fields[0][0];
+  try {
+    st.ppid = static_cast<pid_t>(std::stol(fields[1]));
+    st.start_time = std::stoull(fields[19]);
+  } catch (const std::exception&) {
+    return Error{EIO, path + ": unexpected format (non-numeric ppid or start time)"};
+  }
+  return st;
+}
+
+std::string describe_status(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    std::string d = "killed by signal " + std::to_string(WTERMSIG(status));
+    if (WCOREDUMP(status)) d += " (core dumped)";
+    return d;
+  }
+  return "ended with wait status " + std::to_string(status);
+}
+
+// Moves `fd` to a number >= 3, so that dup2() onto 0/1/2 in the child cannot clobber it (a
+// manager started with a closed stdin would otherwise get fd 0 from open()).
+Result<UniqueFd> above_stdio(UniqueFd fd, const std::string& what) {
+  if (fd.get() > 2) return fd;
+  UniqueFd moved(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 3));
+  if (!moved) return errno_error(what);
+  return moved;
+}
+
+// The child's side between fork() and execve(): async-signal-safe calls only. Never returns.
+[[noreturn]] void exec_child(const char* path, char* const* argv, char* const* envp, int devnull, int log,
+                             int err_pipe, int max_fd) {
+  auto fail = [err_pipe](int err) {
+    while (::write(err_pipe, &err, sizeof err) < 0 && errno == EINTR) {
+    }
+    ::_exit(127);
+  };
+  // Dispositions first, then the mask: a signal pending under the inherited mask must not be
+  // delivered to a handler that no longer exists in this image.
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    ::sigaction(sig, &dfl, nullptr);  // fails harmlessly for signals glibc reserves
+  }
+  sigset_t none;
+  ::sigemptyset(&none);
+  if (::sigprocmask(SIG_SETMASK, &none, nullptr) != 0) fail(errno);
+  if (::setsid() < 0) fail(errno);
+  if (::dup2(devnull, 0) < 0 || ::dup2(log, 1) < 0 || ::dup2(log, 2) < 0) fail(errno);
+  // Everything else becomes close-on-exec rather than closed, so the error pipe stays usable
+  // until execve succeeds (it is close-on-exec already).
+  if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+    for (int fd = 3; fd < max_fd; ++fd) {
+      if (fd != err_pipe) ::close(fd);
+    }
+  }
+  ::execve(path, argv, envp);
+  fail(errno);
+  ::_exit(127);  // not reached
+}
+
+}  // namespace
+
+Result<uint64_t> process_start_time(pid_t pid) {
+  FERRY_ASSIGN(ProcStat st, read_proc_stat(pid));
+  return st.start_time;
+}
+
+Result<DaemonProcess> DaemonProcess::spawn(const std::vector<std::string>& argv, const std::string& log_file,
+                                           const std::map<std::string, std::string>& extra_env) {
+  if (argv.empty() || argv[0].empty() || argv[0].front() != '/') {
+    return Error{EINVAL, "spawn: argv[0] must be an absolute path to the binary, got '" +
+                             (argv.empty() ? std::string() : argv[0]) + "'"};
+  }
+  const std::string& binary = argv[0];
+
+  // Everything the child touches is built here: after fork() in a multi-threaded process
+  // the child may not allocate (another thread may have held the allocator's lock).
+  std::vector<std::string> env_strings;
+  std::map<std::string, std::string> env_add = extra_env;
+  env_add.emplace("GNUTLS_NO_IMPLICIT_INIT", "1");  // an explicit extra_env value wins
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    std::string entry(*e);
+    std::string key = entry.substr(0, entry.find('='));
+    if (env_add.count(key) == 0) env_strings.push_back(std::move(entry));
+  }
+  for (const auto& [k, v] : env_add) env_strings.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  envp.reserve(env_strings.size() + 1);
+  for (auto& s : env_strings) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  std::vector<std::string> arg_strings = argv;
+  std::vector<char*> args;
+  args.reserve(arg_strings.size() + 1);
+  for (auto& s : arg_strings) args.push_back(s.data());
+  args.push_back(nullptr);
+
+  UniqueFd log(::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
+  if (!log) return errno_error("spawn " + binary + ": opening log file " + log_file);
+  FERRY_ASSIGN(log, above_stdio(std::move(log), "spawn " + binary + ": moving log fd"));
+  UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!devnull) return errno_error("spawn " + binary + ": opening /dev/null");
+  FERRY_ASSIGN(devnull, above_stdio(std::move(devnull), "spawn " + binary + ": moving /dev/null fd"));
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0)
+    return errno_error("spawn " + binary + ": creating exec status pipe");
+  UniqueFd err_read(pipe_fds[0]);
+  UniqueFd err_write(pipe_fds[1]);
+  FERRY_ASSIGN(err_read, above_stdio(std::move(err_read), "spawn " + binary + ": moving pipe fd"));
+  FERRY_ASSIGN(err_write, above_stdio(std::move(err_write), "spawn " + binary + ": moving pipe fd"));
+  long open_max = ::sysconf(_SC_OPEN_MAX);
+  int max_fd = open_max > 0 && open_max < (1 << 20) ? static_cast<int>(open_max) : 65536;
+
+  pid_t pid = ::fork();
+  if (pid < 0) return errno_error("spawn " + binary + ": fork");
+  if (pid == 0) {
+    exec_child(args[0], args.data(), envp.data(), devnull.get(), log.get(), err_write.get(), max_fd);
+  }
+  err_write.reset();
+
+  // The pipe closes (EOF) when execve succeeds; otherwise it carries the child's errno.
+  int child_errno = 0;
+  ssize_t n = 0;
+  do {
+    n = ::read(err_read.get(), &child_errno, sizeof child_errno);
+  } while (n < 0 && errno == EINTR);
+  if (n != 0) {
+    int err = n == static_cast<ssize_t>(sizeof child_errno) ? child_errno : EIO;
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (n < 0) return errno_error("spawn " + binary + ": reading exec status");
+    return errno_error(err, "spawn " + binary + ": cannot execute " + binary);
+  }
+
+  DaemonProcess p;
+  p.pid_ = pid;
+  p.child_ = true;
+  p.pidfd_.reset(pidfd_open(pid));
+  if (!p.pidfd_) {
+    // Without a pidfd the process cannot be watched or signalled safely: do not keep it.
+    Error e = errno_error("spawn " + binary + ": pidfd_open(" + std::to_string(pid) + ")");
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return e;
+  }
+  // Start time is fixed at fork and kept across exec; the child is un-reaped, so it is there.
+  auto start = process_start_time(pid);
+  if (!start.ok()) {
+    (void)p.kill_and_reap();
+    return std::move(start).error().context("spawn " + binary + ": reading its start time");
+  }
+  p.start_time_ = *start;
+  return p;
+}
+
+Result<DaemonProcess> DaemonProcess::adopt(pid_t pid, uint64_t expected_start_time) {
+  std::string who = "adopting process " + std::to_string(pid);
+  if (pid <= 0) return Error{ESRCH, who + ": not a valid pid"};
+  UniqueFd pidfd(pidfd_open(pid));
+  if (!pidfd) {
+    if (errno == ESRCH) return Error{ESRCH, who + ": it is gone"};
+    return errno_error(who + ": pidfd_open");
+  }
+  // Order matters: the pidfd pins the process we opened; /proc/<pid> names whatever has the
+  // pid now. If the pidfd's process is still alive after we read /proc, they are the same.
+  auto st = read_proc_stat(pid);
+  if (!st.ok()) return std::move(st).error().context(who);
+  pollfd pfd{pidfd.get(), POLLIN, 0};
+  int r = ::poll(&pfd, 1, 0);
+  if (r < 0) return errno_error(who + ": polling its pidfd");
+  if (r > 0) return Error{ESRCH, who + ": it has exited"};
+  if (st->start_time != expected_start_time) {
+    return Error{ESRCH, who + ": pid was reused (start time " + std::to_string(st->start_time) +
+                            ", expected " + std::to_string(expected_start_time) + ")"};
+  }
+  DaemonProcess p;
+  p.pid_ = pid;
+  p.pidfd_ = std::move(pidfd);
+  p.start_time_ = st->start_time;
+  // Normally adopted daemons belong to a previous manager; if it is ours after all, we must
+  // reap it or it would linger as a zombie.
+  p.child_ = st->ppid == ::getpid();
+  return p;
+}
+
+bool DaemonProcess::is_alive() const {
+  // Only the pidfd is consulted (it stays readable after the reap), so that other threads may
+  // call this while the owner reaps.
+  if (!pidfd_) return false;
+  pollfd pfd{pidfd_.get(), POLLIN, 0};
+  int r = 0;
+  do {
+    r = ::poll(&pfd, 1, 0);
+  } while (r < 0 && errno == EINTR);
+  // On a poll error we cannot tell; "alive" keeps the caller from acting on a false death.
+  return r <= 0;
+}
+
+Status DaemonProcess::signal(int sig) const {
+  if (!pidfd_ || reaped_)
+    return Error{ESRCH,
+                 "signal " + std::to_string(sig) + " to process " + std::to_string(pid_) + ": it has exited"};
+  if (::syscall(SYS_pidfd_send_signal, pidfd_.get(), sig, nullptr, 0) != 0) {
+    int err = errno;
+    if (err == ESRCH) {
+      return Error{
+          ESRCH, "signal " + std::to_string(sig) + " to process " + std::to_string(pid_) + ": it has exited"};
+    }
+    return errno_error(err, "signal " + std::to_string(sig) + " to process " + std::to_string(pid_));
+  }
+  return ok_status();
+}
+
+Result<std::string> DaemonProcess::wait_exit(std::chrono::milliseconds timeout) {
+  if (!valid()) return Error{EINVAL, "wait_exit: no process"};
+  if (reaped_ || !pidfd_) return reap();
+  auto deadline = Clock::now() + timeout;
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    // Round up so a sub-millisecond remainder still waits instead of spinning.
+    int wait_ms = left.count() <= 0 ? 0 : static_cast<int>(std::min<int64_t>(left.count() + 1, 1 << 30));
+    pollfd pfd{pidfd_.get(), POLLIN, 0};
+    int r = ::poll(&pfd, 1, wait_ms);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return errno_error("waiting for process " + std::to_string(pid_));
+    if (r > 0) break;
+    if (Clock::now() >= deadline) {
+      return Error{ETIMEDOUT, "process " + std::to_string(pid_) + " still running after " +
+                                  std::to_string(timeout.count()) + " ms"};
+    }
+  }
+  if (!child_) return std::string("exited");
+  // The pidfd is readable once the child is a zombie, so this does not block for long.
+  int status = 0;
+  pid_t got = 0;
+  do {
+    got = ::waitpid(pid_, &status, 0);
+  } while (got < 0 && errno == EINTR);
+  reaped_ = true;
+  if (got != pid_)
+    exit_description_ = "exited (status not available: " + std::string(std::strerror(errno)) + ")";
+  else
+    exit_description_ = describe_status(status);
+  return exit_description_;
+}
+
+Status DaemonProcess::kill_and_reap() {
+  if (!valid()) return ok_status();
+  if (reaped_) return ok_status();
+  Status st = signal(SIGKILL);
+  if (!st.ok() && st.error().code != ESRCH) return st;
+  auto r = wait_exit(std::chrono::seconds(5));
+  if (!r.ok()) return std::move(r).error().context("SIGKILL did not end it");
+  return ok_status();
+}
+
+std::string DaemonProcess::reap() {
+  if (!child_) return "exited";
+  if (reaped_) return exit_description_;
+  int status = 0;
+  pid_t got = 0;
+  do {
+    got = ::waitpid(pid_, &status, WNOHANG);
+  } while (got < 0 && errno == EINTR);
+  if (got == 0) return "still running";
+  reaped_ = true;
+  if (got != pid_)
+    exit_description_ = "exited (status not available: " + std::string(std::strerror(errno)) + ")";
+  else
+    exit_description_ = describe_status(status);
+  return exit_description_;
+}
+
+}  // namespace ferry::manager

@@ -1,0 +1,84 @@
+// DaemonProcess: one ferryd process as the manager sees it: a pid plus a pidfd.
+//
+// The pidfd is how death is detected (it becomes readable when the process exits; no false
+// alarm from a slow or hung daemon) and how the process is signalled without racing pid reuse.
+// It works for children (spawned here) and for daemons adopted after a manager restart (not
+// our children: their exit status cannot be collected, only noticed).
+//
+// spawn() forks and execs with: all fds but 0/1/2 closed (stdin /dev/null, stdout/stderr
+// appended to `log_file`), a new session (a terminal's Ctrl-C or the manager's own death does
+// not reach the daemon: daemons outlive the manager), default signal mask and dispositions, and
+// GNUTLS_NO_IMPLICIT_INIT=1 in the environment (ferryd never uses TLS; skipping the TLS
+// library's start-up work shortens a failover). The child never runs code that may allocate or
+// lock between fork and exec (argv/envp are prepared before fork).
+//
+// Errors: spawn() fails with ENOENT/EACCES naming the binary when exec fails (reported back to
+// the parent through a close-on-exec pipe, so "no such binary" is an error, not a dead child).
+//
+// Thread-safety: one owner; is_alive()/pidfd() may be read from any thread.
+// Ownership: the destructor does NOT kill the process (daemons outlive the manager by design);
+// it only closes the pidfd. Call kill_and_reap() to end a process the manager gave up on.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "common/unique_fd.h"
+
+namespace ferry::manager {
+
+class DaemonProcess {
+ public:
+  DaemonProcess() = default;
+  // Starts argv[0] (absolute path) with argv. Extra environment entries are added.
+  static Result<DaemonProcess> spawn(const std::vector<std::string>& argv, const std::string& log_file,
+                                     const std::map<std::string, std::string>& extra_env = {});
+  // Adopts a running process by pid (e.g. from a DaemonRecord after a manager restart).
+  // Fails with ESRCH when it is gone, or when its start time (/proc/<pid>/stat field 22) is not
+  // `expected_start_time` (the pid was reused by another process).
+  static Result<DaemonProcess> adopt(pid_t pid, uint64_t expected_start_time);
+
+  DaemonProcess(DaemonProcess&&) noexcept = default;
+  DaemonProcess& operator=(DaemonProcess&&) noexcept = default;
+  DaemonProcess(const DaemonProcess&) = delete;
+  DaemonProcess& operator=(const DaemonProcess&) = delete;
+  ~DaemonProcess() = default;
+
+  [[nodiscard]] pid_t pid() const { return pid_; }
+  [[nodiscard]] int pidfd() const { return pidfd_.get(); }  // readable once the process exited
+  [[nodiscard]] uint64_t start_time() const { return start_time_; }
+  [[nodiscard]] bool is_child() const { return child_; }
+  [[nodiscard]] bool valid() const { return pid_ > 0; }
+  // True until the process has exited (polls the pidfd, does not block).
+  [[nodiscard]] bool is_alive() const;
+  // Sends `sig` through the pidfd (no pid-reuse race).
+  Status signal(int sig) const;
+  // Waits up to `timeout` for the exit (pidfd poll); for a child also reaps it. Returns a
+  // description of how it ended ("exited with status 0", "killed by signal 9"; "exited" for
+  // a non-child), or ETIMEDOUT.
+  Result<std::string> wait_exit(std::chrono::milliseconds timeout);
+  // SIGKILL, then waits for the exit and reaps a child. Never fails silently: returns an error
+  // only if the process could not be confirmed dead within 5 s.
+  Status kill_and_reap();
+  // For a child that has exited: reaps it and describes the exit; for others "exited".
+  std::string reap();
+
+ private:
+  pid_t pid_ = -1;
+  UniqueFd pidfd_;
+  uint64_t start_time_ = 0;
+  bool child_ = false;
+  bool reaped_ = false;
+  std::string exit_description_;  // set when a child is reaped; reap() repeats it
+};
+
+// /proc/<pid>/stat field 22 (start time in clock ticks since boot), or ESRCH.
+Result<uint64_t> process_start_time(pid_t pid);
+
+}  // namespace ferry::manager

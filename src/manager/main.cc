@@ -1,0 +1,181 @@
+// ferry-snapshotter: runs the manager in the foreground until SIGTERM/SIGINT.
+#include <signal.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+
+#include "common/build_info.h"
+#include "http/http_server.h"
+#include "http/json_errors.h"
+#include "manager/config.h"
+#include "manager/daemon_manager.h"
+#include "manager/metrics.h"
+#include "manager/mount_ops.h"
+#include "manager/store.h"
+#include "manager/system_api.h"
+
+namespace ferry::manager {
+namespace {
+
+int fail(const std::string& message) {
+  std::fprintf(stderr, "ferry-snapshotter: error: %s\n", message.c_str());
+  if (spdlog::default_logger()) spdlog::error("{}", message);
+  return 1;
+}
+
+// Logs go to stderr and to <log dir>/ferry-snapshotter.log.
+Status init_logging(const ManagerConfig& config) {
+  auto level = spdlog::level::from_str(config.log.level);
+  if (level == spdlog::level::off && config.log.level != "off") {
+    return Error{EINVAL, "[log] level: unknown level '" + config.log.level + "'"};
+  }
+  const std::string file = config.log_dir() + "/ferry-snapshotter.log";
+  std::shared_ptr<spdlog::logger> logger;
+  try {
+    std::vector<spdlog::sink_ptr> sinks = {std::make_shared<spdlog::sinks::stderr_sink_mt>(),
+                                           std::make_shared<spdlog::sinks::basic_file_sink_mt>(file, false)};
+    logger = std::make_shared<spdlog::logger>("ferry-snapshotter", sinks.begin(), sinks.end());
+  } catch (const spdlog::spdlog_ex& e) {
+    return Error{EIO, "cannot open log file '" + file + "': " + e.what()};
+  }
+  logger->set_level(level);
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %n[%P]: %v");
+  logger->flush_on(spdlog::level::info);
+  spdlog::set_default_logger(std::move(logger));
+  return {};
+}
+
+std::string default_ferryd() {
+  std::error_code ec;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return "/usr/bin/ferryd";
+  return (self.parent_path() / "ferryd").string();
+}
+
+struct Options {
+  std::string config_file;
+  std::string root;
+  std::string log_level;
+};
+
+int run(const Options& opt) {
+  ManagerConfig config;
+  if (!opt.config_file.empty()) {
+    auto loaded = load_config(opt.config_file);
+    if (!loaded) return fail(loaded.error().message);
+    config = std::move(*loaded);
+  }
+  if (!opt.root.empty()) config.root = opt.root;
+  if (!opt.log_level.empty()) config.log.level = opt.log_level;
+  if (auto st = validate(config); !st) return fail(st.error().message);
+  if (auto st = make_dirs(config.root); !st)
+    return fail("root '" + config.root + "' is unusable: " + st.error().message);
+  if (::access(config.root.c_str(), R_OK | W_OK | X_OK) != 0) {
+    return fail("root '" + config.root + "' is not writable: " + std::strerror(errno));
+  }
+  if (auto st = make_dirs(config.log_dir()); !st) return fail("[log] dir: " + st.error().message);
+  if (auto st = init_logging(config); !st) return fail(st.error().message);
+
+  // Signals are taken synchronously by the main thread (sigwait); every thread started below
+  // inherits the mask, so none of them is interrupted.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  // The system socket first: a second manager on the same socket must stop here, before it
+  // touches the records or the daemons of the first one.
+  std::atomic<SystemApi*> api_ptr{nullptr};
+  std::unique_ptr<http::HttpServer> system_server;
+  if (config.system.enable) {
+    auto server =
+        http::HttpServer::listen_unix(config.system.address, [&api_ptr](const http::HttpRequest& r) {
+          SystemApi* api = api_ptr.load();
+          if (api == nullptr) return http::json_error(503, "NotReady", "the manager is starting up");
+          return api->handle(r);
+        });
+    if (!server) return fail("[system] address: " + server.error().message);
+    system_server = std::move(*server);
+  }
+
+  auto store = ManagerStore::open(config.db_path());
+  if (!store) return fail(store.error().message);
+  std::string binary = config.daemon.nydusd_path.empty() ? default_ferryd() : config.daemon.nydusd_path;
+  if (auto saved = (*store)->setting("nydusd_path"); saved && saved->has_value() && !(**saved).empty()) {
+    binary = **saved;  // chosen by an upgrade: it wins over the configuration
+  }
+  ManagerMetrics metrics;
+  auto manager = DaemonManager::create(config, binary, **store, metrics);
+  if (!manager) return fail(manager.error().message);
+  spdlog::info("ferry-snapshotter {} starting: root '{}', mode {}, policy {}, ferryd '{}'",
+               build_info::kVersion, config.root, to_string(config.daemon_mode),
+               to_string(config.daemon.recover_policy), binary);
+  (*manager)->reattach_all();
+
+  SystemApi api(**manager);
+  api_ptr.store(&api);
+  std::unique_ptr<http::HttpServer> metrics_server;
+  if (!config.metrics.address.empty()) {
+    auto server = http::HttpServer::listen_tcp(
+        config.metrics.address, [&api](const http::HttpRequest& r) { return api.handle_metrics_only(r); });
+    if (!server) {
+      system_server.reset();
+      (*manager)->shutdown();
+      return fail("[metrics] address: " + server.error().message);
+    }
+    metrics_server = std::move(*server);
+  }
+  spdlog::info("ready: system API on '{}'{}", config.system.enable ? config.system.address : "(disabled)",
+               metrics_server ? ", metrics on " + metrics_server->endpoint() : "");
+
+  int sig = 0;
+  while (sigwait(&stop_signals, &sig) != 0) {
+  }
+  spdlog::info("{} received: stopping; daemons keep serving", strsignal(sig));
+  // Servers first (they wait for requests in progress), then the manager.
+  metrics_server.reset();
+  system_server.reset();
+  api_ptr.store(nullptr);
+  (*manager)->shutdown();
+  manager->reset();
+  spdlog::info("stopped");
+  spdlog::default_logger()->flush();
+  return 0;
+}
+
+}  // namespace
+}  // namespace ferry::manager
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "ferry-snapshotter: starts ferryd daemons for container image mounts, watches them, fails them over\n"
+      "after a crash (or restarts them, per recover_policy) and hot-upgrades them on request. Runs in the\n"
+      "foreground until SIGTERM/SIGINT; daemons keep serving after it stops."};
+  app.set_version_flag("--version,-V", std::string("ferry-snapshotter ") + ferry::build_info::kVersion +
+                                           " (commit " + ferry::build_info::kGitCommit + ")");
+  ferry::manager::Options opt;
+  app.add_option("--config,-c", opt.config_file,
+                 "TOML configuration file (without it: embedded defaults, root /var/lib/ferry, system socket "
+                 "/run/ferry/system.sock, ferryd next to this binary)");
+  app.add_option("--root", opt.root, "Overrides the configuration's root directory");
+  app.add_option("--log-level,-l", opt.log_level,
+                 "Overrides [log] level: trace, debug, info, warn, error or off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  app.footer(
+      "Logs go to stderr and to <log dir>/ferry-snapshotter.log (<log dir>: [log] dir, default "
+      "<root>/logs);\n"
+      "each daemon logs to <log dir>/<daemon id>.log. System API: docs/manager-api.md.");
+  app.failure_message([](const CLI::App* /*app*/, const CLI::Error& e) {
+    return std::string("ferry-snapshotter: error: ") + e.what() + " (see ferry-snapshotter --help)\n";
+  });
+  CLI11_PARSE(app, argc, argv);
+  return ferry::manager::run(opt);
+}

@@ -1,0 +1,41 @@
+// DaemonManager::Daemon: everything the manager holds for one daemon. Internal to the manager's
+// .cc files (daemon_manager.h keeps it opaque).
+//
+// Locking: `op_mu` is held for the whole of any operation on the daemon (mount/umount of its
+// images, recovery, upgrade, reattach) and guards the fields under it. `view` and `status` are
+// what the API shows; they are guarded by DaemonManager::mu_ and refreshed by publish(), so a
+// listing never waits for a long operation.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "ipc/supervisor.h"
+#include "manager/daemon_manager.h"
+#include "manager/daemon_process.h"
+#include "manager/store.h"
+
+namespace ferry::manager {
+
+struct DaemonManager::Daemon {
+  std::mutex op_mu;
+  // --- guarded by op_mu
+  DaemonRecord rec;
+  std::unique_ptr<ipc::Supervisor> supervisor;
+  DaemonProcess proc;     // the serving process (invalid when dead for good)
+  DaemonProcess standby;  // hot standby waiting in INIT (invalid when none)
+  std::string standby_api;
+  unsigned api_seq = 0;
+  unsigned standby_failures = 0;
+  bool removed = false;  // umounted: late death notices are ignored
+  bool dead = false;     // policy none, or recovery gave up
+  // --- guarded by DaemonManager::mu_
+  DaemonRecord view;
+  std::string status;  // "" = ask the daemon; RECOVERING, DEAD
+};
+
+// Watch keys: the daemon id for the serving process, id + this suffix for its hot standby.
+inline constexpr const char* kStandbySuffix = "#standby";
+
+}  // namespace ferry::manager

@@ -1,0 +1,169 @@
+#include "manager/mount_ops.h"
+
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <sstream>
+
+#include "common/unique_fd.h"
+
+namespace ferry::manager {
+namespace {
+
+// mountinfo escapes space, tab, newline and backslash as \ooo.
+std::string unescape_mount_path(const std::string& in) {
+  std::string out;
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '\\' && i + 3 < in.size()) {
+      int v = 0;
+      bool octal = true;
+      for (size_t k = 1; k <= 3; ++k) {
+        if (i + k >= in.size() || in[i + k] < '0' || in[i + k] > '7') {
+          octal = false;
+          break;
+        }
+        v = v * 8 + (in[i + k] - '0');
+      }
+      if (octal) {
+        out.push_back(static_cast<char>(v));
+        i += 3;
+        continue;
+      }
+    }
+    out.push_back(in[i]);
+  }
+  return out;
+}
+
+}  // namespace
+
+int mount_count(const std::string& path) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, devno, root, mnt;
+    if (!(fields >> id >> parent >> devno >> root >> mnt)) continue;
+    if (unescape_mount_path(mnt) == path) ++n;
+  }
+  return n;
+}
+
+Status umount_all(const std::string& path) {
+  for (int i = 0; i < 16 && mount_count(path) > 0; ++i) {
+    if (::umount2(path.c_str(), MNT_DETACH) != 0 && errno != EINVAL) {
+      return errno_error("unmounting '" + path + "'");
+    }
+  }
+  return {};
+}
+
+Status umount_one(const std::string& path) {
+  if (::umount2(path.c_str(), 0) == 0) return {};
+  if (errno == EBUSY && ::umount2(path.c_str(), MNT_DETACH) == 0) return {};
+  return errno_error("unmounting '" + path + "'");
+}
+
+Status bind_mount(const std::string& source, const std::string& target) {
+  if (::mount(source.c_str(), target.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+    return errno_error("bind-mounting '" + source + "' at '" + target + "'");
+  }
+  return {};
+}
+
+std::string random_id() {
+  unsigned char bytes[6];
+  size_t got = 0;
+  while (got < sizeof bytes) {
+    ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
+    if (n > 0) got += static_cast<size_t>(n);
+  }
+  static const char* hex = "0123456789abcdef";
+  std::string id;
+  for (unsigned char b : bytes) {
+    id.push_back(hex[b >> 4]);
+    id.push_back(hex[b & 15]);
+  }
+  return id;
+}
+
+Status write_file(const std::string& path, const std::string& text) {
+  std::string tmp = path + ".tmp";
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!fd) return errno_error("creating '" + tmp + "'");
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_error("writing '" + tmp + "'");
+    }
+    done += static_cast<size_t>(n);
+  }
+  fd.reset();
+  if (::rename(tmp.c_str(), path.c_str()) != 0)
+    return errno_error("renaming '" + tmp + "' to '" + path + "'");
+  return {};
+}
+
+Status make_dirs(const std::string& path, unsigned mode) {
+  if (path.empty() || path[0] != '/') return Error{EINVAL, "not an absolute path: '" + path + "'"};
+  std::string cur;
+  size_t pos = 1;
+  while (pos <= path.size()) {
+    size_t next = path.find('/', pos);
+    if (next == std::string::npos) next = path.size();
+    cur = path.substr(0, next);
+    if (!cur.empty() && ::mkdir(cur.c_str(), mode) != 0 && errno != EEXIST) {
+      return errno_error("creating directory '" + cur + "'");
+    }
+    pos = next + 1;
+  }
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return errno_error("checking directory '" + path + "'");
+  if (!S_ISDIR(st.st_mode)) return Error{ENOTDIR, "'" + path + "' exists and is not a directory"};
+  return {};
+}
+
+std::string log_tail(const std::string& path, int lines) {
+  std::ifstream in(path);
+  std::deque<std::string> tail;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    tail.push_back(line);
+    if (static_cast<int>(tail.size()) > lines) tail.pop_front();
+  }
+  std::string out;
+  for (const auto& l : tail) out += (out.empty() ? "" : " | ") + l;
+  return out;
+}
+
+Status check_abs_dir(const std::string& path, const std::string& what) {
+  if (path.empty() || path[0] != '/')
+    return Error{EINVAL, what + " must be an absolute path, got '" + path + "'"};
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return Error{EINVAL, what + " '" + path + "': " + std::strerror(errno)};
+  if (!S_ISDIR(st.st_mode)) return Error{EINVAL, what + " '" + path + "' is not a directory"};
+  return {};
+}
+
+Status check_abs_file(const std::string& path, const std::string& what) {
+  if (path.empty() || path[0] != '/')
+    return Error{EINVAL, what + " must be an absolute path, got '" + path + "'"};
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return Error{EINVAL, what + " '" + path + "': " + std::strerror(errno)};
+  if (!S_ISREG(st.st_mode)) return Error{EINVAL, what + " '" + path + "' is not a regular file"};
+  return {};
+}
+
+}  // namespace ferry::manager

@@ -1,0 +1,42 @@
+// Small filesystem and process helpers of the manager: mount table queries, unmounts, bind
+// mounts, files, ids. Each does one system-level thing and reports failure as a value.
+//
+// None of them opens a file INSIDE a managed mount: the mount table is read from
+// /proc/self/mountinfo, never by stat()ing a mountpoint (a dead or hung daemon would make that
+// block or fail, and an fd into a FUSE mount held across fork would make the child's exec send
+// FLUSH to a possibly dead daemon).
+//
+// Thread-safety: pure functions of the system state.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+
+namespace ferry::manager {
+
+// How many mounts are stacked at exactly `path` (0 when none), from /proc/self/mountinfo.
+int mount_count(const std::string& path);
+// Detaches every mount stacked at `path` (MNT_DETACH: never blocks on a dead FUSE connection).
+// No error when nothing is mounted there.
+Status umount_all(const std::string& path);
+// umount2(path, 0), falling back to MNT_DETACH when busy.
+Status umount_one(const std::string& path);
+// mount(2) MS_BIND of `source` onto `target`.
+Status bind_mount(const std::string& source, const std::string& target);
+
+// 12 random lowercase hex characters (getrandom).
+std::string random_id();
+// Writes `text` to `path` atomically (temp file + rename), mode 0600.
+Status write_file(const std::string& path, const std::string& text);
+// mkdir -p with `mode` for the directories it creates.
+Status make_dirs(const std::string& path, unsigned mode = 0700);
+// The last `lines` non-empty lines of a text file ("" when unreadable), joined by " | ".
+std::string log_tail(const std::string& path, int lines = 3);
+// Checks that `path` is absolute and names an existing directory / regular file (EINVAL with a
+// message naming `what` otherwise).
+Status check_abs_dir(const std::string& path, const std::string& what);
+Status check_abs_file(const std::string& path, const std::string& what);
+
+}  // namespace ferry::manager
