@@ -9,6 +9,7 @@
 
 #include "common/build_info.h"
 #include "daemon/daemon_config.h"
+#include "daemon/scheduling.h"
 #include "imagefs/image_loader.h"
 #include "ipc/supervisor_wire.h"
 
@@ -213,6 +214,8 @@ Status Daemon::do_mount() {
 
 Status Daemon::do_takeover() {
   if (options_.supervisor.empty()) return Error{EINVAL, "takeover needs --supervisor"};
+  // From here on this process is (about to be) the one serving: it may have been started idle.
+  restore_serving_priority();
   const auto t0 = std::chrono::steady_clock::now();
   auto handover = ipc::receive_state(options_.supervisor, options_.supervisor_timeout);
   const auto t_received = std::chrono::steady_clock::now();
@@ -277,6 +280,7 @@ Status Daemon::do_takeover() {
 
 Status Daemon::do_start() {
   if (!session_) return Error{EAGAIN, "no FUSE connection"};
+  restore_serving_priority();
   const auto t0 = std::chrono::steady_clock::now();
   workers_->start(*session_, options_.threads);
   // A fresh mount's FUSE_INIT is answered by the workers just started. Waiting for it here

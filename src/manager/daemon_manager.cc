@@ -389,7 +389,7 @@ std::vector<DaemonView> DaemonManager::daemons() const {
   std::vector<DaemonView> out;
   {
     std::lock_guard lk(mu_);
-    for (const auto& [id, d] : daemons_) out.push_back({d->view, d->status});
+    for (const auto& [id, d] : daemons_) out.push_back({d->view, d->status, d->standby_pid.load()});
   }
   for (auto& v : out) {
     if (!v.state.empty()) continue;

@@ -62,7 +62,8 @@ struct MountView {
 
 struct DaemonView {
   DaemonRecord record;
-  std::string state;  // the daemon's own, or RECOVERING / DEAD / UNKNOWN
+  std::string state;        // the daemon's own, or RECOVERING / DEAD / UNKNOWN
+  int64_t standby_pid = 0;  // its hot standby (0: none)
 };
 
 struct UpgradeRequest {
@@ -150,8 +151,10 @@ class DaemonManager {
                                        bool upgrade) const;
   // Starts ferryd and waits for `state` (RUNNING for a fresh daemon, INIT for --upgrade);
   // on failure the process is killed and reaped and the error names the daemon log.
+  // `idle`: start under SCHED_IDLE (DaemonProcess::spawn), for successors started while the
+  // daemon still serves (hot standby, upgrade); never for a successor of a dead daemon.
   Result<Started> start_process(Daemon& d, const std::string& binary, bool upgrade, const std::string& state,
-                                std::chrono::milliseconds deadline);
+                                std::chrono::milliseconds deadline, bool idle = false);
   // Waits until the daemon at `api` reports `state`, failing early when `proc` dies.
   Result<std::string> wait_for(DaemonProcess& proc, const std::string& api, const std::string& state,
                                std::chrono::milliseconds deadline) const;  // -> version

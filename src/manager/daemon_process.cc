@@ -4,6 +4,7 @@
 #include <linux/close_range.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +18,9 @@ extern char** environ;  // NOLINT(readability-redundant-declaration): POSIX, not
 
 namespace ferry::manager {
 namespace {
+
+// A successor started while the daemon serves runs at the lowest priority until it takes over.
+constexpr int kBackgroundNice = 19;
 
 using Clock = std::chrono::steady_clock;
 
@@ -98,7 +102,7 @@ Result<UniqueFd> above_stdio(UniqueFd fd, const std::string& what) {
 
 // The child's side between fork() and execve(): async-signal-safe calls only. Never returns.
 [[noreturn]] void exec_child(const char* path, char* const* argv, char* const* envp, int devnull, int log,
-                             int err_pipe, int max_fd) {
+                             int err_pipe, int max_fd, bool idle_priority) {
   auto fail = [err_pipe](int err) {
     while (::write(err_pipe, &err, sizeof err) < 0 && errno == EINTR) {
     }
@@ -116,6 +120,7 @@ Result<UniqueFd> above_stdio(UniqueFd fd, const std::string& what) {
   ::sigemptyset(&none);
   if (::sigprocmask(SIG_SETMASK, &none, nullptr) != 0) fail(errno);
   if (::setsid() < 0) fail(errno);
+  if (idle_priority && ::setpriority(PRIO_PROCESS, 0, kBackgroundNice) != 0) fail(errno);
   if (::dup2(devnull, 0) < 0 || ::dup2(log, 1) < 0 || ::dup2(log, 2) < 0) fail(errno);
   // Everything else becomes close-on-exec rather than closed, so the error pipe stays usable
   // until execve succeeds (it is close-on-exec already).
@@ -137,7 +142,8 @@ Result<uint64_t> process_start_time(pid_t pid) {
 }
 
 Result<DaemonProcess> DaemonProcess::spawn(const std::vector<std::string>& argv, const std::string& log_file,
-                                           const std::map<std::string, std::string>& extra_env) {
+                                           const std::map<std::string, std::string>& extra_env,
+                                           bool idle_priority) {
   if (argv.empty() || argv[0].empty() || argv[0].front() != '/') {
     return Error{EINVAL, "spawn: argv[0] must be an absolute path to the binary, got '" +
                              (argv.empty() ? std::string() : argv[0]) + "'"};
@@ -149,6 +155,13 @@ Result<DaemonProcess> DaemonProcess::spawn(const std::vector<std::string>& argv,
   std::vector<std::string> env_strings;
   std::map<std::string, std::string> env_add = extra_env;
   env_add.emplace("GNUTLS_NO_IMPLICIT_INIT", "1");  // an explicit extra_env value wins
+  if (idle_priority) {
+    // The nice value the daemon returns to when it takes over: ours (an operator may run the
+    // manager, and so its daemons, at a chosen priority).
+    errno = 0;
+    const int own_nice = ::getpriority(PRIO_PROCESS, 0);
+    env_add.emplace("FERRY_SERVING_NICE", std::to_string(errno == 0 ? own_nice : 0));
+  }
   for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
     std::string entry(*e);
     std::string key = entry.substr(0, entry.find('='));
@@ -184,7 +197,8 @@ Result<DaemonProcess> DaemonProcess::spawn(const std::vector<std::string>& argv,
   pid_t pid = ::fork();
   if (pid < 0) return errno_error("spawn " + binary + ": fork");
   if (pid == 0) {
-    exec_child(args[0], args.data(), envp.data(), devnull.get(), log.get(), err_write.get(), max_fd);
+    exec_child(args[0], args.data(), envp.data(), devnull.get(), log.get(), err_write.get(), max_fd,
+               idle_priority);
   }
   err_write.reset();
 

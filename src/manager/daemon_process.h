@@ -37,8 +37,14 @@ class DaemonProcess {
  public:
   DaemonProcess() = default;
   // Starts argv[0] (absolute path) with argv. Extra environment entries are added.
+  // With `idle_priority` the process starts at nice 19 (set between fork and exec, so its whole
+  // start-up, dynamic loading included, yields the CPU to the serving daemon and its readers
+  // but is never starved), with FERRY_SERVING_NICE=<the manager's nice> in its environment:
+  // for a successor started while the current daemon serves (hot standby, upgrade). ferryd
+  // returns every thread to FERRY_SERVING_NICE when it takes over.
   static Result<DaemonProcess> spawn(const std::vector<std::string>& argv, const std::string& log_file,
-                                     const std::map<std::string, std::string>& extra_env = {});
+                                     const std::map<std::string, std::string>& extra_env = {},
+                                     bool idle_priority = false);
   // Adopts a running process by pid (e.g. from a DaemonRecord after a manager restart).
   // Fails with ESRCH when it is gone, or when its start time (/proc/<pid>/stat field 22) is not
   // `expected_start_time` (the pid was reused by another process).

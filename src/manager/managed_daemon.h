@@ -7,6 +7,7 @@
 // listing never waits for a long operation.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -26,6 +27,8 @@ struct DaemonManager::Daemon {
   DaemonProcess proc;     // the serving process (invalid when dead for good)
   DaemonProcess standby;  // hot standby waiting in INIT (invalid when none)
   std::string standby_api;
+  std::string standby_version;          // what it reported when it reached INIT
+  std::atomic<int64_t> standby_pid{0};  // for views, which do not take op_mu (0: none)
   unsigned api_seq = 0;
   unsigned standby_failures = 0;
   bool removed = false;  // umounted: late death notices are ignored

@@ -66,6 +66,7 @@ void DaemonManager::handle_death(const Death& death) {
     const int64_t pid = d->standby.pid();
     std::string how = d->standby.reap();
     d->standby = DaemonProcess();
+    d->standby_pid = 0;
     ::unlink(d->standby_api.c_str());
     (void)store_.set_setting("standby:" + id, "");
     ++d->standby_failures;
@@ -162,13 +163,14 @@ Status DaemonManager::failover(Daemon& d, Clock::time_point since, const std::st
     std::string source = "cold successor";
     if (kind == EventKind::kFailover && d.standby.valid()) {
       if (watcher_) watcher_->unwatch(d.rec.id + kStandbySuffix);
-      auto info = DaemonClient(d.standby_api, d.rec.id).info(std::chrono::milliseconds(100));
-      if (d.standby.is_alive() && info && info->state == "INIT" && d.rec.binary == binary) {
+      // No API probe in the blackout: the standby was seen in INIT when it was started, it
+      // cannot leave INIT without a takeover, and its pidfd says whether it is alive.
+      if (d.standby.is_alive() && d.rec.binary == binary) {
         s.proc = std::move(d.standby);
         s.api = d.standby_api;
-        s.version = info->version;
+        s.version = d.standby_version;
         d.standby = DaemonProcess();
-        (void)store_.set_setting("standby:" + d.rec.id, "");
+        d.standby_pid = 0;
         source = "hot standby";
         d.standby_failures = 0;
       } else {
@@ -198,6 +200,7 @@ Status DaemonManager::failover(Daemon& d, Clock::time_point since, const std::st
       if (kind == EventKind::kFailover) d.rec.failovers++;
       d.dead = false;
       (void)watch(d);
+      if (source == "hot standby") (void)store_.set_setting("standby:" + d.rec.id, "");
       flush_before();
       (void)persist(d);
       record({.daemon_id = d.rec.id,
@@ -281,7 +284,7 @@ void DaemonManager::ensure_standby(Daemon& d) {
     std::lock_guard lk(mu_);
     if (stopping_) return;
   }
-  auto s = start_process(d, d.rec.binary, true, "INIT", std::chrono::seconds(5));
+  auto s = start_process(d, d.rec.binary, true, "INIT", std::chrono::seconds(5), /*idle=*/true);
   if (!s) {
     ++d.standby_failures;
     record({.daemon_id = d.rec.id,
@@ -291,7 +294,9 @@ void DaemonManager::ensure_standby(Daemon& d) {
     return;
   }
   d.standby = std::move(s->proc);
+  d.standby_pid = d.standby.pid();
   d.standby_api = s->api;
+  d.standby_version = s->version;
   (void)store_.set_setting("standby:" + d.rec.id,
                            std::to_string(d.standby.pid()) + ":" + std::to_string(d.standby.start_time()));
   if (watcher_) {
@@ -313,6 +318,7 @@ void DaemonManager::kill_standby(Daemon& d) {
     (void)d.standby.reap();
   }
   d.standby = DaemonProcess();
+  d.standby_pid = 0;
   ::unlink(d.standby_api.c_str());
   (void)store_.set_setting("standby:" + d.rec.id, "");
 }

@@ -69,12 +69,12 @@ Result<std::string> DaemonManager::wait_for(DaemonProcess& proc, const std::stri
 
 Result<DaemonManager::Started> DaemonManager::start_process(Daemon& d, const std::string& binary,
                                                             bool upgrade, const std::string& state,
-                                                            std::chrono::milliseconds deadline) {
+                                                            std::chrono::milliseconds deadline, bool idle) {
   Started s;
   s.api = next_api_socket(d);
   ::unlink(s.api.c_str());
   const std::string log = log_file(d.rec.id);
-  auto proc = DaemonProcess::spawn(ferryd_argv(d, binary, s.api, upgrade), log);
+  auto proc = DaemonProcess::spawn(ferryd_argv(d, binary, s.api, upgrade), log, {}, idle);
   if (!proc) return std::move(proc).error().context("starting '" + binary + "' for daemon " + d.rec.id);
   s.proc = std::move(*proc);
   auto version = wait_for(s.proc, s.api, state, deadline);

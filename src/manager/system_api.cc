@@ -122,7 +122,8 @@ HttpResponse daemons(DaemonManager& m) {
                    {"recover_policy", std::string(to_string(d.policy))},
                    {"failovers", d.failovers},
                    {"restarts", d.restarts},
-                   {"upgrades", d.upgrades}});
+                   {"upgrades", d.upgrades},
+                   {"standby_pid", v.standby_pid}});
   }
   return json_ok(out);
 }

@@ -114,7 +114,7 @@ Result<UpgradeStep> DaemonManager::upgrade_one(Daemon& d, const std::string& bin
   };
   // The held state may predate the last change of the daemon: take a fresh one.
   if (auto st = fetch_state(d, old_api); !st) return fail(std::move(st).error());
-  auto started = start_process(d, binary, true, "INIT", std::chrono::seconds(5));
+  auto started = start_process(d, binary, true, "INIT", std::chrono::seconds(5), /*idle=*/true);
   if (!started) return fail(std::move(started).error());
   Started s = std::move(*started);
   const int64_t new_pid = s.proc.pid();

@@ -5,14 +5,17 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 
 #include "daemon/daemon_harness.h"
 #include "ipc/state_envelope.h"
@@ -83,6 +86,35 @@ class TakeoverTest : public ::testing::Test {
   std::unique_ptr<ipc::Supervisor> supervisor_;
   int generation_ = 0;
 };
+
+// The nice values of every thread of `pid` (proc(5) stat field 19).
+std::set<int> thread_nices(pid_t pid) {
+  std::set<int> nices;
+  std::error_code ec;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::string stat = read_file(task.path().string() + "/stat");
+    auto close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(stat.substr(close + 2));
+    std::string field;
+    for (int i = 3; i <= 19 && rest >> field; ++i) {
+      if (i == 19) nices.insert(std::stoi(field));
+    }
+  }
+  return nices;
+}
+
+// Runs `fn` with the calling thread at nice `nice` (a process it forks starts so), then back.
+template <typename Fn>
+auto while_nice(int nice, Fn fn) {
+  const auto tid = static_cast<id_t>(::gettid());
+  errno = 0;
+  const int before = ::getpriority(PRIO_PROCESS, tid);
+  EXPECT_EQ(::setpriority(PRIO_PROCESS, tid, nice), 0);
+  auto result = fn();
+  EXPECT_EQ(::setpriority(PRIO_PROCESS, tid, before), 0) << "restoring the test thread's priority needs root";
+  return result;
+}
 
 std::set<std::string> list_rest(DIR* d) {
   std::set<std::string> names;
@@ -209,8 +241,13 @@ TEST_F(TakeoverTest, TwentyHotUpgradesUnderLoadLoseNothing) {
   for (int gen = 1; gen <= 20; ++gen) {
     ASSERT_TRUE(direct.wait_progress(5));
     save(gen - 1);  // a fresh state, not a remembered one
-    Ferryd next = start(gen, true);
+    // Started at nice 19, as the manager starts a successor while the daemon serves (nice and
+    // FERRY_SERVING_NICE); it must serve at the serving priority once it takes over.
+    Ferryd next = while_nice(19, [&] { return start(gen, true, "resend", {{"FERRY_SERVING_NICE", "0"}}); });
+    ASSERT_TRUE(wait_state(sock(gen), "INIT"));
+    EXPECT_EQ(thread_nices(next.pid()), std::set<int>{19});
     take_over_and_start(gen);
+    EXPECT_EQ(thread_nices(next.pid()), std::set<int>{0});
     ASSERT_TRUE(api_ok(sock(gen - 1), "PUT", "/api/v1/daemon/exit").ok());
     int st = old.process().wait_for(10s);
     ASSERT_NE(st, -1) << "old daemon did not exit";

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -195,6 +196,21 @@ TEST_F(DaemonProcessTest, EnvironmentCarriesGnutlsSwitchAndExtras) {
   EXPECT_TRUE(std::any_of(entries.begin(), entries.end(), [](const std::string& e) {
     return e.rfind("PATH=", 0) == 0;
   })) << "the manager's own environment is passed on";
+}
+
+TEST_F(DaemonProcessTest, IdlePrioritySpawnsAtNice19WithTheServingNice) {
+  auto idle = manager::DaemonProcess::spawn({"/bin/sleep", "30"}, log_, {}, /*idle_priority=*/true);
+  ASSERT_TRUE(idle.ok()) << idle.error().message;
+  Spawned normal = spawn_or_fail({"/bin/sleep", "30"}, log_);
+  ASSERT_TRUE(normal->valid());
+  // proc(5) field 19: nice.
+  errno = 0;
+  const int own = ::getpriority(PRIO_PROCESS, 0);
+  EXPECT_EQ(stat_field(idle->pid(), 19), "19");
+  EXPECT_EQ(stat_field(normal->pid(), 19), std::to_string(own));
+  std::string env = read_file("/proc/" + std::to_string(idle->pid()) + "/environ");
+  EXPECT_NE(env.find("FERRY_SERVING_NICE=" + std::to_string(own) + std::string(1, '\0')), std::string::npos);
+  EXPECT_TRUE(idle->kill_and_reap().ok());
 }
 
 TEST_F(DaemonProcessTest, SignalMaskAndIgnoredSignalsAreReset) {

@@ -1,0 +1,1810 @@
+// manager_bench: the end-to-end failover / hot-upgrade blackout benchmark of ferry-snapshotter.
+//
+// Unlike takeover_bench (which plays the manager itself), this runs the real thing: a
+// ferry-snapshotter process with a TOML config in a private temp dir, managing real ferryd
+// daemons with real FUSE mounts, driven only through its system API (docs/manager-api.md).
+// It builds K sample EROFS images (blob device, 64 KiB chunks), mounts them through
+// POST /api/v1/mounts (daemon_mode "dedicated": one daemon per image; "shared": one daemon with
+// all K attached), and starts a reader on the first image: a process of its own (see Reader)
+// running several threads, each looping 4 KiB O_DIRECT preads at random aligned offsets of the
+// image's data files (every one a FUSE request the daemon must answer), verifying every byte and
+// recording the steady-clock time of every successful completion. Then, round after round:
+//
+//   crash    `kill -9` of the serving daemon's pid (from GET /api/v1/daemons); the manager sees
+//            the death on its pidfd and fails over (hot standby or cold successor).
+//            longest gap = the longest gap between consecutive completions (all threads merged)
+//              that overlaps [kill, the manager listing the successor RUNNING];
+//            kill -> first read = from the kill to the end of that gap: the first read the
+//              successor served (a read completing just after the kill, even after the old
+//              process's pidfd turned readable, can still be one the dying process answered).
+//   upgrade  PUT /api/v1/nydusd/upgrade, alternating between --ferryd and --ferryd-next.
+//            blackout = the longest gap overlapping [request sent, answer received].
+//   idle     nothing happens: the longest gap in a 200 ms window, the machine's own noise.
+//
+// Between rounds it polls (with deadlines) until the manager lists the daemon RUNNING with a new
+// pid, and, with hot_standby, until the hot standby is back: a live child of the manager started
+// with `--upgrade --id ID` whose pid the manager has logged as "hot standby pid N waiting in
+// INIT" (the system API has no standby field). The manager's own figures come from
+// GET /api/v1/daemons/records (a failover's duration_ms runs from the death notice to the
+// successor's start answer). RSS is VmRSS of the manager, the daemon(s) and the hot standby.
+//
+// Usage: manager_bench [--snapshotter PATH] [--ferryd PATH] [--ferryd-next PATH]
+//                      [--daemon-mode dedicated|shared] [--images K] [--hot-standby true|false]
+//                      [--rounds N] [--mode crash|upgrade|both] [--threads N] [--out-json FILE]
+// Needs root (FUSE mounts) and mkfs.erofs. Everything lives in one temp dir under $TMPDIR (else
+// /tmp). On every exit path (errors, SIGINT, SIGTERM, SIGHUP) the reader is stopped, the mounts
+// are removed through the API, the manager is stopped (SIGTERM, then SIGKILL), every process still
+// running whose command line names the temp dir (daemons, hot standbys) is killed by pid, what is
+// left mounted below the temp dir is unmounted and the temp dir removed. If this process is killed
+// outright its children get SIGKILL (PR_SET_PDEATHSIG); the daemons (own sessions) are then left
+// to bench/manager_bench.sh, which kills by pid whatever still names its work dir.
+// Exit status: 0 success, 1 failure, 3 measured but the reader saw errors or wrong bytes (or the
+// manager recorded failures), 128+N interrupted by signal N.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "common/result.h"
+#include "common/unique_fd.h"
+#include "http/http_client.h"
+
+namespace ferry::bench {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+constexpr int64_t kNsPerMs = 1'000'000;
+constexpr size_t kBlock = 4096;
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+}
+int64_t ns_of(std::chrono::milliseconds d) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+}
+double to_ms(int64_t ns) {
+  return static_cast<double>(ns) / 1e6;
+}
+
+std::string loadavg() {
+  std::ifstream in("/proc/loadavg");
+  std::string a;
+  std::string b;
+  std::string c;
+  in >> a >> b >> c;
+  return a + " " + b + " " + c;
+}
+
+// The whole file, or what could be read of it. POSIX reads: /proc/<pid>/* fails with ESRCH when
+// the process exits between open and read, which is routine while scanning.
+std::string slurp(const std::string& path) {
+  std::string out;
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return out;
+  char buf[16384];
+  while (true) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+// ---- interruption ----------------------------------------------------------------------------
+
+// The first SIGINT/SIGTERM/SIGHUP received; every wait below checks it and unwinds.
+std::atomic<int> g_signal{0};
+
+Status check_interrupt() {
+  if (int sig = g_signal.load(); sig != 0)
+    return Error{EINTR, "interrupted by signal " + std::to_string(sig)};
+  return {};
+}
+
+// Polls `done` every `every` until it holds (true), the deadline passes or a signal arrives.
+bool poll_until(const std::function<bool()>& done, std::chrono::milliseconds timeout,
+                std::chrono::microseconds every = 1ms) {
+  int64_t deadline = now_ns() + ns_of(timeout);
+  while (true) {
+    if (done()) return true;
+    if (g_signal.load() != 0 || now_ns() > deadline) return false;
+    std::this_thread::sleep_for(every);
+  }
+}
+
+// Blocks the termination signals in every thread (it must be created before any other thread)
+// and turns them into g_signal on a thread of its own, so that cleanup runs on the main thread
+// through ordinary destructors.
+class SignalWatcher {
+ public:
+  SignalWatcher() {
+    sigemptyset(&set_);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGUSR1}) sigaddset(&set_, sig);
+    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+    thread_ = std::thread([this] {
+      while (true) {
+        int sig = 0;
+        if (sigwait(&set_, &sig) != 0) continue;
+        if (sig == SIGUSR1) {
+          if (done_.load()) return;
+          continue;
+        }
+        int none = 0;
+        if (g_signal.compare_exchange_strong(none, sig)) {
+          std::fprintf(stderr, "manager_bench: got signal %d: cleaning up\n", sig);
+        }
+      }
+    });
+  }
+  ~SignalWatcher() {
+    done_.store(true);
+    pthread_kill(thread_.native_handle(), SIGUSR1);
+    thread_.join();
+  }
+  SignalWatcher(const SignalWatcher&) = delete;
+  SignalWatcher& operator=(const SignalWatcher&) = delete;
+
+ private:
+  sigset_t set_{};
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
+// ---- child processes -------------------------------------------------------------------------
+
+// The executable `name` would run as, searched in $PATH ("" if not found).
+std::string find_in_path(const std::string& name) {
+  if (name.find('/') != std::string::npos) return name;
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path != nullptr ? path : "/usr/sbin:/usr/bin:/sbin:/bin");
+  std::string dir;
+  while (std::getline(dirs, dir, ':')) {
+    std::string candidate = (dir.empty() ? "." : dir) + "/" + name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return "";
+}
+
+// A child started with fork/exec in its own process group (a Ctrl-C at the terminal reaches
+// this process, which then stops its children itself) and killed if this process dies
+// (PR_SET_PDEATHSIG). The destructor kills it (SIGKILL, by pid) and reaps it unless it was
+// already reaped.
+class Process {
+ public:
+  Process() = default;
+  Process(Process&& other) noexcept
+      : pid_(std::exchange(other.pid_, -1)),
+        pidfd_(std::move(other.pidfd_)),
+        reaped_(std::exchange(other.reaped_, true)),
+        status_(other.status_) {}
+  Process& operator=(Process&& other) noexcept {
+    if (this != &other) {
+      kill_and_reap();
+      pid_ = std::exchange(other.pid_, -1);
+      pidfd_ = std::move(other.pidfd_);
+      reaped_ = std::exchange(other.reaped_, true);
+      status_ = other.status_;
+    }
+    return *this;
+  }
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+  ~Process() { kill_and_reap(); }
+
+  // argv[0] must be a path. stdout and stderr are appended to `log`, stdin is /dev/null.
+  static Result<Process> spawn(const std::vector<std::string>& argv, const std::string& log) {
+    // Everything is prepared before fork(): the child of a multi-threaded process may only make
+    // async-signal-safe calls until exec.
+    std::vector<std::vector<char>> storage;
+    storage.reserve(argv.size());
+    std::vector<char*> args;
+    for (const auto& a : argv) {
+      storage.emplace_back(a.begin(), a.end());
+      storage.back().push_back('\0');
+      args.push_back(storage.back().data());
+    }
+    args.push_back(nullptr);
+    const char* log_path = log.c_str();
+    pid_t parent = ::getpid();
+    pid_t pid = ::fork();
+    if (pid < 0) return errno_error("fork");
+    if (pid == 0) {
+      sigset_t none;
+      sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      ::signal(SIGPIPE, SIG_DFL);
+      ::setpgid(0, 0);
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(126);
+      int out = ::open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+      if (out >= 0) {
+        ::dup2(out, 1);
+        ::dup2(out, 2);
+      }
+      int in = ::open("/dev/null", O_RDONLY);
+      if (in >= 0) ::dup2(in, 0);
+      ::syscall(SYS_close_range, 3U, ~0U, 0U);
+      ::execve(args[0], args.data(), environ);
+      ::_exit(127);
+    }
+    ::setpgid(pid, pid);  // also here: whichever runs first
+    return adopt(pid);
+  }
+
+  // Forks a child that runs `body` and exits with its result. Only while this process is still
+  // single-threaded: the child may then do anything a normal process does.
+  static Result<Process> fork_call(const std::function<int()>& body) {
+    pid_t parent = ::getpid();
+    pid_t pid = ::fork();
+    if (pid < 0) return errno_error("fork");
+    if (pid == 0) {
+      ::setpgid(0, 0);
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(126);
+      ::_exit(body());
+    }
+    ::setpgid(pid, pid);
+    return adopt(pid);
+  }
+
+  [[nodiscard]] pid_t pid() const { return pid_; }
+  [[nodiscard]] int status() const { return status_; }
+  [[nodiscard]] bool valid() const { return pid_ > 0 && !reaped_; }
+
+  // True once the process has exited (it is then reaped).
+  bool exited() {
+    if (reaped_) return true;
+    if (pidfd_) {
+      pollfd p{pidfd_.get(), POLLIN, 0};
+      if (::poll(&p, 1, 0) <= 0) return false;
+    }
+    return try_reap();
+  }
+
+  // Waits up to `timeout` for the exit (cut short by a signal when `interruptible`); the wait
+  // status, or nullopt.
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout, bool interruptible = true) {
+    int64_t deadline = now_ns() + ns_of(timeout);
+    while (!reaped_) {
+      if ((interruptible && g_signal.load() != 0) || now_ns() >= deadline) return std::nullopt;
+      if (pidfd_) {
+        pollfd p{pidfd_.get(), POLLIN, 0};
+        if (::poll(&p, 1, 10) > 0) try_reap();
+      } else {
+        if (!try_reap()) std::this_thread::sleep_for(1ms);
+      }
+    }
+    return status_;
+  }
+
+  void kill_and_reap() {
+    if (reaped_ || pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    int st = 0;
+    while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
+    }
+    mark_reaped(st);
+  }
+
+ private:
+  static Process adopt(pid_t pid) {
+    Process p;
+    p.pid_ = pid;
+    p.reaped_ = false;
+    p.pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0U)));  // -1: polled instead
+    return p;
+  }
+  bool try_reap() {
+    int st = 0;
+    if (::waitpid(pid_, &st, WNOHANG) != pid_) return false;
+    mark_reaped(st);
+    return true;
+  }
+  void mark_reaped(int st) {
+    reaped_ = true;
+    status_ = st;
+    pidfd_.reset();
+  }
+
+  pid_t pid_ = -1;
+  UniqueFd pidfd_;
+  bool reaped_ = true;
+  int status_ = 0;
+};
+
+std::string describe_status(int st) {
+  if (WIFEXITED(st)) return "exit status " + std::to_string(WEXITSTATUS(st));
+  if (WIFSIGNALED(st)) return "killed by signal " + std::to_string(WTERMSIG(st));
+  return "wait status " + std::to_string(st);
+}
+
+std::string tail_of(const std::string& path, size_t lines) {
+  std::ifstream in(path);
+  std::vector<std::string> all;
+  for (std::string line; std::getline(in, line);) all.push_back(line);
+  std::string out;
+  for (size_t i = all.size() > lines ? all.size() - lines : 0; i < all.size(); ++i)
+    out += "  " + all[i] + "\n";
+  return out;
+}
+
+// Runs a command to completion (bounded), its output going to `log`.
+Status run_command(const std::vector<std::string>& argv, const std::string& log,
+                   std::chrono::milliseconds timeout) {
+  FERRY_ASSIGN(Process p, Process::spawn(argv, log));
+  auto st = p.wait_exit(timeout);
+  FERRY_TRY(check_interrupt());
+  if (!st) return Error{ETIMEDOUT, argv[0] + " did not finish in time"};
+  if (!WIFEXITED(*st) || WEXITSTATUS(*st) != 0) {
+    return Error{EIO, argv[0] + " failed (" + describe_status(*st) + "):\n" + tail_of(log, 20)};
+  }
+  return {};
+}
+
+// ---- processes not ours to reap: /proc ------------------------------------------------------
+
+// True when /proc/<pid> exists and is not a zombie.
+bool process_alive(pid_t pid) {
+  if (pid <= 0) return false;
+  std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
+  auto close = stat.rfind(')');  // "pid (comm) S ...": the state follows the last ')'
+  if (close == std::string::npos || close + 2 >= stat.size()) return false;
+  char state = stat[close + 2];
+  return state != 'Z' && state != 'X';
+}
+
+pid_t parent_of(pid_t pid) {
+  std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
+  auto close = stat.rfind(')');
+  if (close == std::string::npos || close + 4 >= stat.size()) return 0;
+  return static_cast<pid_t>(std::strtol(stat.c_str() + close + 4, nullptr, 10));
+}
+
+std::vector<std::string> cmdline_of(pid_t pid) {
+  std::string raw = slurp("/proc/" + std::to_string(pid) + "/cmdline");
+  std::vector<std::string> args;
+  for (size_t pos = 0; pos < raw.size();) {
+    size_t nul = raw.find('\0', pos);
+    if (nul == std::string::npos) nul = raw.size();
+    args.push_back(raw.substr(pos, nul - pos));
+    pos = nul + 1;
+  }
+  return args;
+}
+
+std::vector<pid_t> all_pids() {
+  std::vector<pid_t> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc", ec)) {
+    const std::string name = e.path().filename().string();
+    char* end = nullptr;
+    long pid = std::strtol(name.c_str(), &end, 10);
+    if (end != name.c_str() && *end == '\0' && pid > 0) out.push_back(static_cast<pid_t>(pid));
+  }
+  return out;
+}
+
+// VmRSS of a process in KiB (0 when it is gone).
+uint64_t vm_rss_kib(pid_t pid) {
+  std::istringstream in(slurp("/proc/" + std::to_string(pid) + "/status"));
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::strtoull(line.c_str() + 6, nullptr, 10);
+  }
+  return 0;
+}
+
+// Waits (deadline) until a process that is not our child has exited: a pidfd (we are root),
+// else /proc polling.
+bool wait_gone(pid_t pid, std::chrono::milliseconds timeout) {
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0U)));
+  if (!pidfd) return !process_alive(pid) || poll_until([&] { return !process_alive(pid); }, timeout);
+  pollfd p{pidfd.get(), POLLIN, 0};
+  return ::poll(&p, 1, static_cast<int>(timeout.count())) > 0;
+}
+
+// ---- mounts and the temp dir -----------------------------------------------------------------
+
+std::vector<std::string> mounts_at_or_below(const std::string& prefix) {
+  std::vector<std::string> out;
+  std::ifstream in("/proc/self/mounts");
+  std::string dev;
+  std::string dir;
+  std::string rest;
+  while (in >> dev >> dir && std::getline(in, rest)) {
+    if (dir == prefix || dir.rfind(prefix + "/", 0) == 0) out.push_back(dir);
+  }
+  return out;
+}
+
+// Unmounts `path` while it is mounted: normally, then lazily as a last resort. Never fails.
+void unmount_quietly(const std::string& path) {
+  for (int i = 0; i < 5 && !mounts_at_or_below(path).empty(); ++i) {
+    if (::umount2(path.c_str(), 0) == 0) continue;
+    if (i < 2) {
+      std::this_thread::sleep_for(100ms);
+      continue;
+    }
+    std::fprintf(stderr, "manager_bench: '%s' is busy (%s); detaching it lazily\n", path.c_str(),
+                 std::strerror(errno));
+    ::umount2(path.c_str(), MNT_DETACH);
+  }
+}
+
+// Every live process (not this one) whose command line names `dir`: the manager's daemons and
+// hot standbys are started with paths under the temp dir (--mountpoint, --apisock, ...).
+std::vector<pid_t> processes_naming(const std::string& dir) {
+  std::vector<pid_t> out;
+  pid_t self = ::getpid();
+  for (pid_t pid : all_pids()) {
+    if (pid == self) continue;
+    for (const auto& a : cmdline_of(pid)) {
+      if (a.find(dir + "/") != std::string::npos) {
+        if (process_alive(pid)) out.push_back(pid);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+// A private directory, removed recursively on destruction after killing (by pid) every process
+// still naming it and unmounting everything below it.
+class TempDir {
+ public:
+  static Result<std::unique_ptr<TempDir>> create() {
+    const char* base = std::getenv("TMPDIR");
+    // Short: daemon API sockets live several levels below it (sun_path holds 108 bytes).
+    std::string tmpl = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/fmb-XXXXXX";
+    std::vector<char> buf(tmpl.begin(), tmpl.end());
+    buf.push_back('\0');
+    if (::mkdtemp(buf.data()) == nullptr) return errno_error("mkdtemp '" + tmpl + "'");
+    return std::unique_ptr<TempDir>(new TempDir(buf.data()));
+  }
+  ~TempDir() {
+    kill_leftovers();
+    auto mounts = mounts_at_or_below(path_);
+    for (auto it = mounts.rbegin(); it != mounts.rend(); ++it) unmount_quietly(*it);
+    if (!mounts_at_or_below(path_).empty()) {
+      std::fprintf(stderr, "manager_bench: something is still mounted below '%s'; leaving it\n",
+                   path_.c_str());
+      return;
+    }
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+    if (ec)
+      std::fprintf(stderr, "manager_bench: cannot remove '%s': %s\n", path_.c_str(), ec.message().c_str());
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  [[nodiscard]] const std::string& path() const { return path_; }
+  [[nodiscard]] std::string operator/(const std::string& rel) const { return path_ + "/" + rel; }
+
+  // SIGKILLs (by pid) every process naming the dir, until none is left (a dying manager may
+  // have forked an instant before).
+  void kill_leftovers() const {
+    for (int round = 0; round < 10; ++round) {
+      auto pids = processes_naming(path_);
+      if (pids.empty()) return;
+      for (pid_t pid : pids) {
+        std::fprintf(stderr, "manager_bench: killing leftover pid %d\n", pid);
+        ::kill(pid, SIGKILL);
+      }
+      for (pid_t pid : pids) {
+        if (!wait_gone(pid, 10s)) std::fprintf(stderr, "manager_bench: pid %d survived SIGKILL\n", pid);
+      }
+    }
+  }
+
+ private:
+  explicit TempDir(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+};
+
+// ---- the sample images -----------------------------------------------------------------------
+
+uint64_t splitmix64(uint64_t& x) {
+  uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+std::string random_bytes(size_t size, uint64_t seed) {
+  std::string data(size, '\0');
+  for (size_t k = 0; k < size; k += 8) {
+    uint64_t v = splitmix64(seed);
+    std::memcpy(data.data() + k, &v, std::min<size_t>(8, size - k));
+  }
+  return data;
+}
+
+struct SampleImage {
+  std::string tree;
+  std::string meta;  // the EROFS bootstrap
+  std::string blob;  // the blob device holding the file data
+  json config;       // nydusd-style daemon config naming the blob
+  int files = 0;
+  uint64_t bytes = 0;
+  std::vector<std::string> data_files;  // what the reader reads, relative to the image root
+};
+
+// Image 0 (the reader's): 24 small files in 4 directories plus data/f0..f3 (1 MiB + 13.2 KiB,
+// 512 KiB + 100 B, 256 KiB, 300,000 B: last reads short). Others: 8 small files (distinct content).
+Result<SampleImage> make_sample_image(const TempDir& dir, int index) {
+  SampleImage img;
+  std::string name = "img" + std::to_string(index);
+  img.tree = dir / ("trees/" + name);
+  img.meta = dir / ("images/" + name + ".erofs");
+  img.blob = dir / ("images/" + name + ".blob");
+  uint64_t seed = 1000 + static_cast<uint64_t>(index);
+  auto write = [&](const std::string& rel, const std::string& data) -> Status {
+    fs::path p = fs::path(img.tree) / rel;
+    std::error_code ec;
+    fs::create_directories(p.parent_path(), ec);
+    if (ec) return Error{ec.value(), "mkdir '" + p.parent_path().string() + "': " + ec.message()};
+    std::ofstream out(p, std::ios::binary);
+    out.write(data.data(), static_cast<std::streamsize>(data.size()));
+    if (!out) return Error{EIO, "cannot write '" + p.string() + "'"};
+    ++img.files;
+    img.bytes += data.size();
+    return {};
+  };
+  int small = index == 0 ? 24 : 8;
+  for (int i = 0; i < small; ++i) {
+    FERRY_TRY(write("d" + std::to_string(i % 4) + "/f" + std::to_string(i),
+                    random_bytes(static_cast<size_t>(splitmix64(seed) % 40000), splitmix64(seed))));
+  }
+  if (index == 0) {
+    const size_t sizes[] = {(1U << 20) + 3 * kBlock + 1234, (512U << 10) + 100, 256U << 10, 300000};
+    for (size_t i = 0; i < std::size(sizes); ++i) {
+      std::string rel = "data/f" + std::to_string(i);
+      FERRY_TRY(write(rel, random_bytes(sizes[i], splitmix64(seed))));
+      img.data_files.push_back(rel);
+    }
+  }
+  fs::create_directories(dir / "images");
+  std::string mkfs = find_in_path("mkfs.erofs");
+  if (mkfs.empty()) return Error{ENOENT, "mkfs.erofs not found in PATH"};
+  FERRY_TRY(run_command({mkfs, "--quiet", "--chunksize=65536", "--blobdev=" + img.blob, img.meta, img.tree},
+                        dir / "mkfs.erofs.log", 120s));
+  img.config = json{{"device", {{"backend", {{"type", "localfs"}, {"config", {{"blob_file", img.blob}}}}}}}};
+  return img;
+}
+
+// ---- the reader ------------------------------------------------------------------------------
+
+// The reader runs in a process of its own, forked at startup while this program is still
+// single-threaded, so that only it ever holds files of the mount (a process that forks while
+// holding one sends a FLUSH from the child's close, which no daemon answers right after a crash).
+//
+// It waits for "go" on a pipe, loads the source files, then runs `threads` threads; each opens
+// every data file once with O_DIRECT and loops 4 KiB preads at pseudo-random aligned offsets of
+// a pseudo-random file, each checked against the source, until told to stop. Each thread records
+// its completion times in a ring of its own in shared memory (one writer per ring; the main
+// process reads the recent past after each window, long before a ring wraps).
+class Reader {
+ public:
+  static constexpr int kMaxThreads = 8;
+
+  struct Window {
+    int64_t max_gap_ns = 0;  // longest gap (all threads merged) overlapping the window
+    int64_t gap_from = 0;    // the completions around it
+    int64_t gap_to = 0;
+    int64_t first_after = 0;  // first completion after the reference time
+    uint64_t ops = 0;         // completions inside the window
+  };
+
+  // Call before any thread exists.
+  static Result<std::unique_ptr<Reader>> fork_process() {
+    void* mem = ::mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) return errno_error("mmap of the reader's shared memory");
+    auto r = std::unique_ptr<Reader>(new Reader(new (mem) Shared()));
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) return errno_error("pipe2");
+    UniqueFd read_end(fds[0]);
+    UniqueFd write_end(fds[1]);
+    Shared* shared = r->shared_;
+    FERRY_ASSIGN(r->process_, Process::fork_call([shared, &read_end, &write_end] {
+                   write_end.reset();  // so that the parent's close reads as EOF
+                   return run(*shared, read_end.get());
+                 }));
+    r->go_ = std::move(write_end);
+    return r;
+  }
+  ~Reader() {
+    stop(2s);
+    process_.kill_and_reap();
+    if (shared_ != nullptr) {
+      shared_->~Shared();
+      ::munmap(shared_, sizeof(Shared));
+    }
+  }
+  Reader(const Reader&) = delete;
+  Reader& operator=(const Reader&) = delete;
+
+  // Starts `threads` threads reading `files` (relative paths) under `mounted`, compared with the
+  // same names under `source`; returns once every thread has its files open.
+  Status go(const std::string& mounted, const std::string& source, const std::vector<std::string>& files,
+            int threads) {
+    std::string list;
+    for (const auto& f : files) list += f + "\n";
+    if (mounted.size() >= sizeof(shared_->mounted) || source.size() >= sizeof(shared_->source) ||
+        list.size() >= sizeof(shared_->files)) {
+      return Error{ENAMETOOLONG, "paths too long for the reader"};
+    }
+    std::memcpy(shared_->mounted, mounted.c_str(), mounted.size() + 1);
+    std::memcpy(shared_->source, source.c_str(), source.size() + 1);
+    std::memcpy(shared_->files, list.c_str(), list.size() + 1);
+    shared_->threads = std::clamp(threads, 1, kMaxThreads);
+    threads_ = shared_->threads;
+    char one = 1;
+    if (::write(go_.get(), &one, 1) != 1) return errno_error("starting the reader");
+    int64_t deadline = now_ns() + 10'000 * kNsPerMs;
+    while (shared_->state.load() == 0) {
+      FERRY_TRY(check_interrupt());
+      if (process_.exited())
+        return Error{ECHILD, "the reader process died: " + describe_status(process_.status())};
+      if (now_ns() > deadline)
+        return Error{ETIMEDOUT, "the reader did not open its files under '" + mounted + "'"};
+      std::this_thread::sleep_for(200us);
+    }
+    if (int st = shared_->state.load(); st < 0)
+      return errno_error(-st, "reader: open under '" + mounted + "' (O_DIRECT)");
+    return {};
+  }
+
+  void request_stop() { shared_->stop.store(true); }
+  // Asks the reader to stop and waits up to `timeout` for its exit; true once it has exited.
+  bool stop(std::chrono::milliseconds timeout) {
+    request_stop();
+    go_.reset();  // a reader still waiting for "go" sees EOF
+    return process_.wait_exit(timeout, false).has_value();
+  }
+  // Last resort, once the FUSE connection is gone: SIGKILL and reap.
+  void kill() { process_.kill_and_reap(); }
+
+  [[nodiscard]] uint64_t ops() const {
+    uint64_t n = 0;
+    for (int t = 0; t < threads_; ++t) n += count(t);
+    return n;
+  }
+  [[nodiscard]] uint64_t errors() const { return shared_->errors.load(); }
+  [[nodiscard]] uint64_t mismatches() const { return shared_->mismatches.load(); }
+  [[nodiscard]] std::vector<std::string> failures() const {
+    std::vector<std::string> out;
+    uint32_t n = std::min<uint32_t>(shared_->nfailures.load(), kMaxFailures);
+    for (uint32_t i = 0; i < n; ++i) out.emplace_back(shared_->failures[i]);
+    return out;
+  }
+  [[nodiscard]] int threads() const { return threads_; }
+
+  // The newest completion of any thread (0 before the first).
+  [[nodiscard]] int64_t latest() const {
+    int64_t t = 0;
+    for (int i = 0; i < threads_; ++i) {
+      uint64_t n = count(i);
+      if (n > 0) t = std::max(t, at(i, n - 1));
+    }
+    return t;
+  }
+
+  // Waits until `n` more reads completed.
+  Status wait_progress(uint64_t n, std::chrono::milliseconds timeout) {
+    uint64_t target = ops() + n;
+    int64_t deadline = now_ns() + ns_of(timeout);
+    while (ops() < target) {
+      FERRY_TRY(check_interrupt());
+      if (process_.exited())
+        return Error{ECHILD, "the reader process died: " + describe_status(process_.status())};
+      if (now_ns() > deadline) {
+        return Error{ETIMEDOUT,
+                     "the reader made no progress (" + std::to_string(errors()) + " errors so far)"};
+      }
+      std::this_thread::sleep_for(200us);
+    }
+    return {};
+  }
+
+  // Waits for a completion after `t` (any thread); its time.
+  Result<int64_t> wait_completion_after(int64_t t, std::chrono::milliseconds timeout) {
+    int64_t deadline = now_ns() + ns_of(timeout);
+    while (true) {
+      if (int64_t l = latest(); l > t) return l;
+      FERRY_TRY(check_interrupt());
+      if (process_.exited())
+        return Error{ECHILD, "the reader process died: " + describe_status(process_.status())};
+      if (now_ns() > deadline) {
+        return Error{ETIMEDOUT, "no read completed within " + std::to_string(timeout.count()) + " ms (" +
+                                    std::to_string(errors()) + " errors so far)"};
+      }
+      std::this_thread::sleep_for(50us);
+    }
+  }
+
+  // Waits until every thread has completed a read after `to` (so every completion before `to`
+  // has been published), then measures the window [from, to] over all threads' completions.
+  Result<Window> window(int64_t from, int64_t to, int64_t ref, std::chrono::milliseconds timeout) {
+    int64_t deadline = now_ns() + ns_of(timeout);
+    while (true) {
+      FERRY_TRY(check_interrupt());
+      bool all = true;
+      for (int i = 0; i < threads_ && all; ++i) {
+        uint64_t n = count(i);
+        all = n > 0 && at(i, n - 1) > to;
+      }
+      if (all) break;
+      if (process_.exited())
+        return Error{ECHILD, "the reader process died: " + describe_status(process_.status())};
+      if (now_ns() > deadline)
+        return Error{ETIMEDOUT, "not every reader thread completed a read after the window"};
+      std::this_thread::sleep_for(200us);
+    }
+    std::vector<int64_t> ts;
+    for (int i = 0; i < threads_; ++i) {
+      uint64_t n = count(i);
+      uint64_t oldest = n > kRing - (1U << 14) ? n - (kRing - (1U << 14)) : 0;
+      for (uint64_t j = n; j > oldest; --j) {
+        int64_t t = at(i, j - 1);
+        ts.push_back(t);
+        if (t < from) break;  // the completion just before the window: the left end of its first gap
+      }
+    }
+    std::sort(ts.begin(), ts.end());
+    Window w;
+    for (size_t i = 0; i < ts.size(); ++i) {
+      if (ts[i] >= from && ts[i] <= to) ++w.ops;
+      if (w.first_after == 0 && ts[i] > ref) w.first_after = ts[i];
+      if (i > 0 && ts[i] >= from && ts[i - 1] <= to && ts[i] - ts[i - 1] > w.max_gap_ns) {
+        w.max_gap_ns = ts[i] - ts[i - 1];
+        w.gap_from = ts[i - 1];
+        w.gap_to = ts[i];
+      }
+    }
+    return w;
+  }
+
+ private:
+  static constexpr uint64_t kRing = uint64_t{1} << 19;
+  static constexpr uint32_t kMaxFailures = 10;
+
+  // Lives in a MAP_SHARED mapping; the atomics are lock-free, so they work across processes.
+  struct Shared {
+    std::atomic<int> state{0};  // 0 not open yet, 1 reading, -errno: open failed
+    std::atomic<bool> stop{false};
+    std::atomic<uint64_t> errors{0};
+    std::atomic<uint64_t> mismatches{0};
+    std::atomic<uint32_t> nfailures{0};
+    std::atomic<int> opened{0};
+    int threads = 1;
+    char failures[kMaxFailures][200]{};
+    char mounted[4096]{};
+    char source[4096]{};
+    char files[4096]{};
+    struct alignas(64) Ring {
+      std::atomic<uint64_t> count{0};
+      std::atomic<int64_t> ts[kRing]{};
+    };
+    Ring rings[kMaxThreads];
+  };
+  static_assert(std::atomic<int64_t>::is_always_lock_free && std::atomic<uint64_t>::is_always_lock_free);
+
+  explicit Reader(Shared* shared) : shared_(shared) {}
+
+  [[nodiscard]] uint64_t count(int t) const {
+    return shared_->rings[t].count.load(std::memory_order_acquire);
+  }
+  [[nodiscard]] int64_t at(int t, uint64_t i) const {
+    return shared_->rings[t].ts[i & (kRing - 1)].load(std::memory_order_relaxed);
+  }
+
+  struct File {
+    std::string expected;
+    UniqueFd fd;
+  };
+
+  // The reader process's body.
+  static int run(Shared& sh, int go) {
+    char byte = 0;
+    if (::read(go, &byte, 1) != 1) return 0;  // never started
+    std::vector<std::string> names;
+    std::stringstream list(sh.files);
+    for (std::string n; std::getline(list, n);) {
+      if (!n.empty()) names.push_back(n);
+    }
+    std::vector<std::string> expected;
+    for (const auto& n : names) {
+      std::ifstream in(std::string(sh.source) + "/" + n, std::ios::binary);
+      expected.emplace_back(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+      if (expected.back().empty()) {
+        sh.state.store(-ENODATA);
+        return 1;
+      }
+    }
+    std::vector<std::thread> threads;
+    for (int t = 0; t < sh.threads; ++t) {
+      threads.emplace_back([&sh, &names, &expected, t] { thread_body(sh, names, expected, t); });
+    }
+    for (auto& th : threads) th.join();
+    return 0;
+  }
+
+  static void thread_body(Shared& sh, const std::vector<std::string>& names,
+                          const std::vector<std::string>& expected, int index) {
+    auto fail = [&sh](const std::string& what) {
+      uint32_t i = sh.nfailures.fetch_add(1);
+      if (i < kMaxFailures) std::snprintf(sh.failures[i], sizeof sh.failures[i], "%s", what.c_str());
+    };
+    std::vector<UniqueFd> fds;
+    for (const auto& n : names) {
+      fds.emplace_back(::open((std::string(sh.mounted) + "/" + n).c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC));
+      if (!fds.back()) {
+        int expected_state = 0;
+        sh.state.compare_exchange_strong(expected_state, -errno);
+        return;
+      }
+    }
+    if (sh.opened.fetch_add(1) + 1 == sh.threads) {
+      int expected_state = 0;
+      sh.state.compare_exchange_strong(expected_state, 1);
+    }
+    struct FreeDeleter {
+      void operator()(char* p) const {
+        std::free(p);
+      }  // NOLINT(cppcoreguidelines-no-malloc): O_DIRECT alignment
+    };
+    std::unique_ptr<char, FreeDeleter> buf(static_cast<char*>(std::aligned_alloc(kBlock, kBlock)));
+    Shared::Ring& ring = sh.rings[index];
+    uint64_t rng = 7 + static_cast<uint64_t>(index) * 7919;
+    uint64_t done = 0;
+    while (!sh.stop.load(std::memory_order_relaxed)) {
+      size_t f = splitmix64(rng) % names.size();
+      const std::string& want_bytes = expected[f];
+      uint64_t blocks = (want_bytes.size() + kBlock - 1) / kBlock;
+      uint64_t off = (splitmix64(rng) % blocks) * kBlock;
+      ssize_t n = ::pread(fds[f].get(), buf.get(), kBlock, static_cast<off_t>(off));
+      int64_t t = now_ns();
+      if (n < 0) {
+        int err = errno;
+        sh.errors.fetch_add(1);
+        fail(names[f] + ": pread @" + std::to_string(off) + ": " + std::strerror(err));
+        std::this_thread::sleep_for(1ms);  // a dead mount must not turn into a busy loop
+        continue;
+      }
+      size_t want = std::min<size_t>(kBlock, want_bytes.size() - off);
+      if (static_cast<size_t>(n) != want || std::memcmp(buf.get(), want_bytes.data() + off, want) != 0) {
+        sh.mismatches.fetch_add(1);
+        fail(names[f] + ": wrong bytes @" + std::to_string(off) + " (" + std::to_string(n) + " bytes, want " +
+             std::to_string(want) + ")");
+        continue;
+      }
+      ring.ts[done & (kRing - 1)].store(t, std::memory_order_relaxed);
+      ring.count.store(++done, std::memory_order_release);
+    }
+  }
+
+  Shared* shared_ = nullptr;
+  int threads_ = 0;
+  UniqueFd go_;
+  Process process_;
+};
+
+// ---- statistics ------------------------------------------------------------------------------
+
+// min / median / p99 (nearest rank: with fewer than 100 samples it is the maximum) / max.
+json summarize(std::vector<double> v) {
+  if (v.empty()) return json{{"n", 0}};
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  double median = n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+  auto rank = static_cast<size_t>(std::ceil(0.99 * static_cast<double>(n)));
+  return json{{"n", n},
+              {"min", v.front()},
+              {"median", median},
+              {"p99", v[std::max<size_t>(rank, 1) - 1]},
+              {"max", v.back()}};
+}
+
+// ---- the manager's log -----------------------------------------------------------------------
+
+// Follows the manager's log file and remembers every hot standby it announced as ready
+// ("hot standby pid N waiting in INIT"): the system API lists no standby.
+class LogFollower {
+ public:
+  explicit LogFollower(std::string path) : path_(std::move(path)) {}
+  bool standby_ready(pid_t pid) {
+    scan();
+    return ready_.count(pid) > 0;
+  }
+
+ private:
+  void scan() {
+    UniqueFd fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return;
+    char buf[65536];
+    while (true) {
+      ssize_t n = ::pread(fd.get(), buf, sizeof buf, static_cast<off_t>(offset_));
+      if (n <= 0) break;
+      offset_ += static_cast<uint64_t>(n);
+      pending_.append(buf, static_cast<size_t>(n));
+    }
+    size_t start = 0;
+    for (size_t nl = pending_.find('\n'); nl != std::string::npos; nl = pending_.find('\n', start)) {
+      std::string_view line(pending_.data() + start, nl - start);
+      static constexpr std::string_view kKey = "hot standby pid ";
+      if (auto k = line.find(kKey);
+          k != std::string_view::npos && line.find("waiting in INIT") != std::string_view::npos) {
+        ready_.insert(static_cast<pid_t>(std::strtol(line.data() + k + kKey.size(), nullptr, 10)));
+      }
+      start = nl + 1;
+    }
+    pending_.erase(0, start);
+  }
+
+  std::string path_;
+  uint64_t offset_ = 0;
+  std::string pending_;
+  std::set<pid_t> ready_;
+};
+
+// ---- the benchmark ---------------------------------------------------------------------------
+
+struct Options {
+  std::string snapshotter;
+  std::string ferryd;
+  std::string ferryd_next;
+  std::string daemon_mode = "dedicated";
+  int images = 1;
+  bool hot_standby = true;
+  int rounds = 30;
+  std::string mode = "both";
+  int threads = 4;
+  std::string out_json;
+  std::string keep_logs;
+};
+
+struct CrashRound {
+  double kill_to_first_read = 0;  // kill .. first read completed after the old process was gone
+  double longest_gap = 0;         // longest gap overlapping [kill, that read seen]
+  double kill_to_gone = 0;        // kill .. the old process's pidfd readable
+  double manager_ms = 0;          // the failover record's duration_ms (death notice .. start answered)
+  std::string source;             // "hot standby" / "cold successor" (from the record's detail)
+  double gap_from = 0;            // the longest gap, ms after the kill
+  double gap_to = 0;
+  pid_t old_pid = 0;
+  pid_t new_pid = 0;
+};
+struct UpgradeRound {
+  double blackout = 0;    // longest gap overlapping [request sent, answer received]
+  double call_ms = 0;     // the PUT, as seen here
+  double manager_ms = 0;  // the answer's duration_ms for the reader's daemon
+  double gap_from = 0;    // ms after the request was sent
+  double gap_to = 0;
+  std::string binary;
+  uint64_t window_ops = 0;
+  // From the daemon's log (millisecond timestamps), ms after the request was sent: the new
+  // process took the state over, started serving; the old one exited. NaN when not found.
+  double took_over = kNaN;
+  double serving = kNaN;
+  double old_exited = kNaN;
+  std::string phase;  // where the longest gap started
+};
+
+// Milliseconds since the epoch of a log line's leading "YYYY-MM-DDTHH:MM:SS.mmm" (spdlog's
+// local time), or -1.
+int64_t log_time_ms(const std::string& line) {
+  std::tm tm{};
+  int ms = 0;
+  if (std::sscanf(line.c_str(), "%d-%d-%dT%d:%d:%d.%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                  &tm.tm_min, &tm.tm_sec, &ms) != 7) {
+    return -1;
+  }
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  tm.tm_isdst = -1;
+  std::time_t t = std::mktime(&tm);
+  return t < 0 ? -1 : static_cast<int64_t>(t) * 1000 + ms;
+}
+
+int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The time of the first line of `log` containing `needle`, or -1.
+int64_t find_log_time(const std::string& log, const std::string& needle) {
+  std::istringstream in(log);
+  for (std::string line; std::getline(in, line);) {
+    if (line.find(needle) != std::string::npos) return log_time_ms(line);
+  }
+  return -1;
+}
+
+class Bench {
+ public:
+  Bench(Options options, std::unique_ptr<Reader> reader)
+      : opt_(std::move(options)), reader_(std::move(reader)) {}
+  ~Bench() { teardown(); }
+  Bench(const Bench&) = delete;
+  Bench& operator=(const Bench&) = delete;
+
+  Status setup();
+  Status run();
+  Status finish();
+  [[nodiscard]] json report() const;
+  void print_table() const;
+  [[nodiscard]] bool clean() const {
+    return reader_errors_ == 0 && reader_mismatches_ == 0 && manager_failures_ == 0 && manager_restarts_ == 0;
+  }
+
+ private:
+  [[nodiscard]] std::string sys_sock() const { return *dir_ / "system.sock"; }
+  [[nodiscard]] std::string manager_log() const { return *dir_ / "manager.log"; }
+  [[nodiscard]] std::string mountpoint(int i) const { return *dir_ / ("m/" + std::to_string(i)); }
+  [[nodiscard]] bool shared() const { return opt_.daemon_mode == "shared"; }
+
+  Result<json> call(const std::string& method, const std::string& path, const std::string& body,
+                    int want_status, std::chrono::milliseconds timeout = 30s) const;
+  Result<json> daemon_entry() const;
+  pid_t find_standby(pid_t daemon_pid) const;
+  struct Ready {
+    pid_t pid = 0;
+    pid_t standby = 0;
+  };
+  Result<Ready> wait_ready(pid_t not_pid, std::chrono::milliseconds timeout, bool standby = true);
+  Result<json> record_of(const std::string& event, pid_t old_pid, std::chrono::milliseconds timeout) const;
+  Status settle();
+  Status crash_round();
+  Status upgrade_round();
+  Status idle_round();
+  Error with_log(Error e) const;
+  json rss() const;
+  void teardown();
+
+  Options opt_;
+  std::unique_ptr<TempDir> dir_;
+  std::vector<SampleImage> images_;
+  std::unique_ptr<Reader> reader_;
+  std::unique_ptr<LogFollower> log_;
+  Process manager_;
+  std::string daemon_id_;  // the reader's daemon
+  std::vector<std::string> mounted_;
+  std::string current_binary_;
+  std::string ferryd_version_;
+  std::string next_version_;
+  std::string load_start_;
+  std::string load_end_;
+  std::vector<CrashRound> crash_;
+  std::vector<UpgradeRound> upgrade_;
+  std::vector<double> idle_;
+  json rss_start_;
+  json rss_end_;
+  json events_;
+  uint64_t reader_ops_ = 0;
+  uint64_t reader_errors_ = 0;
+  uint64_t reader_mismatches_ = 0;
+  std::vector<std::string> reader_failures_;
+  int manager_failures_ = 0;
+  int manager_restarts_ = 0;
+  double setup_s_ = 0;
+  double mount_s_ = 0;
+};
+
+Error Bench::with_log(Error e) const {
+  std::string text = e.message + "\n--- last lines of " + manager_log() + ":\n" + tail_of(manager_log(), 25);
+  if (!daemon_id_.empty()) {
+    std::string dlog = *dir_ / ("logs/" + daemon_id_ + ".log");
+    text += "--- last lines of " + dlog + ":\n" + tail_of(dlog, 15);
+  }
+  return Error{e.code, text};
+}
+
+Result<json> Bench::call(const std::string& method, const std::string& path, const std::string& body,
+                         int want_status, std::chrono::milliseconds timeout) const {
+  auto r = http::http_request(sys_sock(), method, path, body, timeout);
+  if (!r.ok()) return std::move(r).error().context(method + " " + path);
+  if (r->status != want_status) {
+    return Error{EIO, method + " " + path + " -> " + std::to_string(r->status) + " " + r->body};
+  }
+  json j = json::parse(r->body, nullptr, false);
+  return j.is_discarded() ? json() : j;
+}
+
+Result<json> Bench::daemon_entry() const {
+  FERRY_ASSIGN(json all, call("GET", "/api/v1/daemons", {}, 200, 5s));
+  for (const auto& d : all) {
+    if (d.is_object() && d.value("id", "") == daemon_id_) return d;
+  }
+  return Error{ENOENT, "daemon " + daemon_id_ + " is not listed by GET /api/v1/daemons"};
+}
+
+// The hot standby of the reader's daemon: a live child of the manager started with
+// `--upgrade --id ID`, other than the serving process (0 when there is none).
+pid_t Bench::find_standby(pid_t daemon_pid) const {
+  for (pid_t pid : all_pids()) {
+    if (pid == daemon_pid || parent_of(pid) != manager_.pid()) continue;
+    auto args = cmdline_of(pid);
+    bool upgrade = std::find(args.begin(), args.end(), "--upgrade") != args.end();
+    auto id = std::find(args.begin(), args.end(), "--id");
+    if (upgrade && id != args.end() && id + 1 != args.end() && *(id + 1) == daemon_id_ && process_alive(pid))
+      return pid;
+  }
+  return 0;
+}
+
+// Polls until the daemon is RUNNING with a pid other than `not_pid` and, with hot_standby, its
+// standby is announced and alive.
+Result<Bench::Ready> Bench::wait_ready(pid_t not_pid, std::chrono::milliseconds timeout, bool standby) {
+  Ready ready;
+  std::string last = "not polled yet";
+  bool ok = poll_until(
+      [&] {
+        auto d = daemon_entry();
+        if (!d.ok()) {
+          last = d.error().message;
+          return false;
+        }
+        std::string state = d->value("state", "");
+        pid_t pid = d->value("pid", 0);
+        if (state != "RUNNING" || pid <= 0 || pid == not_pid) {
+          last = "state " + state + ", pid " + std::to_string(pid);
+          return false;
+        }
+        ready.pid = pid;
+        if (!opt_.hot_standby || !standby) return true;
+        ready.standby = find_standby(pid);
+        if (ready.standby <= 0 || !log_->standby_ready(ready.standby)) {
+          last = "RUNNING as pid " + std::to_string(pid) + ", no hot standby ready yet";
+          return false;
+        }
+        return true;
+      },
+      timeout, 2ms);
+  FERRY_TRY(check_interrupt());
+  if (!ok) {
+    return with_log(Error{ETIMEDOUT, "daemon " + daemon_id_ + " not ready within " +
+                                         std::to_string(timeout.count()) + " ms (last seen: " + last + ")"});
+  }
+  return ready;
+}
+
+// The newest record of `event` for the daemon whose old_pid is `old_pid`.
+Result<json> Bench::record_of(const std::string& event, pid_t old_pid,
+                              std::chrono::milliseconds timeout) const {
+  json found;
+  std::string last;
+  bool ok = poll_until(
+      [&] {
+        auto r = call("GET", "/api/v1/daemons/records?daemon=" + http::url_encode(daemon_id_) + "&limit=20",
+                      {}, 200, 5s);
+        if (!r.ok()) {
+          last = r.error().message;
+          return false;
+        }
+        for (const auto& rec : *r) {
+          if (rec.value("event", "") == event && rec.value("old_pid", 0) == old_pid) found = rec;
+        }
+        return !found.is_null();
+      },
+      timeout, 2ms);
+  if (!ok)
+    return Error{ETIMEDOUT,
+                 "no '" + event + "' record with old_pid " + std::to_string(old_pid) + " (" + last + ")"};
+  return found;
+}
+
+json Bench::rss() const {
+  json j;
+  j["manager_kib"] = vm_rss_kib(manager_.pid());
+  uint64_t daemons = 0;
+  uint64_t standbys = 0;
+  int nd = 0;
+  int ns = 0;
+  if (auto all = call("GET", "/api/v1/daemons", {}, 200, 5s); all.ok()) {
+    for (const auto& d : *all) {
+      pid_t pid = d.value("pid", 0);
+      if (pid > 0) {
+        daemons += vm_rss_kib(pid);
+        ++nd;
+      }
+    }
+  }
+  for (pid_t pid : all_pids()) {
+    if (parent_of(pid) != manager_.pid()) continue;
+    auto args = cmdline_of(pid);
+    if (std::find(args.begin(), args.end(), "--upgrade") == args.end()) continue;
+    // A child started with --upgrade that is not listed as a daemon: a hot standby.
+    bool listed = false;
+    if (auto all = call("GET", "/api/v1/daemons", {}, 200, 5s); all.ok()) {
+      for (const auto& d : *all) listed = listed || d.value("pid", 0) == pid;
+    }
+    if (!listed) {
+      standbys += vm_rss_kib(pid);
+      ++ns;
+    }
+  }
+  j["daemons_kib"] = daemons;
+  j["daemons"] = nd;
+  j["standbys_kib"] = standbys;
+  j["standbys"] = ns;
+  return j;
+}
+
+std::string first_line_of(const std::string& path) {
+  std::string s = tail_of(path, 1);
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  s.erase(0, s.find_first_not_of(' '));
+  return s;
+}
+
+Status Bench::setup() {
+  int64_t t0 = now_ns();
+  load_start_ = loadavg();
+  FERRY_ASSIGN(dir_, TempDir::create());
+  std::fprintf(stderr, "manager_bench: work dir %s\n", dir_->path().c_str());
+  FERRY_TRY(run_command({opt_.ferryd, "--version"}, *dir_ / "version.txt", 10s));
+  ferryd_version_ = first_line_of(*dir_ / "version.txt");
+  FERRY_TRY(run_command({opt_.ferryd_next, "--version"}, *dir_ / "version-next.txt", 10s));
+  next_version_ = first_line_of(*dir_ / "version-next.txt");
+  for (int i = 0; i < opt_.images; ++i) {
+    FERRY_ASSIGN(SampleImage img, make_sample_image(*dir_, i));
+    images_.push_back(std::move(img));
+    fs::create_directories(mountpoint(i));
+  }
+  fs::create_directories(*dir_ / "logs");
+  {
+    std::ofstream cfg(*dir_ / "config.toml");
+    cfg << "version = 1\n"
+        << "root = \"" << (*dir_ / "r") << "\"\n"
+        << "daemon_mode = \"" << opt_.daemon_mode << "\"\n"
+        << "[daemon]\n"
+        << "nydusd_path = \"" << opt_.ferryd << "\"\n"
+        << "recover_policy = \"failover\"\n"
+        << "failover_policy = \"resend\"\n"
+        << "recover_attempts = 3\n"
+        << "hot_standby = " << (opt_.hot_standby ? "true" : "false") << "\n"
+        << "[system]\n"
+        << "enable = true\n"
+        << "address = \"" << sys_sock() << "\"\n"
+        << "[log]\n"
+        << "level = \"info\"\n"
+        << "dir = \"" << (*dir_ / "logs") << "\"\n";
+    if (!cfg) return Error{EIO, "cannot write " + (*dir_ / "config.toml")};
+  }
+  current_binary_ = opt_.ferryd;
+  // The manager's stderr (its log, flushed at every info line) is what LogFollower reads.
+  FERRY_ASSIGN(manager_,
+               Process::spawn({opt_.snapshotter, "--config", *dir_ / "config.toml"}, manager_log()));
+  log_ = std::make_unique<LogFollower>(manager_log());
+  bool up = poll_until(
+      [&] {
+        if (manager_.exited()) return true;
+        auto r = http::http_request(sys_sock(), "GET", "/api/v1/daemons", {}, 2s);
+        return r.ok() && r->status == 200;
+      },
+      20s, 5ms);
+  FERRY_TRY(check_interrupt());
+  if (manager_.exited()) {
+    return with_log(
+        Error{ECHILD, "ferry-snapshotter exited at start-up (" + describe_status(manager_.status()) + ")"});
+  }
+  if (!up) return with_log(Error{ETIMEDOUT, "ferry-snapshotter's system socket did not answer within 20 s"});
+
+  int64_t t_mount = now_ns();
+  for (int i = 0; i < opt_.images; ++i) {
+    json body = {
+        {"mountpoint", mountpoint(i)}, {"bootstrap", images_[i].meta}, {"config", images_[i].config}};
+    auto r = call("POST", "/api/v1/mounts", body.dump(), 201, 60s);
+    if (!r.ok()) return with_log(std::move(r).error().context("mounting image " + std::to_string(i)));
+    mounted_.push_back(mountpoint(i));
+    if (i == 0) daemon_id_ = r->value("daemon_id", "");
+  }
+  mount_s_ = to_ms(now_ns() - t_mount) / 1000;
+  FERRY_TRY(wait_ready(0, 30s));
+  FERRY_TRY(reader_->go(mountpoint(0), images_[0].tree, images_[0].data_files, opt_.threads));
+  FERRY_TRY(reader_->wait_progress(2000, 10s));
+  rss_start_ = rss();
+  setup_s_ = to_ms(now_ns() - t0) / 1000;
+  return {};
+}
+
+// Proof that the daemon and its standby are back and the reader is being served.
+Status Bench::settle() {
+  FERRY_TRY(wait_ready(0, 30s));
+  return reader_->wait_progress(300, 10s);
+}
+
+Status Bench::crash_round() {
+  FERRY_TRY(settle());
+  FERRY_ASSIGN(json d, daemon_entry());
+  pid_t pid = d.value("pid", 0);
+  if (pid <= 0) return Error{ESRCH, "the daemon has no pid"};
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0U)));
+  if (!pidfd) return errno_error("pidfd_open " + std::to_string(pid));
+  CrashRound r;
+  r.old_pid = pid;
+  int64_t t_kill = now_ns();
+  if (::kill(pid, SIGKILL) != 0) return errno_error("kill -9 " + std::to_string(pid));
+  pollfd p{pidfd.get(), POLLIN, 0};
+  if (::poll(&p, 1, 10'000) <= 0) return Error{ETIMEDOUT, "pid " + std::to_string(pid) + " did not die"};
+  int64_t t_gone = now_ns();
+  auto first = reader_->wait_completion_after(t_gone, 15s);
+  if (!first.ok()) return with_log(std::move(first).error().context("after kill -9 " + std::to_string(pid)));
+  // The window runs until the manager lists the successor: a read completed just after the death
+  // may still be one the dying process answered, so the outage is the longest gap in there, and
+  // the first read after it is the successor's. (Not waiting for the new hot standby here: its
+  // start-up competes for the CPUs and adds gaps of its own.)
+  FERRY_ASSIGN(Ready ready, wait_ready(pid, 30s, false));
+  int64_t t_seen = std::max(now_ns(), *first);
+  FERRY_ASSIGN(Reader::Window w, reader_->window(t_kill, t_seen, t_gone, 10s));
+  auto rec = record_of("failover", pid, 10s);
+  if (!rec.ok()) return with_log(std::move(rec).error());
+  r.new_pid = ready.pid;
+  r.kill_to_first_read = to_ms(w.gap_to - t_kill);
+  r.longest_gap = to_ms(w.max_gap_ns);
+  r.kill_to_gone = to_ms(t_gone - t_kill);
+  r.manager_ms = rec->value("duration_ms", 0.0);
+  std::string detail = rec->value("detail", "");
+  r.source = detail.find("hot standby") != std::string::npos      ? "hot standby"
+             : detail.find("cold successor") != std::string::npos ? "cold successor"
+                                                                  : "?";
+  r.gap_from = to_ms(w.gap_from - t_kill);
+  r.gap_to = to_ms(w.gap_to - t_kill);
+  crash_.push_back(r);
+  std::fprintf(
+      stderr,
+      "  crash   %2zu: kill->first read %7.3f ms, longest gap %7.3f ms (at %+.2f ms), kill->gone %6.3f, "
+      "manager %6.3f ms (%s)\n",
+      crash_.size(), r.kill_to_first_read, r.longest_gap, r.gap_from, r.kill_to_gone, r.manager_ms,
+      r.source.c_str());
+  return {};
+}
+
+Status Bench::upgrade_round() {
+  FERRY_TRY(settle());
+  FERRY_ASSIGN(json d, daemon_entry());
+  pid_t pid = d.value("pid", 0);
+  std::string next = current_binary_ == opt_.ferryd ? opt_.ferryd_next : opt_.ferryd;
+  json body = {{"nydusd_path", next}};
+  UpgradeRound r;
+  r.binary = next == opt_.ferryd ? "ferryd" : "ferryd-next";
+  int64_t wall_call = wall_ms();
+  int64_t t_call = now_ns();
+  auto answer = http::http_request(sys_sock(), "PUT", "/api/v1/nydusd/upgrade", body.dump(), 60s);
+  int64_t t_done = now_ns();
+  if (!answer.ok()) return with_log(std::move(answer).error().context("PUT /api/v1/nydusd/upgrade"));
+  if (answer->status != 200) {
+    return with_log(
+        Error{EIO, "PUT /api/v1/nydusd/upgrade -> " + std::to_string(answer->status) + " " + answer->body});
+  }
+  current_binary_ = next;
+  json a = json::parse(answer->body, nullptr, false);
+  bool found = false;
+  if (a.is_object() && a.contains("daemons")) {
+    for (const auto& s : a["daemons"]) {
+      if (s.value("id", "") != daemon_id_) continue;
+      found = true;
+      r.manager_ms = s.value("duration_ms", 0.0);
+      if (s.value("old_pid", 0) != pid || s.value("new_pid", 0) == pid)
+        return Error{EIO, "the upgrade answer does not show a new process: " + s.dump()};
+    }
+  }
+  if (!found)
+    return Error{EIO, "the upgrade answer does not name daemon " + daemon_id_ + ": " + answer->body};
+  FERRY_ASSIGN(Reader::Window w, reader_->window(t_call, t_done, t_call, 10s));
+  r.blackout = to_ms(w.max_gap_ns);
+  r.call_ms = to_ms(t_done - t_call);
+  r.gap_from = to_ms(w.gap_from - t_call);
+  r.gap_to = to_ms(w.gap_to - t_call);
+  r.window_ops = w.ops;
+  {
+    pid_t new_pid = 0;
+    for (const auto& st : a["daemons"]) {
+      if (st.value("id", "") == daemon_id_) new_pid = st.value("new_pid", 0);
+    }
+    std::string dlog = slurp(*dir_ / ("logs/" + daemon_id_ + ".log"));
+    auto rel = [&](const std::string& needle) {
+      int64_t t = find_log_time(dlog, needle);
+      return t < 0 ? kNaN : static_cast<double>(t - wall_call);
+    };
+    r.took_over = rel("[" + std::to_string(new_pid) + "]: took over");
+    r.serving = rel("[" + std::to_string(new_pid) + "]: serving with");
+    r.old_exited = rel("[" + std::to_string(pid) + "]: exited");
+    // Log times have a 1 ms resolution: a gap starting within 1 ms before an event is counted as
+    // after it.
+    if (std::isnan(r.took_over) || std::isnan(r.serving) || std::isnan(r.old_exited)) {
+      r.phase = "unknown";
+    } else if (r.gap_from < r.took_over - 1) {
+      r.phase = "before the takeover";
+    } else if (r.gap_from < r.serving + 1) {
+      r.phase = "takeover and start";
+    } else if (r.gap_from < r.old_exited + 1) {
+      r.phase = "old process exiting";
+    } else {
+      r.phase = "after the switch";
+    }
+  }
+  upgrade_.push_back(r);
+  std::fprintf(
+      stderr,
+      "  upgrade %2zu: blackout %7.3f ms (at %.1f ms of a %.1f ms call; manager %.1f ms) -> %s, %llu reads "
+      "in the call\n",
+      upgrade_.size(), r.blackout, r.gap_from, r.call_ms, r.manager_ms, r.binary.c_str(),
+      static_cast<unsigned long long>(r.window_ops));
+  std::fprintf(stderr, "              took over at %.0f, serving at %.0f, old exited at %.0f ms: gap %s\n",
+               r.took_over, r.serving, r.old_exited, r.phase.c_str());
+  return {};
+}
+
+Status Bench::idle_round() {
+  FERRY_TRY(settle());
+  int64_t t0 = now_ns();
+  // Not a synchronisation: the idle window is a fixed span of time in which nothing happens.
+  if (poll_until([] { return false; }, 200ms, 5ms)) return {};
+  FERRY_TRY(check_interrupt());
+  FERRY_ASSIGN(Reader::Window w, reader_->window(t0, t0 + 200 * kNsPerMs, t0, 10s));
+  idle_.push_back(to_ms(w.max_gap_ns));
+  return {};
+}
+
+Status Bench::run() {
+  bool crash = opt_.mode == "crash" || opt_.mode == "both";
+  bool upgrade = opt_.mode == "upgrade" || opt_.mode == "both";
+  for (int i = 0; i < opt_.rounds; ++i) {
+    if (crash) FERRY_TRY(crash_round());
+    if (upgrade) FERRY_TRY(upgrade_round());
+    FERRY_TRY(idle_round());
+  }
+  return {};
+}
+
+Status Bench::finish() {
+  FERRY_TRY(settle());
+  rss_end_ = rss();
+  if (!reader_->stop(10s)) return Error{ETIMEDOUT, "the reader did not stop"};
+  reader_ops_ = reader_->ops();
+  reader_errors_ = reader_->errors();
+  reader_mismatches_ = reader_->mismatches();
+  reader_failures_ = reader_->failures();
+  load_end_ = loadavg();
+  FERRY_ASSIGN(json recs, call("GET", "/api/v1/daemons/records?limit=100000", {}, 200, 10s));
+  events_ = json::object();
+  for (const auto& rec : recs) {
+    std::string ev = rec.value("event", "?");
+    events_[ev] = events_.value(ev, 0) + 1;
+    if (ev == "failure" || !rec.value("ok", true)) {
+      ++manager_failures_;
+      std::fprintf(stderr, "manager_bench: the manager recorded a failure: %s\n", rec.dump().c_str());
+    }
+    if (ev == "restart" || ev == "rollback") ++manager_restarts_;
+  }
+  return {};
+}
+
+// Runs on every exit path: stops the reader while the daemon still serves, removes the mounts
+// through the API, stops the manager, then kills by pid whatever names the temp dir (a shared
+// daemon outlives its last mount and the manager), unmounts what is left and removes the dir.
+void Bench::teardown() {
+  if (reader_) reader_->request_stop();
+  if (reader_ && !reader_->stop(5s)) {
+    // Blocked on a mount nobody serves: kill the manager and daemons (their /dev/fuse fds go,
+    // the kernel aborts the connection) and force the mounts.
+    std::fprintf(stderr, "manager_bench: the reader is stuck; aborting the FUSE connections\n");
+    manager_.kill_and_reap();
+    if (dir_) dir_->kill_leftovers();
+    if (dir_) {
+      for (const auto& m : mounts_at_or_below(dir_->path())) ::umount2(m.c_str(), MNT_FORCE);
+    }
+    reader_->kill();
+  }
+  reader_.reset();
+  if (manager_.valid() && !manager_.exited()) {
+    for (auto it = mounted_.rbegin(); it != mounted_.rend(); ++it) {
+      auto r = http::http_request(sys_sock(), "DELETE", "/api/v1/mounts?mountpoint=" + http::url_encode(*it),
+                                  {}, 20s);
+      if (!r.ok() || r->status != 204) {
+        std::fprintf(
+            stderr, "manager_bench: DELETE /api/v1/mounts %s: %s\n", it->c_str(),
+            r.ok() ? (std::to_string(r->status) + " " + r->body).c_str() : r.error().message.c_str());
+      }
+    }
+    // A shared daemon outlives its last mount, and every daemon outlives the manager's SIGTERM
+    // (they keep serving): stop them by pid (SIGTERM: they unmount and exit) once it is gone.
+    std::vector<pid_t> daemons;
+    if (auto all = call("GET", "/api/v1/daemons", {}, 200, 5s); all.ok()) {
+      for (const auto& d : *all) {
+        if (pid_t pid = d.value("pid", 0); pid > 0) daemons.push_back(pid);
+      }
+    }
+    ::kill(manager_.pid(), SIGTERM);
+    if (manager_.wait_exit(20s, false)) {
+      for (pid_t pid : daemons) ::kill(pid, SIGTERM);
+      for (pid_t pid : daemons) {
+        if (!wait_gone(pid, 10s))
+          std::fprintf(stderr, "manager_bench: ferryd %d did not exit on SIGTERM\n", pid);
+      }
+    }
+    if (!manager_.wait_exit(20s, false)) {
+      std::fprintf(stderr, "manager_bench: ferry-snapshotter did not exit after SIGTERM; killing it\n");
+    }
+  }
+  manager_.kill_and_reap();
+  mounted_.clear();
+  if (dir_ && !opt_.keep_logs.empty()) {
+    std::error_code ec;
+    fs::create_directories(opt_.keep_logs, ec);
+    fs::copy(*dir_ / "logs", opt_.keep_logs,
+             fs::copy_options::recursive | fs::copy_options::overwrite_existing, ec);
+    fs::copy_file(manager_log(), opt_.keep_logs + "/manager.log", fs::copy_options::overwrite_existing, ec);
+    if (ec)
+      std::fprintf(stderr, "manager_bench: copying the logs to '%s': %s\n", opt_.keep_logs.c_str(),
+                   ec.message().c_str());
+  }
+  dir_.reset();  // kills leftovers by pid, unmounts, removes
+}
+
+json Bench::report() const {
+  auto column = [](const auto& rounds, auto field) {
+    std::vector<double> v;
+    for (const auto& r : rounds) v.push_back(static_cast<double>(r.*field));
+    return v;
+  };
+  json j;
+  j["config"] = {{"daemon_mode", opt_.daemon_mode},
+                 {"images", opt_.images},
+                 {"hot_standby", opt_.hot_standby},
+                 {"rounds", opt_.rounds},
+                 {"mode", opt_.mode},
+                 {"reader_threads", opt_.threads},
+                 {"ferryd_version", ferryd_version_},
+                 {"ferryd_next_version", next_version_},
+                 {"image0_files", images_.empty() ? 0 : images_[0].files},
+                 {"image0_bytes", images_.empty() ? 0 : images_[0].bytes},
+                 {"setup_s", setup_s_},
+                 {"mount_s", mount_s_}};
+  j["loadavg_start"] = load_start_;
+  j["loadavg_end"] = load_end_;
+  if (!crash_.empty()) {
+    json c;
+    c["kill_to_first_read_ms"] = summarize(column(crash_, &CrashRound::kill_to_first_read));
+    c["longest_gap_ms"] = summarize(column(crash_, &CrashRound::longest_gap));
+    c["kill_to_gone_ms"] = summarize(column(crash_, &CrashRound::kill_to_gone));
+    c["manager_failover_ms"] = summarize(column(crash_, &CrashRound::manager_ms));
+    json sources = json::object();
+    json rounds = json::array();
+    for (const auto& r : crash_) {
+      sources[r.source] = sources.value(r.source, 0) + 1;
+      rounds.push_back({{"kill_to_first_read_ms", r.kill_to_first_read},
+                        {"longest_gap_ms", r.longest_gap},
+                        {"kill_to_gone_ms", r.kill_to_gone},
+                        {"manager_failover_ms", r.manager_ms},
+                        {"source", r.source},
+                        {"gap_ms_after_kill", {r.gap_from, r.gap_to}},
+                        {"old_pid", r.old_pid},
+                        {"new_pid", r.new_pid}});
+    }
+    c["sources"] = sources;
+    c["rounds"] = rounds;
+    j["crash"] = c;
+  }
+  if (!upgrade_.empty()) {
+    json u;
+    u["blackout_ms"] = summarize(column(upgrade_, &UpgradeRound::blackout));
+    u["call_ms"] = summarize(column(upgrade_, &UpgradeRound::call_ms));
+    u["manager_upgrade_ms"] = summarize(column(upgrade_, &UpgradeRound::manager_ms));
+    json rounds = json::array();
+    for (const auto& r : upgrade_) {
+      rounds.push_back({{"blackout_ms", r.blackout},
+                        {"call_ms", r.call_ms},
+                        {"manager_upgrade_ms", r.manager_ms},
+                        {"gap_ms_after_call", {r.gap_from, r.gap_to}},
+                        {"binary", r.binary},
+                        {"window_ops", r.window_ops},
+                        {"phase", r.phase},
+                        {"events_ms_after_call",
+                         {{"took_over", std::isnan(r.took_over) ? json() : json(r.took_over)},
+                          {"serving", std::isnan(r.serving) ? json() : json(r.serving)},
+                          {"old_exited", std::isnan(r.old_exited) ? json() : json(r.old_exited)}}}});
+    }
+    u["rounds"] = rounds;
+    j["upgrade"] = u;
+  }
+  j["idle"] = {{"max_gap_ms", summarize(idle_)}, {"window_ms", 200}, {"rounds", idle_}};
+  j["reader"] = {{"ops", reader_ops_},
+                 {"errors", reader_errors_},
+                 {"mismatches", reader_mismatches_},
+                 {"failures", reader_failures_}};
+  j["rss_start"] = rss_start_;
+  j["rss_end"] = rss_end_;
+  j["events"] = events_;
+  j["manager_failures"] = manager_failures_;
+  return j;
+}
+
+void Bench::print_table() const {
+  json j = report();
+  std::printf(
+      "manager_bench: %s daemon, %d image(s), hot_standby %s, %d rounds, mode %s, %d reader threads; %s\n",
+      opt_.daemon_mode.c_str(), opt_.images, opt_.hot_standby ? "true" : "false", opt_.rounds,
+      opt_.mode.c_str(), opt_.threads, ferryd_version_.c_str());
+  std::printf("%-40s %9s %9s %9s %9s\n", "(ms)", "min", "median", "p99", "max");
+  auto row = [&](const char* label, const json& s) {
+    if (s.value("n", 0) == 0) return;
+    std::printf("%-40s %9.3f %9.3f %9.3f %9.3f\n", label, s["min"].get<double>(), s["median"].get<double>(),
+                s["p99"].get<double>(), s["max"].get<double>());
+  };
+  if (j.contains("crash")) {
+    const json& c = j["crash"];
+    row("crash: kill -> first read", c["kill_to_first_read_ms"]);
+    row("crash: longest gap around the kill", c["longest_gap_ms"]);
+    row("crash: kill -> old process gone", c["kill_to_gone_ms"]);
+    row("crash: manager's failover duration", c["manager_failover_ms"]);
+    std::printf("crash: successors: %s\n", c["sources"].dump().c_str());
+  }
+  if (j.contains("upgrade")) {
+    const json& u = j["upgrade"];
+    row("upgrade: blackout", u["blackout_ms"]);
+    row("upgrade: PUT nydusd/upgrade call", u["call_ms"]);
+    row("upgrade: manager's upgrade duration", u["manager_upgrade_ms"]);
+  }
+  row("idle: longest gap in 200 ms", j["idle"]["max_gap_ms"]);
+  std::printf("reader: %llu reads, %llu errors, %llu wrong bytes\n",
+              static_cast<unsigned long long>(reader_ops_), static_cast<unsigned long long>(reader_errors_),
+              static_cast<unsigned long long>(reader_mismatches_));
+  for (const auto& f : reader_failures_) std::printf("  %s\n", f.c_str());
+  std::printf("manager records: %s (%d failure(s))\n", events_.dump().c_str(), manager_failures_);
+  auto rss_line = [](const char* when, const json& r) {
+    if (!r.is_object()) return;
+    std::printf("VmRSS %s: manager %.1f MiB, %d daemon(s) %.1f MiB, %d hot standby(s) %.1f MiB\n", when,
+                r.value("manager_kib", 0) / 1024.0, r.value("daemons", 0), r.value("daemons_kib", 0) / 1024.0,
+                r.value("standbys", 0), r.value("standbys_kib", 0) / 1024.0);
+  };
+  rss_line("after setup", rss_start_);
+  rss_line("after the runs", rss_end_);
+  std::printf("load average: %s at the start, %s at the end\n", load_start_.c_str(), load_end_.c_str());
+  std::fflush(stdout);
+}
+
+std::string next_to_self(const std::string& name) {
+  std::error_code ec;
+  fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? name : (self.parent_path() / name).string();
+}
+
+int run_main(int argc, char** argv) {
+  CLI::App app{
+      "manager_bench: how long readers of a ferry-snapshotter mount wait while its ferryd is killed "
+      "(failover) "
+      "and during PUT /api/v1/nydusd/upgrade. Needs root and mkfs.erofs."};
+  Options opt;
+  opt.snapshotter = next_to_self("ferry-snapshotter");
+  opt.ferryd = next_to_self("ferryd");
+  opt.ferryd_next = next_to_self("ferryd-next");
+  std::string hot = "true";
+  app.add_option("--snapshotter", opt.snapshotter, "The ferry-snapshotter binary")->capture_default_str();
+  app.add_option("--ferryd", opt.ferryd, "The ferryd binary (the manager's nydusd_path)")
+      ->capture_default_str();
+  app.add_option("--ferryd-next", opt.ferryd_next, "The binary upgrades alternate with")
+      ->capture_default_str();
+  app.add_option("--daemon-mode", opt.daemon_mode, "daemon_mode of the manager")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"dedicated", "shared"}));
+  app.add_option("--images", opt.images,
+                 "Images mounted through POST /api/v1/mounts; the reader reads the first")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--hot-standby", hot, "[daemon] hot_standby")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"true", "false"}));
+  app.add_option("--rounds", opt.rounds, "Rounds of each kind")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  app.add_option("--mode", opt.mode, "crash, upgrade or both (interleaved)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"crash", "upgrade", "both"}));
+  app.add_option("--threads", opt.threads, "Reader threads")
+      ->capture_default_str()
+      ->check(CLI::Range(1, Reader::kMaxThreads));
+  app.add_option("--out-json", opt.out_json, "Write the results (summaries and every round) as JSON here");
+  app.add_option("--keep-logs", opt.keep_logs,
+                 "Copy the manager's and the daemons' logs into this directory at the end");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  opt.hot_standby = hot == "true";
+  for (auto* p : {&opt.snapshotter, &opt.ferryd, &opt.ferryd_next}) {
+    if (::access(p->c_str(), X_OK) != 0) {
+      std::fprintf(stderr, "manager_bench: error: '%s' is not executable\n", p->c_str());
+      return 1;
+    }
+    *p = fs::absolute(*p).lexically_normal().string();
+  }
+  if (::geteuid() != 0)
+    std::fprintf(stderr, "manager_bench: warning: not root; mounting will probably fail\n");
+
+  // The reader process first, then the signal watcher: both need a single-threaded process.
+  auto reader = Reader::fork_process();
+  if (!reader.ok()) {
+    std::fprintf(stderr, "manager_bench: error: %s\n", reader.error().message.c_str());
+    return 1;
+  }
+  SignalWatcher signals;
+  ::signal(SIGPIPE, SIG_IGN);
+  int rc = 0;
+  {
+    Bench bench(opt, std::move(*reader));
+    Status st = bench.setup();
+    if (st.ok()) st = bench.run();
+    if (st.ok()) st = bench.finish();
+    if (!st.ok()) {
+      if (g_signal.load() == 0)
+        std::fprintf(stderr, "manager_bench: error: %s\n", st.error().message.c_str());
+      rc = 1;
+    } else {
+      bench.print_table();
+      if (!opt.out_json.empty()) {
+        std::ofstream out(opt.out_json);
+        out << bench.report().dump(2) << "\n";
+        if (!out) {
+          std::fprintf(stderr, "manager_bench: error: cannot write '%s'\n", opt.out_json.c_str());
+          rc = 1;
+        }
+      }
+      if (rc == 0 && !bench.clean()) {
+        std::fprintf(
+            stderr,
+            "manager_bench: the reader saw errors or wrong bytes, or the manager recorded failures\n");
+        rc = 3;
+      }
+    }
+  }  // the bench is torn down here, before the signal watcher goes
+  if (int sig = g_signal.load(); sig != 0) return 128 + sig;
+  return rc;
+}
+
+}  // namespace
+}  // namespace ferry::bench
+
+int main(int argc, char** argv) {
+  return ferry::bench::run_main(argc, argv);
+}
