@@ -55,24 +55,16 @@ RAND_SEED=1
 WARM_REPEAT=5  # warm random-read passes timed together (one pass is too short to time well)
 MOUNT_DEADLINE_S=30
 
-COMMAND_LINE="bench/fs_bench.sh"
-for a in "$@"; do COMMAND_LINE+=" $(printf '%q' "$a")"; done
+# shellcheck source=bench/lib.sh
+source "$SCRIPT_DIR/lib.sh"
+bench_lib_init fs_bench "$@"
 
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
-die() { echo "fs_bench: error: $*" >&2; exit 1; }
-log() { printf '[fs_bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-
-need_val() { [[ $# -ge 2 && -n $2 ]] || die "$1 needs a value"; }
 while [[ $# -gt 0 ]]; do
   case $1 in
     --tree) need_val "$@"; TREE=$2; shift 2 ;;
     --tree=*) TREE=${1#*=}; shift ;;
     --ferryd) need_val "$@"; FERRYD=$2; shift 2 ;;
     --ferryd=*) FERRYD=${1#*=}; shift ;;
-    --rounds) need_val "$@"; ROUNDS=$2; shift 2 ;;
-    --rounds=*) ROUNDS=${1#*=}; shift ;;
-    --out) need_val "$@"; OUT=$2; shift 2 ;;
-    --out=*) OUT=${1#*=}; shift ;;
     --thread-num) need_val "$@"; THREAD_NUM=$2; shift 2 ;;
     --thread-num=*) THREAD_NUM=${1#*=}; shift ;;
     --rand-files) need_val "$@"; RAND_FILES=$2; shift 2 ;;
@@ -82,13 +74,10 @@ while [[ $# -gt 0 ]]; do
     --squashfuse-opts) need_val "$@"; SQFUSE_OPTS=$2; shift 2 ;;
     --squashfuse-opts=*) SQFUSE_OPTS=${1#*=}; shift ;;
     --skip-ferryd) SKIP_FERRYD=1; shift ;;
-    --no-doc) WRITE_DOC=0; shift ;;
-    -h|--help) usage; exit 0 ;;
-    *) die "unknown argument '$1' (see --help)" ;;
+    *) common_arg "$@"; shift "$ARG_SHIFT" ;;
   esac
 done
 
-is_uint() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
 is_uint "$ROUNDS" || die "--rounds must be a positive integer"
 is_uint "$RAND_FILES" || die "--rand-files must be a positive integer"
 is_uint "$RAND_READS" || die "--rand-reads must be a positive integer"
@@ -106,10 +95,7 @@ if [[ $SKIP_FERRYD -eq 0 ]]; then
   [[ -x $FERRYD ]] || die "ferryd not found at '$FERRYD' (build it, pass --ferryd PATH, or use --skip-ferryd)"
   FERRYD=$(cd "$(dirname "$FERRYD")" && pwd -P)/$(basename "$FERRYD")
 fi
-if [[ $WRITE_DOC -eq 1 ]]; then
-  mkdir -p "$(dirname "$OUT")"
-  OUT=$(cd "$(dirname "$OUT")" && pwd -P)/$(basename "$OUT")
-fi
+resolve_out
 
 # ---------------------------------------------------------------------------------------------
 # Everything below is undone by cleanup(), which runs on every exit path.
@@ -119,27 +105,9 @@ FERRYD_PID=""
 SQFUSE_PID=""
 MOUNTS=()
 
-# True while `pid` (our child) exists and is not a zombie.
-alive() {
-  local st
-  st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-  [[ -n $st && $st != Z* ]]
-}
-
 # True when `dir` is a mount point according to the mount table (works for dead FUSE mounts too).
 in_mount_table() {
   awk -v m="$1" '$2 == m { found = 1 } END { exit !found }' /proc/self/mounts
-}
-
-# Waits up to `secs` for our child `pid` to exit; SIGKILLs it after that. Reaps it.
-reap() {
-  local pid=$1 name=$2 secs=$3 i
-  for ((i = 0; i < secs * 10; i++)); do alive "$pid" || break; sleep 0.1; done
-  if alive "$pid"; then
-    echo "fs_bench: $name (pid $pid) did not exit; sending SIGKILL" >&2
-    kill -KILL "$pid" 2>/dev/null
-  fi
-  wait "$pid" 2>/dev/null
 }
 
 unmount_dir() {
@@ -159,15 +127,13 @@ cleanup() {
   trap '' INT TERM HUP
   set +e
   if [[ -n $FERRYD_PID ]]; then
-    alive "$FERRYD_PID" && kill -TERM "$FERRYD_PID" 2>/dev/null  # SIGTERM: ferryd unmounts and exits
-    reap "$FERRYD_PID" ferryd 15
+    stop_child "$FERRYD_PID" ferryd TERM 15  # SIGTERM: ferryd unmounts and exits
     FERRYD_PID=""
   fi
   local m
   for m in "${MOUNTS[@]}"; do unmount_dir "$m"; done
   if [[ -n $SQFUSE_PID ]]; then
-    alive "$SQFUSE_PID" && kill -TERM "$SQFUSE_PID" 2>/dev/null
-    reap "$SQFUSE_PID" squashfuse 10
+    stop_child "$SQFUSE_PID" squashfuse TERM 10
     SQFUSE_PID=""
   fi
   if [[ -n $LOOPDEV ]]; then
@@ -182,19 +148,15 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
-trap 'echo "fs_bench: interrupted" >&2; exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+set_signal_traps
 
-WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/ferry-fs-bench.XXXXXX")
-[[ $WORK != *[[:space:]]* ]] || die "temp dir '$WORK' contains white space; set TMPDIR"
+make_work ferry-fs-bench
 EROFS_IMG=$WORK/tree.erofs
 SQFS_IMG=$WORK/tree.sqfs
 RESULTS=$WORK/results.tsv   # system  metric  round  value
 META=$WORK/meta.tsv         # key  value
 : >"$RESULTS"
 : >"$META"
-meta() { printf '%s\t%s\n' "$1" "$2" >>"$META"; }
 
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 # Seconds between two $EPOCHREALTIME stamps.
@@ -204,12 +166,7 @@ log "work dir $WORK; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 if awk -v n="$(nproc)" '{ exit !($1 > n / 2) }' /proc/loadavg; then
   log "warning: the machine is busy (load average $(cut -d' ' -f1 /proc/loadavg) on $(nproc) CPUs); expect noisy numbers"
 fi
-meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
-meta command "$COMMAND_LINE"
-meta nproc "$(nproc)"
-meta kernel "$(uname -r)"
-meta cpu "$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-meta mem_kib "$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)"
+meta_machine
 meta loadavg_start "$(cut -d' ' -f1-3 /proc/loadavg)"
 meta tree "$TREE"
 meta rounds "$ROUNDS"

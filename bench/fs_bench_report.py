@@ -6,13 +6,10 @@ with --out FILE, rewrites the part of FILE between <!-- fs-bench:begin --> and
 <!-- fs-bench:end --> (creating FILE, or appending the section, when missing).
 """
 import argparse
-import os
 import statistics
-import sys
-import tempfile
 
-BEGIN = "<!-- fs-bench:begin -->"
-END = "<!-- fs-bench:end -->"
+from doc_section import rewrite_section
+
 HEADING = "## Filesystem: ferryd vs kernel erofs vs squashfuse"
 DOC_HEAD = (
     "# Ferry benchmarks\n\n"
@@ -212,24 +209,7 @@ Caveats when reading the numbers:
 </details>
 """
 
-    section = f"{BEGIN}\n{body}{END}"
-    if os.path.exists(args.out):
-        with open(args.out) as f:
-            doc = f.read()
-    else:
-        doc = DOC_HEAD
-    b, e = doc.find(BEGIN), doc.find(END)
-    if b >= 0 and e > b:
-        doc = doc[:b] + section + doc[e + len(END):]
-    else:
-        if b >= 0 or e >= 0:
-            sys.exit(f"fs_bench_report: {args.out} has only one of the fs-bench markers; fix it by hand")
-        doc = doc.rstrip("\n") + f"\n\n{HEADING}\n\n{section}\n"
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(args.out)), prefix=".benchmarks.")
-    with os.fdopen(fd, "w") as f:
-        f.write(doc)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, args.out)
+    rewrite_section(args.out, "fs-bench", HEADING, body, "fs_bench_report", DOC_HEAD)
 
 
 if __name__ == "__main__":

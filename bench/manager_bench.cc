@@ -45,10 +45,8 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -64,9 +62,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <limits>
-#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -80,481 +76,18 @@
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "http/http_client.h"
+#include "support/bench_support.h"
 
 namespace ferry::bench {
 namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
-constexpr int64_t kNsPerMs = 1'000'000;
-constexpr size_t kBlock = 4096;
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
-}
-int64_t ns_of(std::chrono::milliseconds d) {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
-}
-double to_ms(int64_t ns) {
-  return static_cast<double>(ns) / 1e6;
-}
-
-std::string loadavg() {
-  std::ifstream in("/proc/loadavg");
-  std::string a;
-  std::string b;
-  std::string c;
-  in >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
-
-// The whole file, or what could be read of it. POSIX reads: /proc/<pid>/* fails with ESRCH when
-// the process exits between open and read, which is routine while scanning.
-std::string slurp(const std::string& path) {
-  std::string out;
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return out;
-  char buf[16384];
-  while (true) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return out;
-}
-
-// ---- interruption ----------------------------------------------------------------------------
-
-// The first SIGINT/SIGTERM/SIGHUP received; every wait below checks it and unwinds.
-std::atomic<int> g_signal{0};
-
-Status check_interrupt() {
-  if (int sig = g_signal.load(); sig != 0)
-    return Error{EINTR, "interrupted by signal " + std::to_string(sig)};
-  return {};
-}
-
-// Polls `done` every `every` until it holds (true), the deadline passes or a signal arrives.
-bool poll_until(const std::function<bool()>& done, std::chrono::milliseconds timeout,
-                std::chrono::microseconds every = 1ms) {
-  int64_t deadline = now_ns() + ns_of(timeout);
-  while (true) {
-    if (done()) return true;
-    if (g_signal.load() != 0 || now_ns() > deadline) return false;
-    std::this_thread::sleep_for(every);
-  }
-}
-
-// Blocks the termination signals in every thread (it must be created before any other thread)
-// and turns them into g_signal on a thread of its own, so that cleanup runs on the main thread
-// through ordinary destructors.
-class SignalWatcher {
- public:
-  SignalWatcher() {
-    sigemptyset(&set_);
-    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGUSR1}) sigaddset(&set_, sig);
-    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
-    thread_ = std::thread([this] {
-      while (true) {
-        int sig = 0;
-        if (sigwait(&set_, &sig) != 0) continue;
-        if (sig == SIGUSR1) {
-          if (done_.load()) return;
-          continue;
-        }
-        int none = 0;
-        if (g_signal.compare_exchange_strong(none, sig)) {
-          std::fprintf(stderr, "manager_bench: got signal %d: cleaning up\n", sig);
-        }
-      }
-    });
-  }
-  ~SignalWatcher() {
-    done_.store(true);
-    pthread_kill(thread_.native_handle(), SIGUSR1);
-    thread_.join();
-  }
-  SignalWatcher(const SignalWatcher&) = delete;
-  SignalWatcher& operator=(const SignalWatcher&) = delete;
-
- private:
-  sigset_t set_{};
-  std::atomic<bool> done_{false};
-  std::thread thread_;
-};
-
-// ---- child processes -------------------------------------------------------------------------
-
-// The executable `name` would run as, searched in $PATH ("" if not found).
-std::string find_in_path(const std::string& name) {
-  if (name.find('/') != std::string::npos) return name;
-  const char* path = std::getenv("PATH");
-  std::stringstream dirs(path != nullptr ? path : "/usr/sbin:/usr/bin:/sbin:/bin");
-  std::string dir;
-  while (std::getline(dirs, dir, ':')) {
-    std::string candidate = (dir.empty() ? "." : dir) + "/" + name;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return "";
-}
-
-// A child started with fork/exec in its own process group (a Ctrl-C at the terminal reaches
-// this process, which then stops its children itself) and killed if this process dies
-// (PR_SET_PDEATHSIG). The destructor kills it (SIGKILL, by pid) and reaps it unless it was
-// already reaped.
-class Process {
- public:
-  Process() = default;
-  Process(Process&& other) noexcept
-      : pid_(std::exchange(other.pid_, -1)),
-        pidfd_(std::move(other.pidfd_)),
-        reaped_(std::exchange(other.reaped_, true)),
-        status_(other.status_) {}
-  Process& operator=(Process&& other) noexcept {
-    if (this != &other) {
-      kill_and_reap();
-      pid_ = std::exchange(other.pid_, -1);
-      pidfd_ = std::move(other.pidfd_);
-      reaped_ = std::exchange(other.reaped_, true);
-      status_ = other.status_;
-    }
-    return *this;
-  }
-  Process(const Process&) = delete;
-  Process& operator=(const Process&) = delete;
-  ~Process() { kill_and_reap(); }
-
-  // argv[0] must be a path. stdout and stderr are appended to `log`, stdin is /dev/null.
-  static Result<Process> spawn(const std::vector<std::string>& argv, const std::string& log) {
-    // Everything is prepared before fork(): the child of a multi-threaded process may only make
-    // async-signal-safe calls until exec.
-    std::vector<std::vector<char>> storage;
-    storage.reserve(argv.size());
-    std::vector<char*> args;
-    for (const auto& a : argv) {
-      storage.emplace_back(a.begin(), a.end());
-      storage.back().push_back('\0');
-      args.push_back(storage.back().data());
-    }
-    args.push_back(nullptr);
-    const char* log_path = log.c_str();
-    pid_t parent = ::getpid();
-    pid_t pid = ::fork();
-    if (pid < 0) return errno_error("fork");
-    if (pid == 0) {
-      sigset_t none;
-      sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      ::signal(SIGPIPE, SIG_DFL);
-      ::setpgid(0, 0);
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(126);
-      int out = ::open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
-      if (out >= 0) {
-        ::dup2(out, 1);
-        ::dup2(out, 2);
-      }
-      int in = ::open("/dev/null", O_RDONLY);
-      if (in >= 0) ::dup2(in, 0);
-      ::syscall(SYS_close_range, 3U, ~0U, 0U);
-      ::execve(args[0], args.data(), environ);
-      ::_exit(127);
-    }
-    ::setpgid(pid, pid);  // also here: whichever runs first
-    return adopt(pid);
-  }
-
-  // Forks a child that runs `body` and exits with its result. Only while this process is still
-  // single-threaded: the child may then do anything a normal process does.
-  static Result<Process> fork_call(const std::function<int()>& body) {
-    pid_t parent = ::getpid();
-    pid_t pid = ::fork();
-    if (pid < 0) return errno_error("fork");
-    if (pid == 0) {
-      ::setpgid(0, 0);
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(126);
-      ::_exit(body());
-    }
-    ::setpgid(pid, pid);
-    return adopt(pid);
-  }
-
-  [[nodiscard]] pid_t pid() const { return pid_; }
-  [[nodiscard]] int status() const { return status_; }
-  [[nodiscard]] bool valid() const { return pid_ > 0 && !reaped_; }
-
-  // True once the process has exited (it is then reaped).
-  bool exited() {
-    if (reaped_) return true;
-    if (pidfd_) {
-      pollfd p{pidfd_.get(), POLLIN, 0};
-      if (::poll(&p, 1, 0) <= 0) return false;
-    }
-    return try_reap();
-  }
-
-  // Waits up to `timeout` for the exit (cut short by a signal when `interruptible`); the wait
-  // status, or nullopt.
-  std::optional<int> wait_exit(std::chrono::milliseconds timeout, bool interruptible = true) {
-    int64_t deadline = now_ns() + ns_of(timeout);
-    while (!reaped_) {
-      if ((interruptible && g_signal.load() != 0) || now_ns() >= deadline) return std::nullopt;
-      if (pidfd_) {
-        pollfd p{pidfd_.get(), POLLIN, 0};
-        if (::poll(&p, 1, 10) > 0) try_reap();
-      } else {
-        if (!try_reap()) std::this_thread::sleep_for(1ms);
-      }
-    }
-    return status_;
-  }
-
-  void kill_and_reap() {
-    if (reaped_ || pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    int st = 0;
-    while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
-    }
-    mark_reaped(st);
-  }
-
- private:
-  static Process adopt(pid_t pid) {
-    Process p;
-    p.pid_ = pid;
-    p.reaped_ = false;
-    p.pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0U)));  // -1: polled instead
-    return p;
-  }
-  bool try_reap() {
-    int st = 0;
-    if (::waitpid(pid_, &st, WNOHANG) != pid_) return false;
-    mark_reaped(st);
-    return true;
-  }
-  void mark_reaped(int st) {
-    reaped_ = true;
-    status_ = st;
-    pidfd_.reset();
-  }
-
-  pid_t pid_ = -1;
-  UniqueFd pidfd_;
-  bool reaped_ = true;
-  int status_ = 0;
-};
-
-std::string describe_status(int st) {
-  if (WIFEXITED(st)) return "exit status " + std::to_string(WEXITSTATUS(st));
-  if (WIFSIGNALED(st)) return "killed by signal " + std::to_string(WTERMSIG(st));
-  return "wait status " + std::to_string(st);
-}
-
-std::string tail_of(const std::string& path, size_t lines) {
-  std::ifstream in(path);
-  std::vector<std::string> all;
-  for (std::string line; std::getline(in, line);) all.push_back(line);
-  std::string out;
-  for (size_t i = all.size() > lines ? all.size() - lines : 0; i < all.size(); ++i)
-    out += "  " + all[i] + "\n";
-  return out;
-}
-
-// Runs a command to completion (bounded), its output going to `log`.
-Status run_command(const std::vector<std::string>& argv, const std::string& log,
-                   std::chrono::milliseconds timeout) {
-  FERRY_ASSIGN(Process p, Process::spawn(argv, log));
-  auto st = p.wait_exit(timeout);
-  FERRY_TRY(check_interrupt());
-  if (!st) return Error{ETIMEDOUT, argv[0] + " did not finish in time"};
-  if (!WIFEXITED(*st) || WEXITSTATUS(*st) != 0) {
-    return Error{EIO, argv[0] + " failed (" + describe_status(*st) + "):\n" + tail_of(log, 20)};
-  }
-  return {};
-}
-
-// ---- processes not ours to reap: /proc ------------------------------------------------------
-
-// True when /proc/<pid> exists and is not a zombie.
-bool process_alive(pid_t pid) {
-  if (pid <= 0) return false;
-  std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
-  auto close = stat.rfind(')');  // "pid (comm) S ...": the state follows the last ')'
-  if (close == std::string::npos || close + 2 >= stat.size()) return false;
-  char state = stat[close + 2];
-  return state != 'Z' && state != 'X';
-}
-
-pid_t parent_of(pid_t pid) {
-  std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
-  auto close = stat.rfind(')');
-  if (close == std::string::npos || close + 4 >= stat.size()) return 0;
-  return static_cast<pid_t>(std::strtol(stat.c_str() + close + 4, nullptr, 10));
-}
-
-std::vector<std::string> cmdline_of(pid_t pid) {
-  std::string raw = slurp("/proc/" + std::to_string(pid) + "/cmdline");
-  std::vector<std::string> args;
-  for (size_t pos = 0; pos < raw.size();) {
-    size_t nul = raw.find('\0', pos);
-    if (nul == std::string::npos) nul = raw.size();
-    args.push_back(raw.substr(pos, nul - pos));
-    pos = nul + 1;
-  }
-  return args;
-}
-
-std::vector<pid_t> all_pids() {
-  std::vector<pid_t> out;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator("/proc", ec)) {
-    const std::string name = e.path().filename().string();
-    char* end = nullptr;
-    long pid = std::strtol(name.c_str(), &end, 10);
-    if (end != name.c_str() && *end == '\0' && pid > 0) out.push_back(static_cast<pid_t>(pid));
-  }
-  return out;
-}
-
-// VmRSS of a process in KiB (0 when it is gone).
-uint64_t vm_rss_kib(pid_t pid) {
-  std::istringstream in(slurp("/proc/" + std::to_string(pid) + "/status"));
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::strtoull(line.c_str() + 6, nullptr, 10);
-  }
-  return 0;
-}
-
-// Waits (deadline) until a process that is not our child has exited: a pidfd (we are root),
-// else /proc polling.
-bool wait_gone(pid_t pid, std::chrono::milliseconds timeout) {
-  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0U)));
-  if (!pidfd) return !process_alive(pid) || poll_until([&] { return !process_alive(pid); }, timeout);
-  pollfd p{pidfd.get(), POLLIN, 0};
-  return ::poll(&p, 1, static_cast<int>(timeout.count())) > 0;
-}
-
-// ---- mounts and the temp dir -----------------------------------------------------------------
-
-std::vector<std::string> mounts_at_or_below(const std::string& prefix) {
-  std::vector<std::string> out;
-  std::ifstream in("/proc/self/mounts");
-  std::string dev;
-  std::string dir;
-  std::string rest;
-  while (in >> dev >> dir && std::getline(in, rest)) {
-    if (dir == prefix || dir.rfind(prefix + "/", 0) == 0) out.push_back(dir);
-  }
-  return out;
-}
-
-// Unmounts `path` while it is mounted: normally, then lazily as a last resort. Never fails.
-void unmount_quietly(const std::string& path) {
-  for (int i = 0; i < 5 && !mounts_at_or_below(path).empty(); ++i) {
-    if (::umount2(path.c_str(), 0) == 0) continue;
-    if (i < 2) {
-      std::this_thread::sleep_for(100ms);
-      continue;
-    }
-    std::fprintf(stderr, "manager_bench: '%s' is busy (%s); detaching it lazily\n", path.c_str(),
-                 std::strerror(errno));
-    ::umount2(path.c_str(), MNT_DETACH);
-  }
-}
-
-// Every live process (not this one) whose command line names `dir`: the manager's daemons and
-// hot standbys are started with paths under the temp dir (--mountpoint, --apisock, ...).
-std::vector<pid_t> processes_naming(const std::string& dir) {
-  std::vector<pid_t> out;
-  pid_t self = ::getpid();
-  for (pid_t pid : all_pids()) {
-    if (pid == self) continue;
-    for (const auto& a : cmdline_of(pid)) {
-      if (a.find(dir + "/") != std::string::npos) {
-        if (process_alive(pid)) out.push_back(pid);
-        break;
-      }
-    }
-  }
-  return out;
-}
-
-// A private directory, removed recursively on destruction after killing (by pid) every process
-// still naming it and unmounting everything below it.
-class TempDir {
- public:
-  static Result<std::unique_ptr<TempDir>> create() {
-    const char* base = std::getenv("TMPDIR");
-    // Short: daemon API sockets live several levels below it (sun_path holds 108 bytes).
-    std::string tmpl = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/fmb-XXXXXX";
-    std::vector<char> buf(tmpl.begin(), tmpl.end());
-    buf.push_back('\0');
-    if (::mkdtemp(buf.data()) == nullptr) return errno_error("mkdtemp '" + tmpl + "'");
-    return std::unique_ptr<TempDir>(new TempDir(buf.data()));
-  }
-  ~TempDir() {
-    kill_leftovers();
-    auto mounts = mounts_at_or_below(path_);
-    for (auto it = mounts.rbegin(); it != mounts.rend(); ++it) unmount_quietly(*it);
-    if (!mounts_at_or_below(path_).empty()) {
-      std::fprintf(stderr, "manager_bench: something is still mounted below '%s'; leaving it\n",
-                   path_.c_str());
-      return;
-    }
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-    if (ec)
-      std::fprintf(stderr, "manager_bench: cannot remove '%s': %s\n", path_.c_str(), ec.message().c_str());
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  [[nodiscard]] const std::string& path() const { return path_; }
-  [[nodiscard]] std::string operator/(const std::string& rel) const { return path_ + "/" + rel; }
-
-  // SIGKILLs (by pid) every process naming the dir, until none is left (a dying manager may
-  // have forked an instant before).
-  void kill_leftovers() const {
-    for (int round = 0; round < 10; ++round) {
-      auto pids = processes_naming(path_);
-      if (pids.empty()) return;
-      for (pid_t pid : pids) {
-        std::fprintf(stderr, "manager_bench: killing leftover pid %d\n", pid);
-        ::kill(pid, SIGKILL);
-      }
-      for (pid_t pid : pids) {
-        if (!wait_gone(pid, 10s)) std::fprintf(stderr, "manager_bench: pid %d survived SIGKILL\n", pid);
-      }
-    }
-  }
-
- private:
-  explicit TempDir(std::string path) : path_(std::move(path)) {}
-  std::string path_;
-};
-
 // ---- the sample images -----------------------------------------------------------------------
-
-uint64_t splitmix64(uint64_t& x) {
-  uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-std::string random_bytes(size_t size, uint64_t seed) {
-  std::string data(size, '\0');
-  for (size_t k = 0; k < size; k += 8) {
-    uint64_t v = splitmix64(seed);
-    std::memcpy(data.data() + k, &v, std::min<size_t>(8, size - k));
-  }
-  return data;
-}
 
 struct SampleImage {
   std::string tree;
@@ -575,37 +108,25 @@ Result<SampleImage> make_sample_image(const TempDir& dir, int index) {
   img.meta = dir / ("images/" + name + ".erofs");
   img.blob = dir / ("images/" + name + ".blob");
   uint64_t seed = 1000 + static_cast<uint64_t>(index);
-  auto write = [&](const std::string& rel, const std::string& data) -> Status {
-    fs::path p = fs::path(img.tree) / rel;
-    std::error_code ec;
-    fs::create_directories(p.parent_path(), ec);
-    if (ec) return Error{ec.value(), "mkdir '" + p.parent_path().string() + "': " + ec.message()};
-    std::ofstream out(p, std::ios::binary);
-    out.write(data.data(), static_cast<std::streamsize>(data.size()));
-    if (!out) return Error{EIO, "cannot write '" + p.string() + "'"};
-    ++img.files;
-    img.bytes += data.size();
-    return {};
-  };
+  ImageTree tree{img.tree};
   int small = index == 0 ? 24 : 8;
   for (int i = 0; i < small; ++i) {
-    FERRY_TRY(write("d" + std::to_string(i % 4) + "/f" + std::to_string(i),
-                    random_bytes(static_cast<size_t>(splitmix64(seed) % 40000), splitmix64(seed))));
+    FERRY_TRY(tree.write("d" + std::to_string(i % 4) + "/f" + std::to_string(i),
+                         random_bytes(static_cast<size_t>(splitmix64(seed) % 40000), splitmix64(seed))));
   }
   if (index == 0) {
     const size_t sizes[] = {(1U << 20) + 3 * kBlock + 1234, (512U << 10) + 100, 256U << 10, 300000};
     for (size_t i = 0; i < std::size(sizes); ++i) {
       std::string rel = "data/f" + std::to_string(i);
-      FERRY_TRY(write(rel, random_bytes(sizes[i], splitmix64(seed))));
+      FERRY_TRY(tree.write(rel, random_bytes(sizes[i], splitmix64(seed))));
       img.data_files.push_back(rel);
     }
   }
+  img.files = tree.files;
+  img.bytes = tree.bytes;
   fs::create_directories(dir / "images");
-  std::string mkfs = find_in_path("mkfs.erofs");
-  if (mkfs.empty()) return Error{ENOENT, "mkfs.erofs not found in PATH"};
-  FERRY_TRY(run_command({mkfs, "--quiet", "--chunksize=65536", "--blobdev=" + img.blob, img.meta, img.tree},
-                        dir / "mkfs.erofs.log", 120s));
-  img.config = json{{"device", {{"backend", {{"type", "localfs"}, {"config", {{"blob_file", img.blob}}}}}}}};
+  FERRY_TRY(build_erofs_image(img.tree, img.meta, img.blob, dir / "mkfs.erofs.log"));
+  img.config = localfs_blob_config(img.blob);
   return img;
 }
 
@@ -624,41 +145,13 @@ class Reader {
  public:
   static constexpr int kMaxThreads = 8;
 
-  struct Window {
-    int64_t max_gap_ns = 0;  // longest gap (all threads merged) overlapping the window
-    int64_t gap_from = 0;    // the completions around it
-    int64_t gap_to = 0;
-    int64_t first_after = 0;  // first completion after the reference time
-    uint64_t ops = 0;         // completions inside the window
-  };
+  using Window = GapWindow;
 
   // Call before any thread exists.
   static Result<std::unique_ptr<Reader>> fork_process() {
-    void* mem = ::mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (mem == MAP_FAILED) return errno_error("mmap of the reader's shared memory");
-    auto r = std::unique_ptr<Reader>(new Reader(new (mem) Shared()));
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) return errno_error("pipe2");
-    UniqueFd read_end(fds[0]);
-    UniqueFd write_end(fds[1]);
-    Shared* shared = r->shared_;
-    FERRY_ASSIGN(r->process_, Process::fork_call([shared, &read_end, &write_end] {
-                   write_end.reset();  // so that the parent's close reads as EOF
-                   return run(*shared, read_end.get());
-                 }));
-    r->go_ = std::move(write_end);
-    return r;
+    FERRY_ASSIGN(auto proc, ReaderProcess<Shared>::fork(&Reader::run));
+    return std::unique_ptr<Reader>(new Reader(std::move(proc)));
   }
-  ~Reader() {
-    stop(2s);
-    process_.kill_and_reap();
-    if (shared_ != nullptr) {
-      shared_->~Shared();
-      ::munmap(shared_, sizeof(Shared));
-    }
-  }
-  Reader(const Reader&) = delete;
-  Reader& operator=(const Reader&) = delete;
 
   // Starts `threads` threads reading `files` (relative paths) under `mounted`, compared with the
   // same names under `source`; returns once every thread has its files open.
@@ -666,40 +159,18 @@ class Reader {
             int threads) {
     std::string list;
     for (const auto& f : files) list += f + "\n";
-    if (mounted.size() >= sizeof(shared_->mounted) || source.size() >= sizeof(shared_->source) ||
-        list.size() >= sizeof(shared_->files)) {
-      return Error{ENAMETOOLONG, "paths too long for the reader"};
-    }
-    std::memcpy(shared_->mounted, mounted.c_str(), mounted.size() + 1);
-    std::memcpy(shared_->source, source.c_str(), source.size() + 1);
+    if (list.size() >= sizeof(shared_->files)) return Error{ENAMETOOLONG, "paths too long for the reader"};
     std::memcpy(shared_->files, list.c_str(), list.size() + 1);
     shared_->threads = std::clamp(threads, 1, kMaxThreads);
     threads_ = shared_->threads;
-    char one = 1;
-    if (::write(go_.get(), &one, 1) != 1) return errno_error("starting the reader");
-    int64_t deadline = now_ns() + 10'000 * kNsPerMs;
-    while (shared_->state.load() == 0) {
-      FERRY_TRY(check_interrupt());
-      if (process_.exited())
-        return Error{ECHILD, "the reader process died: " + describe_status(process_.status())};
-      if (now_ns() > deadline)
-        return Error{ETIMEDOUT, "the reader did not open its files under '" + mounted + "'"};
-      std::this_thread::sleep_for(200us);
-    }
-    if (int st = shared_->state.load(); st < 0)
-      return errno_error(-st, "reader: open under '" + mounted + "' (O_DIRECT)");
-    return {};
+    return proc_->start(mounted, source, "its files under '" + mounted + "'");
   }
 
-  void request_stop() { shared_->stop.store(true); }
+  void request_stop() { proc_->request_stop(); }
   // Asks the reader to stop and waits up to `timeout` for its exit; true once it has exited.
-  bool stop(std::chrono::milliseconds timeout) {
-    request_stop();
-    go_.reset();  // a reader still waiting for "go" sees EOF
-    return process_.wait_exit(timeout, false).has_value();
-  }
+  bool stop(std::chrono::milliseconds timeout) { return proc_->stop(timeout); }
   // Last resort, once the FUSE connection is gone: SIGKILL and reap.
-  void kill() { process_.kill_and_reap(); }
+  void kill() { proc_->kill(); }
 
   [[nodiscard]] uint64_t ops() const {
     uint64_t n = 0;
@@ -708,12 +179,7 @@ class Reader {
   }
   [[nodiscard]] uint64_t errors() const { return shared_->errors.load(); }
   [[nodiscard]] uint64_t mismatches() const { return shared_->mismatches.load(); }
-  [[nodiscard]] std::vector<std::string> failures() const {
-    std::vector<std::string> out;
-    uint32_t n = std::min<uint32_t>(shared_->nfailures.load(), kMaxFailures);
-    for (uint32_t i = 0; i < n; ++i) out.emplace_back(shared_->failures[i]);
-    return out;
-  }
+  [[nodiscard]] std::vector<std::string> failures() const { return shared_->failure_list(); }
   [[nodiscard]] int threads() const { return threads_; }
 
   // The newest completion of any thread (0 before the first).
@@ -732,8 +198,7 @@ class Reader {
     int64_t deadline = now_ns() + ns_of(timeout);
     while (ops() < target) {
       FERRY_TRY(check_interrupt());
-      if (process_.exited())
-        return Error{ECHILD, "the reader process died: " + describe_status(process_.status())};
+      FERRY_TRY(proc_->check_alive());
       if (now_ns() > deadline) {
         return Error{ETIMEDOUT,
                      "the reader made no progress (" + std::to_string(errors()) + " errors so far)"};
@@ -749,8 +214,7 @@ class Reader {
     while (true) {
       if (int64_t l = latest(); l > t) return l;
       FERRY_TRY(check_interrupt());
-      if (process_.exited())
-        return Error{ECHILD, "the reader process died: " + describe_status(process_.status())};
+      FERRY_TRY(proc_->check_alive());
       if (now_ns() > deadline) {
         return Error{ETIMEDOUT, "no read completed within " + std::to_string(timeout.count()) + " ms (" +
                                     std::to_string(errors()) + " errors so far)"};
@@ -771,69 +235,34 @@ class Reader {
         all = n > 0 && at(i, n - 1) > to;
       }
       if (all) break;
-      if (process_.exited())
-        return Error{ECHILD, "the reader process died: " + describe_status(process_.status())};
+      FERRY_TRY(proc_->check_alive());
       if (now_ns() > deadline)
         return Error{ETIMEDOUT, "not every reader thread completed a read after the window"};
       std::this_thread::sleep_for(200us);
     }
     std::vector<int64_t> ts;
-    for (int i = 0; i < threads_; ++i) {
-      uint64_t n = count(i);
-      uint64_t oldest = n > kRing - (1U << 14) ? n - (kRing - (1U << 14)) : 0;
-      for (uint64_t j = n; j > oldest; --j) {
-        int64_t t = at(i, j - 1);
-        ts.push_back(t);
-        if (t < from) break;  // the completion just before the window: the left end of its first gap
-      }
-    }
+    for (int i = 0; i < threads_; ++i) shared_->rings[i].collect_since(from, 1U << 14, ts);
     std::sort(ts.begin(), ts.end());
-    Window w;
-    for (size_t i = 0; i < ts.size(); ++i) {
-      if (ts[i] >= from && ts[i] <= to) ++w.ops;
-      if (w.first_after == 0 && ts[i] > ref) w.first_after = ts[i];
-      if (i > 0 && ts[i] >= from && ts[i - 1] <= to && ts[i] - ts[i - 1] > w.max_gap_ns) {
-        w.max_gap_ns = ts[i] - ts[i - 1];
-        w.gap_from = ts[i - 1];
-        w.gap_to = ts[i];
-      }
-    }
-    return w;
+    return measure_gaps(ts, from, to, ref);
   }
 
  private:
   static constexpr uint64_t kRing = uint64_t{1} << 19;
-  static constexpr uint32_t kMaxFailures = 10;
 
-  // Lives in a MAP_SHARED mapping; the atomics are lock-free, so they work across processes.
-  struct Shared {
-    std::atomic<int> state{0};  // 0 not open yet, 1 reading, -errno: open failed
-    std::atomic<bool> stop{false};
-    std::atomic<uint64_t> errors{0};
-    std::atomic<uint64_t> mismatches{0};
-    std::atomic<uint32_t> nfailures{0};
+  struct Shared : ReaderShared {
     std::atomic<int> opened{0};
     int threads = 1;
-    char failures[kMaxFailures][200]{};
-    char mounted[4096]{};
-    char source[4096]{};
     char files[4096]{};
-    struct alignas(64) Ring {
-      std::atomic<uint64_t> count{0};
-      std::atomic<int64_t> ts[kRing]{};
-    };
+    struct alignas(64) Ring : CompletionRing<kRing> {};
     Ring rings[kMaxThreads];
   };
   static_assert(std::atomic<int64_t>::is_always_lock_free && std::atomic<uint64_t>::is_always_lock_free);
 
-  explicit Reader(Shared* shared) : shared_(shared) {}
+  explicit Reader(std::unique_ptr<ReaderProcess<Shared>> proc)
+      : proc_(std::move(proc)), shared_(&proc_->shared()) {}
 
-  [[nodiscard]] uint64_t count(int t) const {
-    return shared_->rings[t].count.load(std::memory_order_acquire);
-  }
-  [[nodiscard]] int64_t at(int t, uint64_t i) const {
-    return shared_->rings[t].ts[i & (kRing - 1)].load(std::memory_order_relaxed);
-  }
+  [[nodiscard]] uint64_t count(int t) const { return shared_->rings[t].size(); }
+  [[nodiscard]] int64_t at(int t, uint64_t i) const { return shared_->rings[t].at(i); }
 
   struct File {
     std::string expected;
@@ -868,10 +297,7 @@ class Reader {
 
   static void thread_body(Shared& sh, const std::vector<std::string>& names,
                           const std::vector<std::string>& expected, int index) {
-    auto fail = [&sh](const std::string& what) {
-      uint32_t i = sh.nfailures.fetch_add(1);
-      if (i < kMaxFailures) std::snprintf(sh.failures[i], sizeof sh.failures[i], "%s", what.c_str());
-    };
+    auto fail = [&sh](const std::string& what) { sh.fail(what); };
     std::vector<UniqueFd> fds;
     for (const auto& n : names) {
       fds.emplace_back(::open((std::string(sh.mounted) + "/" + n).c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC));
@@ -885,12 +311,7 @@ class Reader {
       int expected_state = 0;
       sh.state.compare_exchange_strong(expected_state, 1);
     }
-    struct FreeDeleter {
-      void operator()(char* p) const {
-        std::free(p);
-      }  // NOLINT(cppcoreguidelines-no-malloc): O_DIRECT alignment
-    };
-    std::unique_ptr<char, FreeDeleter> buf(static_cast<char*>(std::aligned_alloc(kBlock, kBlock)));
+    AlignedBlock buf;
     Shared::Ring& ring = sh.rings[index];
     uint64_t rng = 7 + static_cast<uint64_t>(index) * 7919;
     uint64_t done = 0;
@@ -915,32 +336,14 @@ class Reader {
              std::to_string(want) + ")");
         continue;
       }
-      ring.ts[done & (kRing - 1)].store(t, std::memory_order_relaxed);
-      ring.count.store(++done, std::memory_order_release);
+      ring.push(t, done);
     }
   }
 
-  Shared* shared_ = nullptr;
+  std::unique_ptr<ReaderProcess<Shared>> proc_;
+  Shared* shared_ = nullptr;  // proc_'s
   int threads_ = 0;
-  UniqueFd go_;
-  Process process_;
 };
-
-// ---- statistics ------------------------------------------------------------------------------
-
-// min / median / p99 (nearest rank: with fewer than 100 samples it is the maximum) / max.
-json summarize(std::vector<double> v) {
-  if (v.empty()) return json{{"n", 0}};
-  std::sort(v.begin(), v.end());
-  size_t n = v.size();
-  double median = n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-  auto rank = static_cast<size_t>(std::ceil(0.99 * static_cast<double>(n)));
-  return json{{"n", n},
-              {"min", v.front()},
-              {"median", median},
-              {"p99", v[std::max<size_t>(rank, 1) - 1]},
-              {"max", v.back()}};
-}
 
 // ---- the manager's log -----------------------------------------------------------------------
 
@@ -1278,7 +681,9 @@ std::string first_line_of(const std::string& path) {
 Status Bench::setup() {
   int64_t t0 = now_ns();
   load_start_ = loadavg();
-  FERRY_ASSIGN(dir_, TempDir::create());
+  // Short: daemon API sockets live several levels below it (sun_path holds 108 bytes). The
+  // manager's daemons and hot standbys name it on their command lines: killed with it.
+  FERRY_ASSIGN(dir_, TempDir::create("fmb-", /*kill_leftovers=*/true));
   std::fprintf(stderr, "manager_bench: work dir %s\n", dir_->path().c_str());
   FERRY_TRY(run_command({opt_.ferryd, "--version"}, *dir_ / "version.txt", 10s));
   ferryd_version_ = first_line_of(*dir_ / "version.txt");
@@ -1582,11 +987,6 @@ void Bench::teardown() {
 }
 
 json Bench::report() const {
-  auto column = [](const auto& rounds, auto field) {
-    std::vector<double> v;
-    for (const auto& r : rounds) v.push_back(static_cast<double>(r.*field));
-    return v;
-  };
   json j;
   j["config"] = {{"daemon_mode", opt_.daemon_mode},
                  {"images", opt_.images},
@@ -1710,6 +1110,7 @@ std::string next_to_self(const std::string& name) {
 }
 
 int run_main(int argc, char** argv) {
+  set_program_name("manager_bench");
   CLI::App app{
       "manager_bench: how long readers of a ferry-snapshotter mount wait while its ferryd is killed "
       "(failover) "
@@ -1762,44 +1163,8 @@ int run_main(int argc, char** argv) {
   if (::geteuid() != 0)
     std::fprintf(stderr, "manager_bench: warning: not root; mounting will probably fail\n");
 
-  // The reader process first, then the signal watcher: both need a single-threaded process.
-  auto reader = Reader::fork_process();
-  if (!reader.ok()) {
-    std::fprintf(stderr, "manager_bench: error: %s\n", reader.error().message.c_str());
-    return 1;
-  }
-  SignalWatcher signals;
-  ::signal(SIGPIPE, SIG_IGN);
-  int rc = 0;
-  {
-    Bench bench(opt, std::move(*reader));
-    Status st = bench.setup();
-    if (st.ok()) st = bench.run();
-    if (st.ok()) st = bench.finish();
-    if (!st.ok()) {
-      if (g_signal.load() == 0)
-        std::fprintf(stderr, "manager_bench: error: %s\n", st.error().message.c_str());
-      rc = 1;
-    } else {
-      bench.print_table();
-      if (!opt.out_json.empty()) {
-        std::ofstream out(opt.out_json);
-        out << bench.report().dump(2) << "\n";
-        if (!out) {
-          std::fprintf(stderr, "manager_bench: error: cannot write '%s'\n", opt.out_json.c_str());
-          rc = 1;
-        }
-      }
-      if (rc == 0 && !bench.clean()) {
-        std::fprintf(
-            stderr,
-            "manager_bench: the reader saw errors or wrong bytes, or the manager recorded failures\n");
-        rc = 3;
-      }
-    }
-  }  // the bench is torn down here, before the signal watcher goes
-  if (int sig = g_signal.load(); sig != 0) return 128 + sig;
-  return rc;
+  return run_benchmark<Bench>(opt, opt.out_json, Reader::fork_process,
+                              "the reader saw errors or wrong bytes, or the manager recorded failures");
 }
 
 }  // namespace

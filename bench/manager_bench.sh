@@ -43,33 +43,22 @@ THREADS=4
 OUT=$REPO/docs/benchmarks.md
 WRITE_DOC=1
 
-COMMAND_LINE="bench/manager_bench.sh"
-for a in "$@"; do COMMAND_LINE+=" $(printf '%q' "$a")"; done
+# shellcheck source=bench/lib.sh
+source "$SCRIPT_DIR/lib.sh"
+bench_lib_init manager_bench.sh "$@"
 
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
-die() { echo "manager_bench.sh: error: $*" >&2; exit 1; }
-log() { printf '[manager_bench.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-
-need_val() { [[ $# -ge 2 && -n $2 ]] || die "$1 needs a value"; }
 while [[ $# -gt 0 ]]; do
   case $1 in
     --build) need_val "$@"; BUILD=$2; shift 2 ;;
     --build=*) BUILD=${1#*=}; shift ;;
-    --rounds) need_val "$@"; ROUNDS=$2; shift 2 ;;
-    --rounds=*) ROUNDS=${1#*=}; shift ;;
     --images) need_val "$@"; IMAGES=$2; shift 2 ;;
     --images=*) IMAGES=${1#*=}; shift ;;
     --threads) need_val "$@"; THREADS=$2; shift 2 ;;
     --threads=*) THREADS=${1#*=}; shift ;;
-    --out) need_val "$@"; OUT=$2; shift 2 ;;
-    --out=*) OUT=${1#*=}; shift ;;
-    --no-doc) WRITE_DOC=0; shift ;;
-    -h|--help) usage; exit 0 ;;
-    *) die "unknown argument '$1' (see --help)" ;;
+    *) common_arg "$@"; shift "$ARG_SHIFT" ;;
   esac
 done
 
-is_uint() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
 is_uint "$ROUNDS" || die "--rounds must be a positive integer"
 is_uint "$IMAGES" || die "--images must be a positive integer"
 is_uint "$THREADS" || die "--threads must be a positive integer"
@@ -82,117 +71,32 @@ for b in manager_bench ferry-snapshotter ferryd ferryd-next; do
 done
 for c in mkfs.erofs "$PYTHON" awk; do command -v "$c" >/dev/null || die "'$c' not found"; done
 [[ -e /dev/fuse ]] || die "/dev/fuse missing"
-if [[ $WRITE_DOC -eq 1 ]]; then
-  mkdir -p "$(dirname "$OUT")"
-  OUT=$(cd "$(dirname "$OUT")" && pwd -P)/$(basename "$OUT")
-fi
+resolve_out
 
 # ---------------------------------------------------------------------------------------------
 # Everything below is undone by cleanup(), which runs on every exit path.
 WORK=""
 BENCH_PID=""
 
-# True while `pid` exists and is not a zombie.
-alive() {
-  local st
-  st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-  [[ -n $st && $st != Z* ]]
-}
-
-mounts_below() {
-  awk -v p="$1" '$2 == p || index($2, p "/") == 1 { print $2 }' /proc/self/mounts | sort -r
-}
-
-# Processes (other than this shell) whose command line names the temp dir: ours by construction
-# (the manager's config, the daemons' sockets and mountpoints all live below it).
-pids_using_work() {
-  local d pid
-  for d in /proc/[0-9]*; do
-    pid=${d#/proc/}
-    [[ $pid == "$$" ]] && continue
-    { tr '\0' ' ' <"$d/cmdline"; } 2>/dev/null | grep -qF -- "$WORK/" && echo "$pid"
-  done
-  return 0
-}
-
-cleanup() {
-  local rc=$?
-  trap '' INT TERM HUP
-  set +e
-  if [[ -n $BENCH_PID ]]; then
-    if alive "$BENCH_PID"; then
-      kill -INT "$BENCH_PID" 2>/dev/null  # manager_bench cleans up after itself on SIGINT
-      local i
-      for ((i = 0; i < 300; i++)); do alive "$BENCH_PID" || break; sleep 0.1; done
-      if alive "$BENCH_PID"; then
-        echo "manager_bench.sh: manager_bench (pid $BENCH_PID) did not exit; sending SIGKILL" >&2
-        kill -KILL "$BENCH_PID" 2>/dev/null
-      fi
-    fi
-    wait "$BENCH_PID" 2>/dev/null
-    BENCH_PID=""
-  fi
-  if [[ -n $WORK && -d $WORK ]]; then
-    local pid m round
-    for round in 1 2 3; do
-      for pid in $(pids_using_work); do
-        echo "manager_bench.sh: killing leftover pid $pid ($({ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | cut -c1-80))" >&2
-        kill -KILL "$pid" 2>/dev/null
-      done
-      [[ -z $(pids_using_work) ]] && break
-      sleep 0.2
-    done
-    for m in $(mounts_below "$WORK"); do
-      echo "manager_bench.sh: unmounting leftover mount '$m'" >&2
-      umount "$m" 2>/dev/null || umount -f "$m" 2>/dev/null || umount -l "$m"
-    done
-    if [[ -n $(mounts_below "$WORK") ]]; then
-      echo "manager_bench.sh: something is still mounted below '$WORK'; leaving it" >&2
-    else
-      rm -rf --one-file-system "$WORK"
-    fi
-  fi
-  exit "$rc"
-}
+# The manager's config, the daemons' sockets and mountpoints all live below WORK: what still names
+# it is ours.
+# shellcheck disable=SC2317  # invoked by the EXIT trap
+cleanup() { cleanup_bench_run manager_bench 3; }
 trap cleanup EXIT
-trap 'echo "manager_bench.sh: interrupted" >&2; exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+set_signal_traps
 
 # Short: the daemons' API sockets live several levels below it (sun_path holds 108 bytes).
-WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/fmb.XXXXXX")
-[[ $WORK != *[[:space:]]* ]] || die "temp dir '$WORK' contains white space; set TMPDIR"
+make_work fmb
 META=$WORK/meta.tsv  # key  value
 : >"$META"
-meta() { printf '%s\t%s\n' "$1" "$2" >>"$META"; }
-
-# What else is using the CPUs right now: "command (CPU%)" for every process over 5% over one
-# second, this benchmark's own processes excluded.
-busy_processes() {
-  command -v top >/dev/null || { echo "unknown (no top)"; return 0; }
-  top -b -n 2 -d 1 -w 512 2>/dev/null | awk -v skip="manager_bench|ferry-snapshotter|ferryd|ferryd-next|top" '
-    /^ *PID / { block++; next }
-    block == 2 && NF >= 12 && $9 + 0 >= 5 && $12 !~ "^(" skip ")$" {
-      if (!($12 in n)) order[++k] = $12
-      n[$12]++; cpu[$12] += $9
-    }
-    END { for (i = 1; i <= k; i++) { c = order[i]; printf "%s%s x%d (%.0f%% CPU)", sep, c, n[c], cpu[c]; sep = ", " } }
-  '
-  return 0
-}
 
 BUILD_REL=${BUILD#"$REPO"/}
 log "work dir $WORK; load average $(cut -d' ' -f1-3 /proc/loadavg)"
-meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
-meta command "$COMMAND_LINE"
-meta nproc "$(nproc)"
-meta kernel "$(uname -r)"
-meta cpu "$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-meta mem_kib "$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)"
+meta_machine
 meta rounds "$ROUNDS"
 meta build_rel "$BUILD_REL"
 meta loadavg_start "$(cut -d' ' -f1-3 /proc/loadavg)"
-meta busy_start "$(busy_processes)"
+meta busy_start "$(busy_processes "manager_bench|ferry-snapshotter|ferryd|ferryd-next|top")"
 log "other processes using the CPU: $(awk -F'\t' '$1 == "busy_start" { print $2 }' "$META")"
 
 # name | manager_bench arguments
@@ -226,7 +130,7 @@ for c in "${CONFIGS[@]}"; do
   esac
   [[ -s $json ]] || die "manager_bench ($name) wrote no results"
   results+=("$name=$json")
-  meta "busy_after_$name" "$(busy_processes)"
+  meta "busy_after_$name" "$(busy_processes "manager_bench|ferry-snapshotter|ferryd|ferryd-next|top")"
 done
 meta loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -234,10 +138,12 @@ meta loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 # (the file is read again right before the write, and replaced atomically).
 WRITE_TO=""
 [[ $WRITE_DOC -eq 0 ]] || WRITE_TO=$OUT
-"$PYTHON" - "$META" "$WRITE_TO" "${results[@]}" <<'PYEOF'
+BENCH_DIR=$SCRIPT_DIR "$PYTHON" - "$META" "$WRITE_TO" "${results[@]}" <<'PYEOF'
 import json, os, sys
 
-BEGIN, END = "<!-- manager-bench:begin -->", "<!-- manager-bench:end -->"
+sys.path.insert(0, os.environ["BENCH_DIR"])
+from doc_section import rewrite_section
+
 HEADING = "## End to end: ferry-snapshotter failover and hot upgrade"
 CRASH_P99_TARGET = 10.0  # ms, kill -> first read
 UPGRADE_P99_TARGET = 1.0  # ms, longest gap during the upgrade call
@@ -441,21 +347,7 @@ body = "\n".join(out) + "\n"
 sys.stdout.write(body)
 
 if out_path:
-    text = open(out_path, encoding="utf-8").read() if os.path.exists(out_path) else "# Ferry benchmarks\n"
-    section = f"{BEGIN}\n{body}{END}"
-    b, e = text.find(BEGIN), text.find(END)
-    if b >= 0 and e > b:
-        text = text[:b] + section + text[e + len(END):]
-    elif b < 0 and e < 0:
-        if not text.endswith("\n"):
-            text += "\n"
-        text += f"\n{HEADING}\n\n{section}\n"
-    else:
-        sys.exit(f"manager_bench.sh: '{out_path}' has only one of the manager-bench markers; fix it by hand")
-    tmp = out_path + ".manager-bench.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, out_path)
+    rewrite_section(out_path, "manager-bench", HEADING, body, "manager_bench.sh")
 PYEOF
 [[ $WRITE_DOC -eq 0 ]] || log "wrote the manager-bench section of $OUT"
 exit "$status"

@@ -44,10 +44,8 @@
 #include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -57,14 +55,12 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -79,352 +75,14 @@
 #include "common/unique_fd.h"
 #include "http/http_client.h"
 #include "ipc/supervisor.h"
+#include "support/bench_support.h"
 
 namespace ferry::bench {
 namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-using Clock = std::chrono::steady_clock;
 using nlohmann::json;
-
-constexpr int64_t kNsPerMs = 1'000'000;
-constexpr size_t kBlock = 4096;
-
-int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
-}
-double to_ms(int64_t ns) {
-  return static_cast<double>(ns) / 1e6;
-}
-
-std::string loadavg() {
-  std::ifstream in("/proc/loadavg");
-  std::string a;
-  std::string b;
-  std::string c;
-  in >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
-
-// ---- interruption ----------------------------------------------------------------------------
-
-// The first SIGINT/SIGTERM/SIGHUP received; every wait below checks it and unwinds.
-std::atomic<int> g_signal{0};
-
-Status check_interrupt() {
-  if (int sig = g_signal.load(); sig != 0)
-    return Error{EINTR, "interrupted by signal " + std::to_string(sig)};
-  return {};
-}
-
-// Sleeps, but returns early (with EINTR) when a signal arrived.
-Status sleep_ns(int64_t ns) {
-  int64_t until = now_ns() + ns;
-  while (true) {
-    FERRY_TRY(check_interrupt());
-    int64_t left = until - now_ns();
-    if (left <= 0) return {};
-    std::this_thread::sleep_for(std::chrono::nanoseconds(std::min<int64_t>(left, 10 * kNsPerMs)));
-  }
-}
-
-// Blocks the termination signals in every thread (it must be created before any other thread)
-// and turns them into g_signal on a thread of its own, so that cleanup runs on the main thread
-// through ordinary destructors.
-class SignalWatcher {
- public:
-  SignalWatcher() {
-    sigemptyset(&set_);
-    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGUSR1}) sigaddset(&set_, sig);
-    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
-    thread_ = std::thread([this] {
-      while (true) {
-        int sig = 0;
-        if (sigwait(&set_, &sig) != 0) continue;
-        if (sig == SIGUSR1) {
-          if (done_.load()) return;
-          continue;
-        }
-        int none = 0;
-        if (g_signal.compare_exchange_strong(none, sig)) {
-          std::fprintf(stderr, "takeover_bench: got signal %d: cleaning up\n", sig);
-        }
-      }
-    });
-  }
-  ~SignalWatcher() {
-    done_.store(true);
-    pthread_kill(thread_.native_handle(), SIGUSR1);
-    thread_.join();
-  }
-  SignalWatcher(const SignalWatcher&) = delete;
-  SignalWatcher& operator=(const SignalWatcher&) = delete;
-
- private:
-  sigset_t set_{};
-  std::atomic<bool> done_{false};
-  std::thread thread_;
-};
-
-// ---- child processes -------------------------------------------------------------------------
-
-// The executable `name` would run as, searched in $PATH ("" if not found).
-std::string find_in_path(const std::string& name) {
-  if (name.find('/') != std::string::npos) return name;
-  const char* path = std::getenv("PATH");
-  std::stringstream dirs(path != nullptr ? path : "/usr/sbin:/usr/bin:/sbin:/bin");
-  std::string dir;
-  while (std::getline(dirs, dir, ':')) {
-    std::string candidate = (dir.empty() ? "." : dir) + "/" + name;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return "";
-}
-
-// A child started with fork/exec in its own process group (a Ctrl-C at the terminal reaches
-// this process, which then stops its children itself) and killed if this process dies
-// (PR_SET_PDEATHSIG). The destructor kills it (SIGKILL, by pid) and reaps it unless it was
-// already reaped. Exit times come from a pidfd, so they are as precise as a poll() wake-up.
-class Process {
- public:
-  Process() = default;
-  Process(Process&& other) noexcept
-      : pid_(std::exchange(other.pid_, -1)),
-        pidfd_(std::move(other.pidfd_)),
-        reaped_(std::exchange(other.reaped_, true)),
-        status_(other.status_),
-        exit_ns_(other.exit_ns_) {}
-  Process& operator=(Process&& other) noexcept {
-    if (this != &other) {
-      kill_and_reap();
-      pid_ = std::exchange(other.pid_, -1);
-      pidfd_ = std::move(other.pidfd_);
-      reaped_ = std::exchange(other.reaped_, true);
-      status_ = other.status_;
-      exit_ns_ = other.exit_ns_;
-    }
-    return *this;
-  }
-  Process(const Process&) = delete;
-  Process& operator=(const Process&) = delete;
-  ~Process() { kill_and_reap(); }
-
-  // argv[0] must be a path. stdout and stderr are appended to `log`, stdin is /dev/null.
-  static Result<Process> spawn(const std::vector<std::string>& argv, const std::string& log) {
-    // Everything is prepared before fork(): the child of a multi-threaded process may only make
-    // async-signal-safe calls until exec.
-    std::vector<std::vector<char>> storage;
-    storage.reserve(argv.size());
-    std::vector<char*> args;
-    for (const auto& a : argv) {
-      storage.emplace_back(a.begin(), a.end());
-      storage.back().push_back('\0');
-      args.push_back(storage.back().data());
-    }
-    args.push_back(nullptr);
-    const char* log_path = log.c_str();
-    pid_t parent = ::getpid();
-    pid_t pid = ::fork();
-    if (pid < 0) return errno_error("fork");
-    if (pid == 0) {
-      sigset_t none;
-      sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      ::signal(SIGPIPE, SIG_DFL);
-      ::setpgid(0, 0);
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(126);
-      int out = ::open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
-      if (out >= 0) {
-        ::dup2(out, 1);
-        ::dup2(out, 2);
-      }
-      int in = ::open("/dev/null", O_RDONLY);
-      if (in >= 0) ::dup2(in, 0);
-      ::syscall(SYS_close_range, 3U, ~0U, 0U);
-      ::execve(args[0], args.data(), environ);
-      ::_exit(127);
-    }
-    ::setpgid(pid, pid);  // also here: whichever runs first
-    return adopt(pid);
-  }
-
-  // Forks a child that runs `body` and exits with its result. Only while this process is still
-  // single-threaded: the child may then do anything a normal process does.
-  static Result<Process> fork_call(const std::function<int()>& body) {
-    pid_t parent = ::getpid();
-    pid_t pid = ::fork();
-    if (pid < 0) return errno_error("fork");
-    if (pid == 0) {
-      ::setpgid(0, 0);
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(126);
-      ::_exit(body());
-    }
-    ::setpgid(pid, pid);
-    return adopt(pid);
-  }
-
-  [[nodiscard]] pid_t pid() const { return pid_; }
-  [[nodiscard]] int status() const { return status_; }
-  [[nodiscard]] int64_t exit_ns() const { return exit_ns_; }
-
-  // True once the process has exited (it is then reaped).
-  bool exited() {
-    if (reaped_) return true;
-    if (pidfd_) {
-      pollfd p{pidfd_.get(), POLLIN, 0};
-      if (::poll(&p, 1, 0) <= 0) return false;
-    }
-    return try_reap();
-  }
-
-  // Waits up to `timeout` for the exit (cut short by a signal when `interruptible`); the wait
-  // status, or nullopt.
-  std::optional<int> wait_exit(std::chrono::milliseconds timeout, bool interruptible = true) {
-    int64_t deadline = now_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count();
-    while (!reaped_) {
-      if ((interruptible && g_signal.load() != 0) || now_ns() >= deadline) return std::nullopt;
-      if (pidfd_) {
-        pollfd p{pidfd_.get(), POLLIN, 0};
-        if (::poll(&p, 1, 10) > 0) try_reap();
-      } else {
-        if (!try_reap()) std::this_thread::sleep_for(100us);
-      }
-    }
-    return status_;
-  }
-
-  void kill_and_reap() {
-    if (reaped_ || pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    int st = 0;
-    while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
-    }
-    mark_reaped(st);
-  }
-
- private:
-  static Process adopt(pid_t pid) {
-    Process p;
-    p.pid_ = pid;
-    p.reaped_ = false;
-    p.pidfd_.reset(
-        static_cast<int>(::syscall(SYS_pidfd_open, pid, 0U)));  // -1 on old kernels: polled instead
-    return p;
-  }
-  bool try_reap() {
-    int st = 0;
-    if (::waitpid(pid_, &st, WNOHANG) != pid_) return false;
-    mark_reaped(st);
-    return true;
-  }
-  void mark_reaped(int st) {
-    exit_ns_ = now_ns();
-    reaped_ = true;
-    status_ = st;
-    pidfd_.reset();
-  }
-
-  pid_t pid_ = -1;
-  UniqueFd pidfd_;
-  bool reaped_ = true;
-  int status_ = 0;
-  int64_t exit_ns_ = 0;
-};
-
-std::string describe_status(int st) {
-  if (WIFEXITED(st)) return "exit status " + std::to_string(WEXITSTATUS(st));
-  if (WIFSIGNALED(st)) return "killed by signal " + std::to_string(WTERMSIG(st));
-  return "wait status " + std::to_string(st);
-}
-
-std::string tail_of(const std::string& path, size_t lines) {
-  std::ifstream in(path);
-  std::vector<std::string> all;
-  for (std::string line; std::getline(in, line);) all.push_back(line);
-  std::string out;
-  for (size_t i = all.size() > lines ? all.size() - lines : 0; i < all.size(); ++i)
-    out += "  " + all[i] + "\n";
-  return out;
-}
-
-// Runs a command to completion (bounded), its output going to `log`.
-Status run_command(const std::vector<std::string>& argv, const std::string& log,
-                   std::chrono::milliseconds timeout) {
-  FERRY_ASSIGN(Process p, Process::spawn(argv, log));
-  auto st = p.wait_exit(timeout);
-  FERRY_TRY(check_interrupt());
-  if (!st) return Error{ETIMEDOUT, argv[0] + " did not finish in time"};
-  if (!WIFEXITED(*st) || WEXITSTATUS(*st) != 0) {
-    return Error{EIO, argv[0] + " failed (" + describe_status(*st) + "):\n" + tail_of(log, 20)};
-  }
-  return {};
-}
-
-// ---- mounts and the temp dir -----------------------------------------------------------------
-
-std::vector<std::string> mounts_at_or_below(const std::string& prefix) {
-  std::vector<std::string> out;
-  std::ifstream in("/proc/self/mounts");
-  std::string dev;
-  std::string dir;
-  std::string rest;
-  while (in >> dev >> dir && std::getline(in, rest)) {
-    if (dir == prefix || dir.rfind(prefix + "/", 0) == 0) out.push_back(dir);
-  }
-  return out;
-}
-
-// Unmounts `path` while it is mounted: normally, then lazily as a last resort. Never fails.
-void unmount_quietly(const std::string& path) {
-  for (int i = 0; i < 5 && !mounts_at_or_below(path).empty(); ++i) {
-    if (::umount2(path.c_str(), 0) == 0) continue;
-    if (i < 2) {
-      std::this_thread::sleep_for(100ms);
-      continue;
-    }
-    std::fprintf(stderr, "takeover_bench: '%s' is busy (%s); detaching it lazily\n", path.c_str(),
-                 std::strerror(errno));
-    ::umount2(path.c_str(), MNT_DETACH);
-  }
-}
-
-// A private directory, removed recursively (after unmounting anything below it) on destruction.
-class TempDir {
- public:
-  static Result<std::unique_ptr<TempDir>> create() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl =
-        std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/ferry-takeover-bench-XXXXXX";
-    std::vector<char> buf(tmpl.begin(), tmpl.end());
-    buf.push_back('\0');
-    if (::mkdtemp(buf.data()) == nullptr) return errno_error("mkdtemp '" + tmpl + "'");
-    return std::unique_ptr<TempDir>(new TempDir(buf.data()));
-  }
-  ~TempDir() {
-    auto mounts = mounts_at_or_below(path_);
-    for (auto it = mounts.rbegin(); it != mounts.rend(); ++it) unmount_quietly(*it);
-    if (!mounts_at_or_below(path_).empty()) {
-      std::fprintf(stderr, "takeover_bench: something is still mounted below '%s'; leaving it\n",
-                   path_.c_str());
-      return;
-    }
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-    if (ec)
-      std::fprintf(stderr, "takeover_bench: cannot remove '%s': %s\n", path_.c_str(), ec.message().c_str());
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  [[nodiscard]] const std::string& path() const { return path_; }
-  [[nodiscard]] std::string operator/(const std::string& rel) const { return path_ + "/" + rel; }
-
- private:
-  explicit TempDir(std::string path) : path_(std::move(path)) {}
-  std::string path_;
-};
 
 // ---- the sample image ------------------------------------------------------------------------
 
@@ -440,22 +98,6 @@ struct SampleImage {
   std::string reader_bytes;  // its content, the truth the reader compares with
 };
 
-uint64_t splitmix64(uint64_t& x) {
-  uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-std::string random_bytes(size_t size, uint64_t seed) {
-  std::string data(size, '\0');
-  for (size_t k = 0; k < size; k += 8) {
-    uint64_t v = splitmix64(seed);
-    std::memcpy(data.data() + k, &v, std::min<size_t>(8, size - k));
-  }
-  return data;
-}
-
 // 40 files in 4 directories, ~2.6 MiB: 35 small ones, four of 256 KiB and the reader's file
 // (1 MiB + 3 blocks + a partial block, so its last read is short).
 Result<SampleImage> make_sample_image(const TempDir& dir) {
@@ -465,32 +107,19 @@ Result<SampleImage> make_sample_image(const TempDir& dir) {
   img.blob = dir / "image.blob";
   img.config_path = dir / "image.json";
   uint64_t seed = 42;
-  auto write = [&](const std::string& rel, const std::string& data) -> Status {
-    fs::path p = fs::path(img.tree) / rel;
-    std::error_code ec;
-    fs::create_directories(p.parent_path(), ec);
-    if (ec) return Error{ec.value(), "mkdir '" + p.parent_path().string() + "': " + ec.message()};
-    std::ofstream out(p, std::ios::binary);
-    out.write(data.data(), static_cast<std::streamsize>(data.size()));
-    if (!out) return Error{EIO, "cannot write '" + p.string() + "'"};
-    ++img.files;
-    img.bytes += data.size();
-    return {};
-  };
+  ImageTree tree{img.tree};
   for (int i = 0; i < 39; ++i) {
     size_t size = i % 10 == 9 ? 256 * 1024 : static_cast<size_t>(splitmix64(seed) % 40000);
-    FERRY_TRY(
-        write("d" + std::to_string(i % 4) + "/f" + std::to_string(i), random_bytes(size, splitmix64(seed))));
+    FERRY_TRY(tree.write("d" + std::to_string(i % 4) + "/f" + std::to_string(i),
+                         random_bytes(size, splitmix64(seed))));
   }
   img.reader_rel = "data/big.bin";
   img.reader_bytes = random_bytes((1U << 20) + 3 * kBlock + 1234, splitmix64(seed));
-  FERRY_TRY(write(img.reader_rel, img.reader_bytes));
-  std::string mkfs = find_in_path("mkfs.erofs");
-  if (mkfs.empty()) return Error{ENOENT, "mkfs.erofs not found in PATH"};
-  FERRY_TRY(run_command({mkfs, "--quiet", "--chunksize=65536", "--blobdev=" + img.blob, img.meta, img.tree},
-                        dir / "mkfs.erofs.log", 120s));
-  img.config_json =
-      json{{"device", {{"backend", {{"type", "localfs"}, {"config", {{"blob_file", img.blob}}}}}}}}.dump();
+  FERRY_TRY(tree.write(img.reader_rel, img.reader_bytes));
+  img.files = tree.files;
+  img.bytes = tree.bytes;
+  FERRY_TRY(build_erofs_image(img.tree, img.meta, img.blob, dir / "mkfs.erofs.log"));
+  img.config_json = localfs_blob_config(img.blob).dump();
   std::ofstream(img.config_path) << img.config_json;
   return img;
 }
@@ -585,12 +214,9 @@ std::string daemon_state(const std::string& sock) {
   return j["state"].get<std::string>();
 }
 
-// VmRSS of a process in KiB.
-Result<uint64_t> vm_rss_kib(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::strtoull(line.c_str() + 6, nullptr, 10);
-  }
+// VmRSS of a live process in KiB.
+Result<uint64_t> live_rss_kib(pid_t pid) {
+  if (uint64_t kib = vm_rss_kib(pid); kib != 0) return kib;
   return Error{ENOENT, "no VmRSS for pid " + std::to_string(pid)};
 }
 
@@ -609,82 +235,29 @@ Result<uint64_t> vm_rss_kib(pid_t pid) {
 // process reads the recent past after each window, long before the 4 Mi-entry ring wraps).
 class Reader {
  public:
-  struct Window {
-    int64_t max_gap_ns = 0;  // longest gap overlapping the window
-    int64_t gap_from = 0;    // the completions around it
-    int64_t gap_to = 0;
-    int64_t first_after = 0;  // first completion after the reference time
-    uint64_t ops = 0;         // completions inside the window
-  };
+  using Window = GapWindow;
 
   // Call before any thread exists.
   static Result<std::unique_ptr<Reader>> fork_process() {
-    void* mem = ::mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (mem == MAP_FAILED) return errno_error("mmap of the reader's shared memory");
-    auto r = std::unique_ptr<Reader>(new Reader(new (mem) Shared()));
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) return errno_error("pipe2");
-    UniqueFd read_end(fds[0]);
-    UniqueFd write_end(fds[1]);
-    Shared* shared = r->shared_;
-    FERRY_ASSIGN(r->process_, Process::fork_call([shared, &read_end, &write_end] {
-                   write_end.reset();  // so that the parent's close reads as EOF
-                   return run(*shared, read_end.get());
-                 }));
-    r->go_ = std::move(write_end);
-    return r;
+    FERRY_ASSIGN(auto proc, ReaderProcess<Shared>::fork(&Reader::run));
+    return std::unique_ptr<Reader>(new Reader(std::move(proc)));
   }
-  ~Reader() {
-    stop(2s);
-    if (shared_ != nullptr) {
-      shared_->~Shared();
-      ::munmap(shared_, sizeof(Shared));
-    }
-  }
-  Reader(const Reader&) = delete;
-  Reader& operator=(const Reader&) = delete;
 
   // Starts reading `mounted` (compared with `source`); returns once the file is open.
   Status go(const std::string& mounted, const std::string& source) {
-    if (mounted.size() >= sizeof(shared_->mounted) || source.size() >= sizeof(shared_->source)) {
-      return Error{ENAMETOOLONG, "path too long for the reader"};
-    }
-    std::memcpy(shared_->mounted, mounted.c_str(), mounted.size() + 1);
-    std::memcpy(shared_->source, source.c_str(), source.size() + 1);
-    char one = 1;
-    if (::write(go_.get(), &one, 1) != 1) return errno_error("starting the reader");
-    int64_t deadline = now_ns() + 10'000 * kNsPerMs;
-    while (shared_->state.load() == 0) {
-      FERRY_TRY(check_interrupt());
-      if (process_.exited())
-        return Error{ECHILD, "the reader process died: " + describe_status(process_.status())};
-      if (now_ns() > deadline) return Error{ETIMEDOUT, "the reader did not open '" + mounted + "'"};
-      std::this_thread::sleep_for(200us);
-    }
-    if (int st = shared_->state.load(); st < 0)
-      return errno_error(-st, "reader: open '" + mounted + "' (O_DIRECT)");
-    return {};
+    return proc_->start(mounted, source, "'" + mounted + "'");
   }
 
-  void request_stop() { shared_->stop.store(true); }
+  void request_stop() { proc_->request_stop(); }
   // Asks the reader to stop and waits up to `timeout` for its exit; true once it has exited.
-  bool stop(std::chrono::milliseconds timeout) {
-    request_stop();
-    go_.reset();  // a reader still waiting for "go" sees EOF
-    return process_.wait_exit(timeout, false).has_value();
-  }
+  bool stop(std::chrono::milliseconds timeout) { return proc_->stop(timeout); }
   // Last resort, once the FUSE connection is gone: SIGKILL and reap.
-  void kill() { process_.kill_and_reap(); }
+  void kill() { proc_->kill(); }
 
-  [[nodiscard]] uint64_t ops() const { return shared_->count.load(std::memory_order_acquire); }
+  [[nodiscard]] uint64_t ops() const { return shared_->ring.size(); }
   [[nodiscard]] uint64_t errors() const { return shared_->errors.load(); }
   [[nodiscard]] uint64_t mismatches() const { return shared_->mismatches.load(); }
-  [[nodiscard]] std::vector<std::string> failures() const {
-    std::vector<std::string> out;
-    uint32_t n = std::min<uint32_t>(shared_->nfailures.load(), kMaxFailures);
-    for (uint32_t i = 0; i < n; ++i) out.emplace_back(shared_->failures[i]);
-    return out;
-  }
+  [[nodiscard]] std::vector<std::string> failures() const { return shared_->failure_list(); }
 
   // Waits until `n` more reads completed.
   Status wait_progress(uint64_t n, std::chrono::milliseconds timeout) {
@@ -692,8 +265,7 @@ class Reader {
     int64_t deadline = now_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count();
     while (ops() < target) {
       FERRY_TRY(check_interrupt());
-      if (process_.exited())
-        return Error{ECHILD, "the reader process died: " + describe_status(process_.status())};
+      FERRY_TRY(proc_->check_alive());
       if (now_ns() > deadline) {
         return Error{ETIMEDOUT,
                      "the reader made no progress (" + std::to_string(errors()) + " errors so far)"};
@@ -710,66 +282,34 @@ class Reader {
       FERRY_TRY(check_interrupt());
       uint64_t n = ops();
       if (n > 0 && at(n - 1) > to) break;
-      if (process_.exited())
-        return Error{ECHILD, "the reader process died: " + describe_status(process_.status())};
+      FERRY_TRY(proc_->check_alive());
       if (now_ns() > deadline) return Error{ETIMEDOUT, "no read completed after the window"};
       std::this_thread::sleep_for(200us);
     }
-    uint64_t n = ops();
-    uint64_t oldest = n > kRing - (1U << 16) ? n - (kRing - (1U << 16)) : 0;
-    std::vector<int64_t> ts;  // newest first
-    for (uint64_t j = n; j > oldest; --j) {
-      int64_t t = at(j - 1);
-      ts.push_back(t);
-      if (t < from) break;  // the completion just before the window: the left end of its first gap
-    }
-    std::reverse(ts.begin(), ts.end());
-    Window w;
-    for (size_t i = 0; i < ts.size(); ++i) {
-      if (ts[i] >= from && ts[i] <= to) ++w.ops;
-      if (w.first_after == 0 && ts[i] > ref) w.first_after = ts[i];
-      if (i > 0 && ts[i] >= from && ts[i - 1] <= to && ts[i] - ts[i - 1] > w.max_gap_ns) {
-        w.max_gap_ns = ts[i] - ts[i - 1];
-        w.gap_from = ts[i - 1];
-        w.gap_to = ts[i];
-      }
-    }
-    return w;
+    std::vector<int64_t> ts;
+    shared_->ring.collect_since(from, 1U << 16, ts);
+    std::reverse(ts.begin(), ts.end());  // oldest first
+    return measure_gaps(ts, from, to, ref);
   }
 
  private:
   static constexpr uint64_t kRing = uint64_t{1} << 22;
-  static constexpr uint32_t kMaxFailures = 10;
 
-  // Lives in a MAP_SHARED mapping; the atomics are lock-free, so they work across processes.
-  struct Shared {
-    std::atomic<int> state{0};  // 0 not open yet, 1 reading, -errno: open failed
-    std::atomic<bool> stop{false};
-    std::atomic<uint64_t> count{0};
-    std::atomic<uint64_t> errors{0};
-    std::atomic<uint64_t> mismatches{0};
-    std::atomic<uint32_t> nfailures{0};
-    char failures[kMaxFailures][200]{};
-    char mounted[4096]{};
-    char source[4096]{};
-    std::atomic<int64_t> ring[kRing]{};
+  struct Shared : ReaderShared {
+    CompletionRing<kRing> ring;
   };
   static_assert(std::atomic<int64_t>::is_always_lock_free && std::atomic<uint64_t>::is_always_lock_free);
 
-  explicit Reader(Shared* shared) : shared_(shared) {}
+  explicit Reader(std::unique_ptr<ReaderProcess<Shared>> proc)
+      : proc_(std::move(proc)), shared_(&proc_->shared()) {}
 
-  [[nodiscard]] int64_t at(uint64_t i) const {
-    return shared_->ring[i & (kRing - 1)].load(std::memory_order_relaxed);
-  }
+  [[nodiscard]] int64_t at(uint64_t i) const { return shared_->ring.at(i); }
 
   // The reader process's body.
   static int run(Shared& sh, int go) {
     char byte = 0;
     if (::read(go, &byte, 1) != 1) return 0;  // never started
-    auto fail = [&sh](const std::string& what) {
-      uint32_t i = sh.nfailures.fetch_add(1);
-      if (i < kMaxFailures) std::snprintf(sh.failures[i], sizeof sh.failures[i], "%s", what.c_str());
-    };
+    auto fail = [&sh](const std::string& what) { sh.fail(what); };
     std::ifstream in(sh.source, std::ios::binary);
     std::string expected{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
     UniqueFd fd(::open(sh.mounted, O_RDONLY | O_DIRECT | O_CLOEXEC));
@@ -777,12 +317,7 @@ class Reader {
       sh.state.store(fd ? -ENODATA : -errno);
       return 1;
     }
-    struct FreeDeleter {
-      void operator()(char* p) const {
-        std::free(p);
-      }  // NOLINT(cppcoreguidelines-no-malloc): O_DIRECT alignment
-    };
-    std::unique_ptr<char, FreeDeleter> buf(static_cast<char*>(std::aligned_alloc(kBlock, kBlock)));
+    AlignedBlock buf;
     uint64_t blocks = (expected.size() + kBlock - 1) / kBlock;
     uint64_t rng = 7;
     uint64_t done = 0;
@@ -805,32 +340,14 @@ class Reader {
              std::to_string(want) + ")");
         continue;
       }
-      sh.ring[done & (kRing - 1)].store(t, std::memory_order_relaxed);
-      sh.count.store(++done, std::memory_order_release);
+      sh.ring.push(t, done);
     }
     return 0;
   }
 
-  Shared* shared_ = nullptr;
-  UniqueFd go_;
-  Process process_;
+  std::unique_ptr<ReaderProcess<Shared>> proc_;
+  Shared* shared_ = nullptr;  // proc_'s
 };
-
-// ---- statistics ------------------------------------------------------------------------------
-
-// min / median / p99 (nearest rank: with fewer than 100 samples it is the maximum) / max.
-json summarize(std::vector<double> v) {
-  if (v.empty()) return json{{"n", 0}};
-  std::sort(v.begin(), v.end());
-  size_t n = v.size();
-  double median = n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-  auto rank = static_cast<size_t>(std::ceil(0.99 * static_cast<double>(n)));
-  return json{{"n", n},
-              {"min", v.front()},
-              {"median", median},
-              {"p99", v[std::max<size_t>(rank, 1) - 1]},
-              {"max", v.back()}};
-}
 
 // ---- the benchmark ---------------------------------------------------------------------------
 
@@ -886,7 +403,7 @@ class Bench {
   Status finish();
   [[nodiscard]] json report() const;
   void print_table() const;
-  [[nodiscard]] bool reader_clean() const { return reader_errors_ == 0 && reader_mismatches_ == 0; }
+  [[nodiscard]] bool clean() const { return reader_errors_ == 0 && reader_mismatches_ == 0; }
 
  private:
   [[nodiscard]] std::string sock(int gen) const { return *dir_ / ("api-" + std::to_string(gen) + ".sock"); }
@@ -1036,7 +553,7 @@ Status Bench::takeover_and_start(int gen, Switch& s) {
 
 Status Bench::setup() {
   load_start_ = loadavg();
-  FERRY_ASSIGN(dir_, TempDir::create());
+  FERRY_ASSIGN(dir_, TempDir::create("ferry-takeover-bench-"));
   std::fprintf(stderr, "takeover_bench: work dir %s\n", dir_->path().c_str());
   FERRY_TRY(run_command({opt_.ferryd, "--version"}, *dir_ / "version.txt", 10s));
   ferryd_version_ = tail_of(*dir_ / "version.txt", 1);
@@ -1065,7 +582,7 @@ Status Bench::setup() {
   FERRY_TRY(save(0));
   FERRY_TRY(reader_->go(reader_path, image_.tree + "/" + image_.reader_rel));
   FERRY_TRY(reader_->wait_progress(1000, 10s));
-  FERRY_ASSIGN(rss_start_kib_, vm_rss_kib(daemon_.pid()));
+  FERRY_ASSIGN(rss_start_kib_, live_rss_kib(daemon_.pid()));
   return {};
 }
 
@@ -1234,7 +751,7 @@ Status Bench::finish() {
   reader_errors_ = reader_->errors();
   reader_mismatches_ = reader_->mismatches();
   reader_failures_ = reader_->failures();
-  FERRY_ASSIGN(rss_end_kib_, vm_rss_kib(daemon_.pid()));
+  FERRY_ASSIGN(rss_end_kib_, live_rss_kib(daemon_.pid()));
   load_end_ = loadavg();
   // SIGTERM: the daemon stops serving, unmounts and exits 0.
   ::kill(daemon_.pid(), SIGTERM);
@@ -1267,11 +784,6 @@ void Bench::teardown() {
 }
 
 json Bench::report() const {
-  auto column = [](const auto& rounds, auto field) {
-    std::vector<double> v;
-    for (const auto& r : rounds) v.push_back(static_cast<double>(r.*field));
-    return v;
-  };
   json j;
   j["config"] = {{"images", opt_.images},
                  {"daemon", shared() ? "shared" : "dedicated"},
@@ -1409,6 +921,7 @@ std::string default_ferryd() {
 }
 
 int run_main(int argc, char** argv) {
+  set_program_name("takeover_bench");
   CLI::App app{
       "takeover_bench: how long readers of a ferryd mount wait while the daemon crashes and a successor\n"
       "takes over, and during a hot upgrade. Needs root and mkfs.erofs."};
@@ -1443,42 +956,8 @@ int run_main(int argc, char** argv) {
   if (::geteuid() != 0)
     std::fprintf(stderr, "takeover_bench: warning: not root; mounting will probably fail\n");
 
-  // The reader process first, then the signal watcher: both need a single-threaded process.
-  auto reader = Reader::fork_process();
-  if (!reader.ok()) {
-    std::fprintf(stderr, "takeover_bench: error: %s\n", reader.error().message.c_str());
-    return 1;
-  }
-  SignalWatcher signals;
-  ::signal(SIGPIPE, SIG_IGN);
-  int rc = 0;
-  {
-    Bench bench(opt, std::move(*reader));
-    Status st = bench.setup();
-    if (st.ok()) st = bench.run();
-    if (st.ok()) st = bench.finish();
-    if (!st.ok()) {
-      if (g_signal.load() == 0)
-        std::fprintf(stderr, "takeover_bench: error: %s\n", st.error().message.c_str());
-      rc = 1;
-    } else {
-      bench.print_table();
-      if (!opt.out_json.empty()) {
-        std::ofstream out(opt.out_json);
-        out << bench.report().dump(2) << "\n";
-        if (!out) {
-          std::fprintf(stderr, "takeover_bench: error: cannot write '%s'\n", opt.out_json.c_str());
-          rc = 1;
-        }
-      }
-      if (rc == 0 && !bench.reader_clean()) {
-        std::fprintf(stderr, "takeover_bench: the reader saw errors or wrong bytes\n");
-        rc = 3;
-      }
-    }
-  }  // the bench is torn down here, before the signal watcher goes
-  if (int sig = g_signal.load(); sig != 0) return 128 + sig;
-  return rc;
+  return run_benchmark<Bench>(opt, opt.out_json, Reader::fork_process,
+                              "the reader saw errors or wrong bytes");
 }
 
 }  // namespace

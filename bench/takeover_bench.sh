@@ -40,33 +40,22 @@ IMAGES="1 50 100"
 OUT=$REPO/docs/benchmarks.md
 WRITE_DOC=1
 
-COMMAND_LINE="bench/takeover_bench.sh"
-for a in "$@"; do COMMAND_LINE+=" $(printf '%q' "$a")"; done
+# shellcheck source=bench/lib.sh
+source "$SCRIPT_DIR/lib.sh"
+bench_lib_init takeover_bench.sh "$@"
 
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
-die() { echo "takeover_bench.sh: error: $*" >&2; exit 1; }
-log() { printf '[takeover_bench.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-
-need_val() { [[ $# -ge 2 && -n $2 ]] || die "$1 needs a value"; }
 while [[ $# -gt 0 ]]; do
   case $1 in
     --bench) need_val "$@"; BENCH=$2; shift 2 ;;
     --bench=*) BENCH=${1#*=}; shift ;;
     --ferryd) need_val "$@"; FERRYD=$2; shift 2 ;;
     --ferryd=*) FERRYD=${1#*=}; shift ;;
-    --rounds) need_val "$@"; ROUNDS=$2; shift 2 ;;
-    --rounds=*) ROUNDS=${1#*=}; shift ;;
     --images) need_val "$@"; IMAGES=$2; shift 2 ;;
     --images=*) IMAGES=${1#*=}; shift ;;
-    --out) need_val "$@"; OUT=$2; shift 2 ;;
-    --out=*) OUT=${1#*=}; shift ;;
-    --no-doc) WRITE_DOC=0; shift ;;
-    -h|--help) usage; exit 0 ;;
-    *) die "unknown argument '$1' (see --help)" ;;
+    *) common_arg "$@"; shift "$ARG_SHIFT" ;;
   esac
 done
 
-is_uint() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
 is_uint "$ROUNDS" || die "--rounds must be a positive integer"
 read -r -a IMAGE_LIST <<<"$IMAGES"
 [[ ${#IMAGE_LIST[@]} -gt 0 ]] || die "--images needs at least one count"
@@ -78,110 +67,28 @@ for c in mkfs.erofs "$PYTHON" awk; do command -v "$c" >/dev/null || die "'$c' no
 [[ -e /dev/fuse ]] || die "/dev/fuse missing"
 BENCH=$(cd "$(dirname "$BENCH")" && pwd -P)/$(basename "$BENCH")
 FERRYD=$(cd "$(dirname "$FERRYD")" && pwd -P)/$(basename "$FERRYD")
-if [[ $WRITE_DOC -eq 1 ]]; then
-  mkdir -p "$(dirname "$OUT")"
-  OUT=$(cd "$(dirname "$OUT")" && pwd -P)/$(basename "$OUT")
-fi
+resolve_out
 
 # ---------------------------------------------------------------------------------------------
 # Everything below is undone by cleanup(), which runs on every exit path.
 WORK=""
 BENCH_PID=""
 
-# True while `pid` exists and is not a zombie.
-alive() {
-  local st
-  st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-  [[ -n $st && $st != Z* ]]
-}
-
-mounts_below() {
-  awk -v p="$1" '$2 == p || index($2, p "/") == 1 { print $2 }' /proc/self/mounts | sort -r
-}
-
-# Processes (other than this shell) whose command line names the temp dir: ours by construction.
-pids_using_work() {
-  local d pid
-  for d in /proc/[0-9]*; do
-    pid=${d#/proc/}
-    [[ $pid == "$$" ]] && continue
-    { tr '\0' ' ' <"$d/cmdline"; } 2>/dev/null | grep -qF -- "$WORK/" && echo "$pid"
-  done
-  return 0
-}
-
-cleanup() {
-  local rc=$?
-  trap '' INT TERM HUP
-  set +e
-  if [[ -n $BENCH_PID ]]; then
-    if alive "$BENCH_PID"; then
-      kill -INT "$BENCH_PID" 2>/dev/null  # takeover_bench cleans up after itself on SIGINT
-      local i
-      for ((i = 0; i < 300; i++)); do alive "$BENCH_PID" || break; sleep 0.1; done
-      if alive "$BENCH_PID"; then
-        echo "takeover_bench.sh: takeover_bench (pid $BENCH_PID) did not exit; sending SIGKILL" >&2
-        kill -KILL "$BENCH_PID" 2>/dev/null
-      fi
-    fi
-    wait "$BENCH_PID" 2>/dev/null
-    BENCH_PID=""
-  fi
-  if [[ -n $WORK && -d $WORK ]]; then
-    local pid m
-    for pid in $(pids_using_work); do
-      echo "takeover_bench.sh: killing leftover pid $pid ($({ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | cut -c1-80))" >&2
-      kill -KILL "$pid" 2>/dev/null
-    done
-    for m in $(mounts_below "$WORK"); do
-      echo "takeover_bench.sh: unmounting leftover mount '$m'" >&2
-      umount "$m" 2>/dev/null || umount -f "$m" 2>/dev/null || umount -l "$m"
-    done
-    if [[ -n $(mounts_below "$WORK") ]]; then
-      echo "takeover_bench.sh: something is still mounted below '$WORK'; leaving it" >&2
-    else
-      rm -rf --one-file-system "$WORK"
-    fi
-  fi
-  exit "$rc"
-}
+# shellcheck disable=SC2317  # invoked by the EXIT trap
+cleanup() { cleanup_bench_run takeover_bench 1; }
 trap cleanup EXIT
-trap 'echo "takeover_bench.sh: interrupted" >&2; exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+set_signal_traps
 
-WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/ferry-takeover-bench.XXXXXX")
-[[ $WORK != *[[:space:]]* ]] || die "temp dir '$WORK' contains white space; set TMPDIR"
+make_work ferry-takeover-bench
 META=$WORK/meta.tsv  # key  value
 : >"$META"
-meta() { printf '%s\t%s\n' "$1" "$2" >>"$META"; }
-
-# What else is using the CPUs right now: "command (CPU%)" for every process over 5% over one
-# second, this script's own children excluded.
-busy_processes() {
-  command -v top >/dev/null || { echo "unknown (no top)"; return 0; }
-  top -b -n 2 -d 1 -w 512 2>/dev/null | awk -v skip="takeover_bench|ferryd|top" '
-    /^ *PID / { block++; next }
-    block == 2 && NF >= 12 && $9 + 0 >= 5 && $12 !~ "^(" skip ")$" {
-      if (!($12 in n)) order[++k] = $12
-      n[$12]++; cpu[$12] += $9
-    }
-    END { for (i = 1; i <= k; i++) { c = order[i]; printf "%s%s x%d (%.0f%% CPU)", sep, c, n[c], cpu[c]; sep = ", " } }
-  '
-  return 0
-}
 
 log "work dir $WORK; load average $(cut -d' ' -f1-3 /proc/loadavg)"
-meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
-meta command "$COMMAND_LINE"
-meta nproc "$(nproc)"
-meta kernel "$(uname -r)"
-meta cpu "$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-meta mem_kib "$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)"
+meta_machine
 meta rounds "$ROUNDS"
 meta images "${IMAGE_LIST[*]}"
 meta loadavg_start "$(cut -d' ' -f1-3 /proc/loadavg)"
-meta busy_start "$(busy_processes)"
+meta busy_start "$(busy_processes "takeover_bench|ferryd|top")"
 meta bench_rel "${BENCH#"$REPO"/}"
 meta ferryd_rel "${FERRYD#"$REPO"/}"
 log "other processes using the CPU: $(awk -F'\t' '$1 == "busy_start" { print $2 }' "$META")"
@@ -223,7 +130,7 @@ for k in "${IMAGE_LIST[@]}"; do
   esac
   [[ -s $json ]] || die "takeover_bench --images $k wrote no results"
   results+=("$json")
-  meta "busy_after_$k" "$(busy_processes)"
+  meta "busy_after_$k" "$(busy_processes "takeover_bench|ferryd|top")"
 done
 meta loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 

@@ -6,11 +6,10 @@ under the heading "## Failover and hot upgrade blackout", is appended if the fil
 Nothing outside the markers is changed."""
 import argparse
 import json
-import os
 import sys
 
-BEGIN = "<!-- takeover-bench:begin -->"
-END = "<!-- takeover-bench:end -->"
+from doc_section import rewrite_section
+
 HEADING = "## Failover and hot upgrade blackout"
 
 # Targets (ms).
@@ -316,27 +315,6 @@ def render(meta, results):
     return "\n".join(out) + "\n"
 
 
-def rewrite(path, body):
-    text = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Ferry benchmarks\n"
-    section = f"{BEGIN}\n{body}{END}"
-    b = text.find(BEGIN)
-    e = text.find(END)
-    if b >= 0 and e > b:
-        text = text[:b] + section + text[e + len(END):]
-    elif b < 0 and e < 0:
-        if not text.endswith("\n"):
-            text += "\n"
-        if HEADING not in text:
-            text += f"\n{HEADING}\n\n"
-        text += section + "\n"
-    else:
-        sys.exit(f"takeover_bench_report: '{path}' has only one of the takeover-bench markers; fix it by hand")
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--meta", required=True, help="key<TAB>value metadata written by takeover_bench.sh")
@@ -351,7 +329,7 @@ def main():
     body = render(meta, results)
     sys.stdout.write(body)
     if args.out:
-        rewrite(args.out, body)
+        rewrite_section(args.out, "takeover-bench", HEADING, body, "takeover_bench_report")
 
 
 if __name__ == "__main__":
