@@ -162,6 +162,15 @@ TEST_F(DaemonProcessTest, OnlyStdioIsInheritedAndItIsTheRightFiles) {
   ASSERT_TRUE(leaky && high);
   Spawned p = spawn_or_fail({"/bin/sleep", "30"}, log_);
   ASSERT_TRUE(p->valid());
+  // The child's dynamic loader opens files of its own for a moment while it starts, so look
+  // once it sleeps: whatever is open then was inherited or leaked.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return read_file("/proc/" + std::to_string(p->pid()) + "/wchan").find("nanosleep") !=
+               std::string::npos;
+      },
+      5s))
+      << "the child never went to sleep";
   EXPECT_EQ(open_fds(p->pid()), (std::vector<int>{0, 1, 2}));
   std::string fd_dir = "/proc/" + std::to_string(p->pid()) + "/fd/";
   EXPECT_EQ(std::filesystem::read_symlink(fd_dir + "0"), "/dev/null");
