@@ -345,48 +345,6 @@ class Reader {
   int threads_ = 0;
 };
 
-// ---- the manager's log -----------------------------------------------------------------------
-
-// Follows the manager's log file and remembers every hot standby it announced as ready
-// ("hot standby pid N waiting in INIT"): the system API lists no standby.
-class LogFollower {
- public:
-  explicit LogFollower(std::string path) : path_(std::move(path)) {}
-  bool standby_ready(pid_t pid) {
-    scan();
-    return ready_.count(pid) > 0;
-  }
-
- private:
-  void scan() {
-    UniqueFd fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) return;
-    char buf[65536];
-    while (true) {
-      ssize_t n = ::pread(fd.get(), buf, sizeof buf, static_cast<off_t>(offset_));
-      if (n <= 0) break;
-      offset_ += static_cast<uint64_t>(n);
-      pending_.append(buf, static_cast<size_t>(n));
-    }
-    size_t start = 0;
-    for (size_t nl = pending_.find('\n'); nl != std::string::npos; nl = pending_.find('\n', start)) {
-      std::string_view line(pending_.data() + start, nl - start);
-      static constexpr std::string_view kKey = "hot standby pid ";
-      if (auto k = line.find(kKey);
-          k != std::string_view::npos && line.find("waiting in INIT") != std::string_view::npos) {
-        ready_.insert(static_cast<pid_t>(std::strtol(line.data() + k + kKey.size(), nullptr, 10)));
-      }
-      start = nl + 1;
-    }
-    pending_.erase(0, start);
-  }
-
-  std::string path_;
-  uint64_t offset_ = 0;
-  std::string pending_;
-  std::set<pid_t> ready_;
-};
-
 // ---- the benchmark ---------------------------------------------------------------------------
 
 struct Options {
@@ -487,7 +445,6 @@ class Bench {
   Result<json> call(const std::string& method, const std::string& path, const std::string& body,
                     int want_status, std::chrono::milliseconds timeout = 30s) const;
   Result<json> daemon_entry() const;
-  pid_t find_standby(pid_t daemon_pid) const;
   struct Ready {
     pid_t pid = 0;
     pid_t standby = 0;
@@ -506,7 +463,6 @@ class Bench {
   std::unique_ptr<TempDir> dir_;
   std::vector<SampleImage> images_;
   std::unique_ptr<Reader> reader_;
-  std::unique_ptr<LogFollower> log_;
   Process manager_;
   std::string daemon_id_;  // the reader's daemon
   std::vector<std::string> mounted_;
@@ -559,20 +515,6 @@ Result<json> Bench::daemon_entry() const {
   return Error{ENOENT, "daemon " + daemon_id_ + " is not listed by GET /api/v1/daemons"};
 }
 
-// The hot standby of the reader's daemon: a live child of the manager started with
-// `--upgrade --id ID`, other than the serving process (0 when there is none).
-pid_t Bench::find_standby(pid_t daemon_pid) const {
-  for (pid_t pid : all_pids()) {
-    if (pid == daemon_pid || parent_of(pid) != manager_.pid()) continue;
-    auto args = cmdline_of(pid);
-    bool upgrade = std::find(args.begin(), args.end(), "--upgrade") != args.end();
-    auto id = std::find(args.begin(), args.end(), "--id");
-    if (upgrade && id != args.end() && id + 1 != args.end() && *(id + 1) == daemon_id_ && process_alive(pid))
-      return pid;
-  }
-  return 0;
-}
-
 // Polls until the daemon is RUNNING with a pid other than `not_pid` and, with hot_standby, its
 // standby is announced and alive.
 Result<Bench::Ready> Bench::wait_ready(pid_t not_pid, std::chrono::milliseconds timeout, bool standby) {
@@ -593,8 +535,9 @@ Result<Bench::Ready> Bench::wait_ready(pid_t not_pid, std::chrono::milliseconds 
         }
         ready.pid = pid;
         if (!opt_.hot_standby || !standby) return true;
-        ready.standby = find_standby(pid);
-        if (ready.standby <= 0 || !log_->standby_ready(ready.standby)) {
+        // The manager lists a standby once it has taken the state over and waits READY.
+        ready.standby = d->value("standby_pid", 0);
+        if (ready.standby <= 0 || !process_alive(ready.standby)) {
           last = "RUNNING as pid " + std::to_string(pid) + ", no hot standby ready yet";
           return false;
         }
@@ -718,7 +661,6 @@ Status Bench::setup() {
   // The manager's stderr (its log, flushed at every info line) is what LogFollower reads.
   FERRY_ASSIGN(manager_,
                Process::spawn({opt_.snapshotter, "--config", *dir_ / "config.toml"}, manager_log()));
-  log_ = std::make_unique<LogFollower>(manager_log());
   bool up = poll_until(
       [&] {
         if (manager_.exited()) return true;
@@ -773,13 +715,12 @@ Status Bench::crash_round() {
   int64_t t_gone = now_ns();
   auto first = reader_->wait_completion_after(t_gone, 15s);
   if (!first.ok()) return with_log(std::move(first).error().context("after kill -9 " + std::to_string(pid)));
-  // The window runs until the manager lists the successor: a read completed just after the death
-  // may still be one the dying process answered, so the outage is the longest gap in there, and
-  // the first read after it is the successor's. (Not waiting for the new hot standby here: its
-  // start-up competes for the CPUs and adds gaps of its own.)
+  // Once the old process is gone only the successor can answer, so the first read completed
+  // after that is the successor's, and the outage is the longest gap in [kill, that read] (a
+  // read completing between the kill and the end of the process may still be the dying
+  // process's answer). Gaps after it are the successor's, not the crash's.
   FERRY_ASSIGN(Ready ready, wait_ready(pid, 30s, false));
-  int64_t t_seen = std::max(now_ns(), *first);
-  FERRY_ASSIGN(Reader::Window w, reader_->window(t_kill, t_seen, t_gone, 10s));
+  FERRY_ASSIGN(Reader::Window w, reader_->window(t_kill, *first - 1, t_gone, 10s));
   auto rec = record_of("failover", pid, 10s);
   if (!rec.ok()) return with_log(std::move(rec).error());
   r.new_pid = ready.pid;

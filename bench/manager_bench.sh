@@ -307,18 +307,19 @@ w("- **Reader:** a process of its own with several threads; each keeps the image
   "completion is recorded. With the shared daemon it reads the first image through its bind mount.")
 w("- **Crash round:** `kill -9` of the pid that `GET /api/v1/daemons` lists for the reader's daemon. "
   "**Longest gap** = the longest gap between consecutive completions (all threads merged) overlapping "
-  "[kill, the manager listing the successor RUNNING]; **kill -> first read** = from the kill to the end of "
-  "that gap, the first read the successor served (a read completing just after the kill can still be the "
-  "dying process's answer). The manager's figure is the `failover` record's `duration_ms` (death notice "
-  "-> the successor's `start` answered).")
+  "[kill, the first read completed after the old process is gone (its pidfd fired)]: once it is gone only "
+  "the successor answers, and a read completing between the kill and that moment can still be the dying "
+  "process's answer; **kill -> first read** = from the kill to the end of that gap. The manager's figure is the `failover` record's `duration_ms` (death notice "
+  "-> the successor confirmed RUNNING; a hot standby starts by itself on the daemon's exit, before the "
+  "manager asks).")
 w("- **Upgrade round:** `PUT /api/v1/nydusd/upgrade` with `nydusd_path` alternating between ferryd and "
   "ferryd-next. **Blackout** = the longest gap between consecutive completions overlapping [request sent, "
   "answer received]; the call includes the manager's state fetch, the new process's start-up, takeover, "
   "start, the old one's exit and the start of a new hot standby.")
 w("- **Between rounds** the benchmark polls (deadlines, no fixed sleeps) until the manager lists the daemon "
-  "`RUNNING` with a new pid, and with `hot_standby` until the standby is back (a live child of the manager "
-  "with `--upgrade --id ID` that the manager has logged as \"hot standby pid N waiting in INIT\": the "
-  "system API has no standby field), and until the reader has made progress.")
+  "`RUNNING` with a new pid, and with `hot_standby` until the standby is back (`standby_pid` in "
+  "`GET /api/v1/daemons`, listed once the standby has taken the state over and waits READY for the "
+  "daemon's exit), and until the reader has made progress.")
 w("- **Statistics:** p99 is the nearest-rank 99th percentile, which with fewer than 100 rounds is the "
   "maximum. **Idle** is the machine's own noise floor for the same reader.")
 w("")

@@ -98,7 +98,13 @@ HttpResponse route(Daemon& d, const HttpRequest& r) {
     if (r.method != "GET") return bad_method(r);
     return http::json_ok(d.info());
   }
-  if (p == "/api/v1/daemon/start") return r.method == "PUT" ? done(d.start()) : bad_method(r);
+  if (p == "/api/v1/daemon/start") {
+    if (r.method != "PUT") return bad_method(r);
+    const std::string when = query(r, "when");
+    if (when.empty()) return done(d.start());
+    if (when == "predecessor-exits") return done(d.start_when_predecessor_exits());
+    return http::json_error(400, "BadRequest", "unknown 'when=" + when + "' (only 'predecessor-exits')");
+  }
   if (p == "/api/v1/daemon/exit") return r.method == "PUT" ? done(d.exit_keep_mount()) : bad_method(r);
   if (p == "/api/v1/daemon/fuse/sendfd") return r.method == "PUT" ? done(d.send_fd()) : bad_method(r);
   if (p == "/api/v1/daemon/fuse/takeover") return r.method == "PUT" ? done(d.takeover()) : bad_method(r);

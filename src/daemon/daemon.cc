@@ -94,6 +94,8 @@ void Daemon::prepare_workers() {
 }
 
 Daemon::~Daemon() {
+  // Joins the watch thread, which may be waiting for ops_mu_: not held here.
+  predecessor_watch_.reset();
   if (workers_) workers_->stop();
 }
 
@@ -118,7 +120,43 @@ Status Daemon::takeover() {
 
 Status Daemon::start() {
   std::lock_guard lock(ops_mu_);
+  disarm_locked();
   return fired(machine_.fire(DaemonEvent::kStart));
+}
+
+Status Daemon::start_when_predecessor_exits() {
+  std::lock_guard lock(ops_mu_);
+  const DaemonState st = machine_.state();
+  if (st != DaemonState::kReady || !resend_on_start_) {
+    return Error{EINVAL, "start on the predecessor's exit needs a taken-over state in READY (now " +
+                             std::string(to_string(st)) +
+                             (st == DaemonState::kReady ? ", mounted here" : "") + ")"};
+  }
+  if (armed_) return Error{EEXIST, "already waiting for pid " + std::to_string(saver_pid_) + " to exit"};
+  if (predecessor_watch_) return Error{EEXIST, "a start on the predecessor's exit was asked for already"};
+  FERRY_ASSIGN(predecessor_watch_,
+               PredecessorWatch::start(saver_pid_, saver_start_time_, [this] { on_predecessor_exit(); }));
+  armed_ = true;
+  spdlog::info("standing by: serving as soon as pid {} exits", saver_pid_);
+  return {};
+}
+
+void Daemon::on_predecessor_exit() {
+  std::lock_guard lock(ops_mu_);
+  if (!armed_) return;
+  armed_ = false;
+  saver_exited_ = true;
+  spdlog::info("pid {} exited: taking over the connection", saver_pid_);
+  if (auto st = fired(machine_.fire(DaemonEvent::kStart)); !st.ok()) {
+    spdlog::error("starting after pid {} exited: {}", saver_pid_, st.error().message);
+  }
+}
+
+void Daemon::disarm_locked() {
+  if (!armed_) return;
+  armed_ = false;
+  predecessor_watch_->cancel();
+  spdlog::info("no longer waiting for pid {} to exit", saver_pid_);
 }
 
 Status Daemon::stop() {
@@ -128,12 +166,18 @@ Status Daemon::stop() {
 
 Status Daemon::exit_keep_mount() {
   std::lock_guard lock(ops_mu_);
+  disarm_locked();
   if (machine_.state() == DaemonState::kRunning) FERRY_TRY(fired(machine_.fire(DaemonEvent::kStop)));
   return fired(machine_.fire(DaemonEvent::kExit));
 }
 
 Status Daemon::shutdown() {
   std::lock_guard lock(ops_mu_);
+  if (armed_) {
+    // A standby's connection is its predecessor's mount: leave without unmounting it.
+    disarm_locked();
+    return fired(machine_.fire(DaemonEvent::kExit));
+  }
   if (machine_.state() == DaemonState::kRunning) FERRY_TRY(fired(machine_.fire(DaemonEvent::kStop)));
   if (machine_.state() == DaemonState::kStopped) return {};
   return fired(machine_.fire(DaemonEvent::kStop));
@@ -214,8 +258,6 @@ Status Daemon::do_mount() {
 
 Status Daemon::do_takeover() {
   if (options_.supervisor.empty()) return Error{EINVAL, "takeover needs --supervisor"};
-  // From here on this process is (about to be) the one serving: it may have been started idle.
-  restore_serving_priority();
   const auto t0 = std::chrono::steady_clock::now();
   auto handover = ipc::receive_state(options_.supervisor, options_.supervisor_timeout);
   const auto t_received = std::chrono::steady_clock::now();
@@ -293,7 +335,8 @@ Status Daemon::do_start() {
   if (resend_on_start_) {
     resend_on_start_ = false;
     auto params = server_.init_params();
-    bool saver_gone = saver_pid_ <= 0 || process_start_time(saver_pid_) != saver_start_time_;
+    // A watched saver may be a zombie not yet reaped by its parent: gone, though /proc has it.
+    bool saver_gone = saver_exited_ || saver_pid_ <= 0 || process_start_time(saver_pid_) != saver_start_time_;
     if (options_.failover_policy != "resend") {
       spdlog::info("failover policy '{}': requests the previous daemon held are not resent",
                    options_.failover_policy);
@@ -448,6 +491,7 @@ nlohmann::json Daemon::info() const {
           {"supervisor", options_.supervisor},
           {"state", std::string(to_string(machine_.state()))},
           {"pid", ::getpid()},
+          {"standing_by_for_pid", armed_.load() ? saver_pid_ : 0},
           {"mountpoint", options_.mountpoint},
           {"backend_collection", backends}};
 }

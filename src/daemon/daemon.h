@@ -9,6 +9,11 @@
 // and reattaches the images in the same node-id slots. start() then serves; if the process
 // that saved the state is gone (a crash, not a planned hand-over) and the policy is resend,
 // it asks the kernel to resend what that process had read and not answered.
+//
+// Prepared standby: takeover() followed by start_when_predecessor_exits() leaves the daemon
+// READY with everything in hand, and it starts by itself (with the resend) the moment the
+// process that saved the state exits. A signal or exit() meanwhile leaves the mount alone: it
+// belongs to the predecessor.
 #pragma once
 
 #include <sys/types.h>
@@ -24,6 +29,7 @@
 #include "daemon/event_waiter.h"
 #include "daemon/fuse_workers.h"
 #include "daemon/metrics.h"
+#include "daemon/predecessor_watch.h"
 #include "daemon/saved_state.h"
 #include "daemon/state_machine.h"
 #include "fuse/server/fuse_server.h"
@@ -56,6 +62,9 @@ class Daemon {
   Status mount();
   Status takeover();
   Status start();
+  // READY after a takeover only: start() once the process that saved the taken-over state has
+  // exited (at once if it is gone already). Returns as soon as the watch is set up.
+  Status start_when_predecessor_exits();
   Status stop();
   // Planned hand-over: stop serving (answering what is in hand), leave the mount, and ask
   // main() to exit the process.
@@ -94,6 +103,8 @@ class Daemon {
                                                const std::string& config_json);
   [[nodiscard]] SavedState snapshot() const;
   void arm_test_stall();
+  void on_predecessor_exit();
+  void disarm_locked();
 
   DaemonOptions options_;
   const EventWaiter& events_;
@@ -107,6 +118,9 @@ class Daemon {
   bool resend_on_start_ = false;  // set by a takeover whose saver is gone
   pid_t saver_pid_ = 0;
   uint64_t saver_start_time_ = 0;
+  std::atomic<bool> armed_{false};  // READY, waiting for the saver to exit (changed under ops_mu_)
+  bool saver_exited_ = false;       // seen exiting by the watch (it may still be an unreaped zombie)
+  std::unique_ptr<PredecessorWatch> predecessor_watch_;  // reset only in the destructor
   std::atomic<bool> exit_requested_{false};
   std::atomic<bool> connection_lost_{false};
 };

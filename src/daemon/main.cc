@@ -23,7 +23,6 @@
 #include "daemon/daemon_config.h"
 #include "daemon/event_waiter.h"
 #include "daemon/fuse_workers.h"
-#include "daemon/scheduling.h"
 #include "fuse/transport/fuse_session.h"
 #include "http/http_server.h"
 
@@ -140,9 +139,8 @@ int run_fuse(CliOptions opt) {
     // After the API listens (a supervisor may already be calling takeover): the worker threads
     // are made now rather than inside the failover's start.
     daemon.prepare_workers();
-    // Started at low priority so that loading did not take CPU from the daemon that serves; a
-    // successor waiting here costs no CPU, and must answer at once when the takeover comes.
-    restore_serving_priority();
+    // A successor started at low priority stays there until it starts serving (start()): its
+    // loading, takeover and waiting take no CPU from the daemon that serves and its readers.
     spdlog::info("{} waiting in INIT for a takeover (API '{}')", version_text(), d.apisock);
   }
 

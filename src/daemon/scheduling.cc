@@ -3,32 +3,61 @@
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <system_error>
 
 namespace ferry::daemon {
 
-void restore_serving_priority() {
+namespace {
+
+// FERRY_SERVING_NICE, if set and valid.
+std::optional<int> serving_nice() {
   const char* wanted = std::getenv("FERRY_SERVING_NICE");
-  if (wanted == nullptr) return;
+  if (wanted == nullptr) return std::nullopt;
   char* end = nullptr;
   const long nice = std::strtol(wanted, &end, 10);
   if (end == wanted || *end != '\0' || nice < -20 || nice > 19) {
     spdlog::warn("ignoring FERRY_SERVING_NICE='{}': not a nice value (-20..19)", wanted);
-    return;
+    return std::nullopt;
   }
-  errno = 0;
-  if (::getpriority(PRIO_PROCESS, 0) == nice && errno == 0) return;  // already there
+  return static_cast<int>(nice);
+}
+
+// Sets thread `tid` to `nice`; false with errno on failure (ESRCH: it is gone).
+bool serve_at(id_t tid, int nice) {
+  return ::setpriority(PRIO_PROCESS, tid, nice) == 0;
+}
+
+}  // namespace
+
+void restore_serving_priority_of_this_thread() {
+  auto nice = serving_nice();
+  if (!nice) return;
+  if (!serve_at(static_cast<id_t>(::gettid()), *nice)) {
+    spdlog::warn("cannot set thread {} to nice {}: {}", ::gettid(), *nice, std::strerror(errno));
+  }
+}
+
+void restore_serving_priority() {
+  auto wanted_nice = serving_nice();
+  if (!wanted_nice) return;
+  const int nice = *wanted_nice;
+  // Once per process. Not judged by the calling thread's nice: a standby's watch thread is at
+  // the serving nice from the start while the workers it starts are not.
+  static std::atomic<bool> restored{false};
+  if (restored.exchange(true)) return;
   int moved = 0;
   std::error_code ec;
   for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
     const auto tid = static_cast<id_t>(std::strtoul(task.path().filename().c_str(), nullptr, 10));
     if (tid == 0) continue;
-    if (::setpriority(PRIO_PROCESS, tid, static_cast<int>(nice)) == 0) {
+    if (serve_at(tid, nice)) {
       ++moved;
     } else if (errno != ESRCH) {
       spdlog::warn("cannot set thread {} to nice {}: {}", tid, nice, std::strerror(errno));

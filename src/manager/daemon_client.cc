@@ -128,6 +128,11 @@ Status DaemonClient::start(std::chrono::milliseconds timeout) const {
   return done(call(socket_, label_, "start", "PUT", "/api/v1/daemon/start", {}, timeout));
 }
 
+Status DaemonClient::start_when_predecessor_exits(std::chrono::milliseconds timeout) const {
+  return done(call(socket_, label_, "start on the predecessor's exit", "PUT",
+                   "/api/v1/daemon/start?when=predecessor-exits", {}, timeout));
+}
+
 Status DaemonClient::exit(std::chrono::milliseconds timeout) const {
   return done(call(socket_, label_, "exit", "PUT", "/api/v1/daemon/exit", {}, timeout));
 }

@@ -32,6 +32,9 @@ class DaemonClient {
   // 5 ms, so a daemon that comes up quickly is seen quickly.
   Result<DaemonInfo> wait_state(const std::string& state, std::chrono::milliseconds timeout) const;
   Status start(std::chrono::milliseconds timeout = std::chrono::seconds(5)) const;
+  // READY after a takeover: start by itself the moment the state's saver exits (a prepared
+  // hot standby). Returns once the daemon watches; it stays READY until then.
+  Status start_when_predecessor_exits(std::chrono::milliseconds timeout = std::chrono::seconds(5)) const;
   Status exit(std::chrono::milliseconds timeout = std::chrono::seconds(5)) const;
   Status sendfd(std::chrono::milliseconds timeout = std::chrono::seconds(5)) const;
   Status takeover(std::chrono::milliseconds timeout = std::chrono::seconds(10)) const;

@@ -256,14 +256,20 @@ Result<MountAnswer> DaemonManager::mount_shared(const MountRequest& request) {
   } while (std::any_of(d->rec.mounts.begin(), d->rec.mounts.end(),
                        [&](const MountRecord& m) { return m.daemon_path == "/" + name; }));
   const std::string sub = "/" + name;
+  // The standby holds the state without this image: were the daemon to die between the
+  // attach and a new standby, it must not start serving a mount it knows nothing of.
+  kill_standby(*d);
   DaemonClient client(d->rec.api_socket, d->rec.id);
   if (auto st = client.attach(sub, request.bootstrap, request.config_json); !st) {
+    ensure_standby(*d);
     return std::move(st).error().context("attaching '" + request.bootstrap + "' to the shared daemon " +
                                          d->rec.id);
   }
   const std::string source = config_.shared_mnt() + sub;
   if (auto st = bind_mount(source, request.mountpoint); !st) {
     (void)client.detach(sub);
+    (void)fetch_state(*d, d->rec.api_socket);
+    ensure_standby(*d);
     return std::move(st).error();
   }
   d->rec.mounts.push_back(MountRecord{request.mountpoint, request.bootstrap, request.config_json, sub});
@@ -275,6 +281,7 @@ Result<MountAnswer> DaemonManager::mount_shared(const MountRequest& request) {
          .ok = false,
          .detail = "saving the state after attaching '" + request.mountpoint + "': " + st.error().message});
   }
+  ensure_standby(*d);
   publish(*d, "");
   return MountAnswer{d->rec.id, request.mountpoint};
 }
@@ -336,6 +343,7 @@ Status DaemonManager::umount_shared(const std::shared_ptr<Daemon>& d, const std:
     return Error{ENOENT, "nothing is mounted by the manager at '" + mountpoint + "'"};
   }
   const std::string sub = it->daemon_path;
+  kill_standby(*d);  // it holds the state with this image; replaced after the detach
   (void)umount_one(mountpoint);
   (void)umount_all(mountpoint);
   if (!d->dead && d->proc.valid()) {
@@ -354,6 +362,7 @@ Status DaemonManager::umount_shared(const std::shared_ptr<Daemon>& d, const std:
               .detail = "saving the state after detaching '" + mountpoint + "': " + st.error().message});
     }
   }
+  ensure_standby(*d);
   publish(*d, d->dead ? "DEAD" : "");
   std::lock_guard lk(mu_);
   mount_index_.erase(mountpoint);

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -120,6 +121,8 @@ Result<UniqueFd> above_stdio(UniqueFd fd, const std::string& what) {
   ::sigemptyset(&none);
   if (::sigprocmask(SIG_SETMASK, &none, nullptr) != 0) fail(errno);
   if (::setsid() < 0) fail(errno);
+  // Not SCHED_IDLE: an idle-policy process gets ~0.3% of a CPU that readers keep busy, and a
+  // successor must still reach INIT within the manager's deadline on a saturated host.
   if (idle_priority && ::setpriority(PRIO_PROCESS, 0, kBackgroundNice) != 0) fail(errno);
   if (::dup2(devnull, 0) < 0 || ::dup2(log, 1) < 0 || ::dup2(log, 2) < 0) fail(errno);
   // Everything else becomes close-on-exec rather than closed, so the error pipe stays usable
@@ -324,16 +327,20 @@ Result<std::string> DaemonProcess::wait_exit(std::chrono::milliseconds timeout) 
     got = ::waitpid(pid_, &status, 0);
   } while (got < 0 && errno == EINTR);
   reaped_ = true;
-  if (got != pid_)
+  if (got != pid_) {
     exit_description_ = "exited (status not available: " + std::string(std::strerror(errno)) + ")";
-  else
+  } else {
     exit_description_ = describe_status(status);
+    exit_status_ = status;
+  }
   return exit_description_;
 }
 
 Status DaemonProcess::kill_and_reap() {
   if (!valid()) return ok_status();
   if (reaped_) return ok_status();
+  // An unreaped child's pid (its group's id) cannot have been reused: the group is ours.
+  if (child_) (void)::kill(-pid_, SIGKILL);
   Status st = signal(SIGKILL);
   if (!st.ok() && st.error().code != ESRCH) return st;
   auto r = wait_exit(std::chrono::seconds(5));
@@ -351,10 +358,12 @@ std::string DaemonProcess::reap() {
   } while (got < 0 && errno == EINTR);
   if (got == 0) return "still running";
   reaped_ = true;
-  if (got != pid_)
+  if (got != pid_) {
     exit_description_ = "exited (status not available: " + std::string(std::strerror(errno)) + ")";
-  else
+  } else {
     exit_description_ = describe_status(status);
+    exit_status_ = status;
+  }
   return exit_description_;
 }
 

@@ -41,7 +41,7 @@ class DaemonProcess {
   // start-up, dynamic loading included, yields the CPU to the serving daemon and its readers
   // but is never starved), with FERRY_SERVING_NICE=<the manager's nice> in its environment:
   // for a successor started while the current daemon serves (hot standby, upgrade). ferryd
-  // returns every thread to FERRY_SERVING_NICE when it takes over.
+  // returns every thread to FERRY_SERVING_NICE when it starts serving.
   static Result<DaemonProcess> spawn(const std::vector<std::string>& argv, const std::string& log_file,
                                      const std::map<std::string, std::string>& extra_env = {},
                                      bool idle_priority = false);
@@ -69,11 +69,15 @@ class DaemonProcess {
   // description of how it ended ("exited with status 0", "killed by signal 9"; "exited" for
   // a non-child), or ETIMEDOUT.
   Result<std::string> wait_exit(std::chrono::milliseconds timeout);
-  // SIGKILL, then waits for the exit and reaps a child. Never fails silently: returns an error
-  // only if the process could not be confirmed dead within 5 s.
+  // SIGKILL, then waits for the exit and reaps a child. A child not yet reaped leads its own
+  // process group (spawn() makes a new session), so the whole group is killed: whatever it
+  // started (a wrapper script's daemon) goes too. Never fails silently: returns an error only
+  // if the process could not be confirmed dead within 5 s.
   Status kill_and_reap();
   // For a child that has exited: reaps it and describes the exit; for others "exited".
   std::string reap();
+  // A reaped child that exited with status 0 (false for anything else, or when unknown).
+  [[nodiscard]] bool exited_with_success() const { return exit_status_ && *exit_status_ == 0; }
 
  private:
   pid_t pid_ = -1;
@@ -81,7 +85,8 @@ class DaemonProcess {
   uint64_t start_time_ = 0;
   bool child_ = false;
   bool reaped_ = false;
-  std::string exit_description_;  // set when a child is reaped; reap() repeats it
+  std::string exit_description_;    // set when a child is reaped; reap() repeats it
+  std::optional<int> exit_status_;  // the wait status of a reaped child
 };
 
 // /proc/<pid>/stat field 22 (start time in clock ticks since boot), or ESRCH.

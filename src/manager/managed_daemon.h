@@ -24,9 +24,13 @@ struct DaemonManager::Daemon {
   // --- guarded by op_mu
   DaemonRecord rec;
   std::unique_ptr<ipc::Supervisor> supervisor;
-  DaemonProcess proc;     // the serving process (invalid when dead for good)
-  DaemonProcess standby;  // hot standby waiting in INIT (invalid when none)
+  DaemonProcess proc;  // the serving process (invalid when dead for good)
+  // Hot standby (invalid when none): it has taken the held state over and waits READY, to start
+  // by itself when `proc` exits. Any change of the state (images attached or detached, an
+  // upgrade) replaces it, before the change.
+  DaemonProcess standby;
   std::string standby_api;
+  size_t standby_state_bytes = 0;       // the state it took over
   std::string standby_version;          // what it reported when it reached INIT
   std::atomic<int64_t> standby_pid{0};  // for views, which do not take op_mu (0: none)
   unsigned api_seq = 0;

@@ -1,6 +1,7 @@
 // A restarted manager finds its daemons again from their records: live ones are adopted
-// (pidfd, fresh state) so failover works again; dead ones are recovered per their policy; a hot
-// standby left behind by a crashed manager is killed.
+// (pidfd, fresh state) so failover works again; dead ones are recovered per their policy. A hot
+// standby left behind by a crashed manager is killed, unless its daemon died meanwhile and it
+// took over (it starts by itself): then it is adopted as the daemon.
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -43,30 +44,55 @@ void DaemonManager::reattach_all() {
   }
 }
 
-void DaemonManager::reattach(const DaemonRecord& rec) {
+void DaemonManager::reattach(const DaemonRecord& recorded) {
   auto d = std::make_shared<Daemon>();
-  d->rec = rec;
-  d->api_seq = api_number(rec.api_socket);
-  std::lock_guard op(d->op_mu);
+  DaemonRecord rec = recorded;
+  std::string took_over;  // set when the standby replaced a daemon that died meanwhile
 
-  // A hot standby of a manager that died without cleaning up: it serves nothing, end it.
+  // A hot standby of a manager that died without cleaning up ("pid:start_time:api_socket").
   if (auto leftover = store_.setting("standby:" + rec.id);
       leftover && leftover->has_value() && !(**leftover).empty()) {
     const std::string& text = **leftover;
-    auto colon = text.find(':');
+    const size_t c1 = text.find(':');
+    const size_t c2 = c1 == std::string::npos ? c1 : text.find(':', c1 + 1);
     pid_t pid = 0;
     uint64_t start = 0;
-    if (colon != std::string::npos) {
-      std::from_chars(text.data(), text.data() + colon, pid);
-      std::from_chars(text.data() + colon + 1, text.data() + text.size(), start);
+    std::string api;
+    if (c1 != std::string::npos) {
+      std::from_chars(text.data(), text.data() + c1, pid);
+      std::from_chars(text.data() + c1 + 1, text.data() + (c2 == std::string::npos ? text.size() : c2),
+                      start);
+      if (c2 != std::string::npos) api = text.substr(c2 + 1);
     }
-    if (pid > 0) {
-      if (auto p = DaemonProcess::adopt(pid, start); p) {
-        (void)p->kill_and_reap();
-        spdlog::info("daemon {}: killed the hot standby {} a previous manager left behind", rec.id, pid);
-      }
+    auto p = pid > 0 ? DaemonProcess::adopt(pid, start) : Result<DaemonProcess>(Error{ESRCH, "none"});
+    const bool daemon_alive =
+        rec.pid > 0 && DaemonProcess::adopt(static_cast<pid_t>(rec.pid), rec.start_time);
+    auto info = p && !daemon_alive && !api.empty() ? DaemonClient(api, rec.id).info(std::chrono::seconds(2))
+                                                   : Result<DaemonInfo>(Error{ESRCH, "not asked"});
+    if (p && info && info->state == "RUNNING") {
+      took_over = "hot standby pid " + std::to_string(pid) + " took over from pid " +
+                  std::to_string(rec.pid) + ", which died while no manager was running";
+      rec.pid = pid;
+      rec.start_time = start;
+      rec.api_socket = api;
+      rec.failovers++;
+      ::unlink(recorded.api_socket.c_str());
+    } else if (p) {
+      (void)p->kill_and_reap();
+      spdlog::info("daemon {}: killed the hot standby {} a previous manager left behind", rec.id, pid);
     }
     (void)store_.set_setting("standby:" + rec.id, "");
+  }
+  d->rec = rec;
+  d->api_seq = std::max(api_number(rec.api_socket), api_number(recorded.api_socket));
+  std::lock_guard op(d->op_mu);
+  if (!took_over.empty()) {
+    record({.daemon_id = rec.id,
+            .kind = EventKind::kFailover,
+            .old_pid = recorded.pid,
+            .new_pid = rec.pid,
+            .ok = true,
+            .detail = took_over});
   }
   (void)make_dirs(config_.daemons_dir() + "/" + rec.id);
   {

@@ -161,10 +161,10 @@ Status DaemonManager::failover(Daemon& d, Clock::time_point since, const std::st
       return Error{ECANCELED, "the manager is shutting down"};
     Started s;
     std::string source = "cold successor";
+    size_t state_bytes = 0;
     if (kind == EventKind::kFailover && d.standby.valid()) {
       if (watcher_) watcher_->unwatch(d.rec.id + kStandbySuffix);
-      // No API probe in the blackout: the standby was seen in INIT when it was started, it
-      // cannot leave INIT without a takeover, and its pidfd says whether it is alive.
+      // The standby starts by itself when it sees the death: there is nothing to hand it.
       if (d.standby.is_alive() && d.rec.binary == binary) {
         s.proc = std::move(d.standby);
         s.api = d.standby_api;
@@ -172,23 +172,34 @@ Status DaemonManager::failover(Daemon& d, Clock::time_point since, const std::st
         d.standby = DaemonProcess();
         d.standby_pid = 0;
         source = "hot standby";
+        state_bytes = d.standby_state_bytes;
         d.standby_failures = 0;
       } else {
         kill_standby(d);
       }
     }
     auto step = [&]() -> Status {
-      if (!s.proc.valid()) {
-        FERRY_ASSIGN(s, start_process(d, binary, true, "INIT", std::chrono::seconds(5)));
-      }
       DaemonClient client(s.api, d.rec.id);
-      auto sent = d.supervisor ? d.supervisor->send([&] { return client.takeover(std::chrono::seconds(5)); },
-                                                    std::chrono::seconds(5))
-                               : Result<ipc::Supervisor::Exchange>(Error{ENOTCONN, "no supervisor"});
-      if (!sent)
-        return std::move(sent).error().context("handing the state to pid " + std::to_string(s.proc.pid()));
-      if (auto st = client.start(std::chrono::seconds(5)); !st) {
-        return std::move(st).error().context("starting pid " + std::to_string(s.proc.pid()));
+      if (source == "hot standby") {
+        // It serves already, or is about to: confirm, bounded.
+        if (auto r = wait_for(s.proc, s.api, "RUNNING", std::chrono::seconds(2)); !r) {
+          return std::move(r).error().context("the hot standby did not take over");
+        }
+      } else {
+        if (!s.proc.valid()) {
+          FERRY_ASSIGN(s, start_process(d, binary, true, "INIT", std::chrono::seconds(5)));
+          client = DaemonClient(s.api, d.rec.id);
+        }
+        auto sent = d.supervisor
+                        ? d.supervisor->send([&] { return client.takeover(std::chrono::seconds(5)); },
+                                             std::chrono::seconds(5))
+                        : Result<ipc::Supervisor::Exchange>(Error{ENOTCONN, "no supervisor"});
+        if (!sent)
+          return std::move(sent).error().context("handing the state to pid " + std::to_string(s.proc.pid()));
+        state_bytes = sent->bytes;
+        if (auto st = client.start(std::chrono::seconds(5)); !st) {
+          return std::move(st).error().context("starting pid " + std::to_string(s.proc.pid()));
+        }
       }
       const double duration = ms_since(since);
       d.proc = std::move(s.proc);
@@ -209,7 +220,7 @@ Status DaemonManager::failover(Daemon& d, Clock::time_point since, const std::st
               .new_pid = d.proc.pid(),
               .duration_ms = duration,
               .ok = true,
-              .detail = "took over a state of " + std::to_string(sent->bytes) + " bytes (" + source +
+              .detail = "took over a state of " + std::to_string(state_bytes) + " bytes (" + source +
                         ", attempt " + std::to_string(attempt) + ", failover policy " +
                         d.rec.failover_policy + ")"});
       // Outside the blackout: a fresh state for the next crash.
@@ -293,17 +304,39 @@ void DaemonManager::ensure_standby(Daemon& d) {
             .detail = "starting a hot standby: " + s.error().message});
     return;
   }
+  // It takes the held state over now and waits READY: at a death it only has to start.
+  DaemonClient client(s->api, d.rec.id);
+  auto armed = [&]() -> Result<size_t> {
+    if (!d.supervisor) return Error{ENOTCONN, "no supervisor"};
+    FERRY_ASSIGN(auto sent, d.supervisor->send([&] { return client.takeover(std::chrono::seconds(5)); },
+                                               std::chrono::seconds(5)));
+    FERRY_TRY(client.start_when_predecessor_exits(std::chrono::seconds(5)));
+    return sent.bytes;
+  }();
+  if (!armed) {
+    ++d.standby_failures;
+    discard(*s);
+    record({.daemon_id = d.rec.id,
+            .kind = EventKind::kFailure,
+            .ok = false,
+            .detail = "preparing a hot standby: " + armed.error().message});
+    return;
+  }
   d.standby = std::move(s->proc);
   d.standby_pid = d.standby.pid();
   d.standby_api = s->api;
   d.standby_version = s->version;
-  (void)store_.set_setting("standby:" + d.rec.id,
-                           std::to_string(d.standby.pid()) + ":" + std::to_string(d.standby.start_time()));
+  d.standby_state_bytes = *armed;
+  // "pid:start_time:api_socket": a manager restarted after a crash finds it by this.
+  (void)store_.set_setting(
+      "standby:" + d.rec.id,
+      std::to_string(d.standby.pid()) + ":" + std::to_string(d.standby.start_time()) + ":" + d.standby_api);
   if (watcher_) {
     auto st = watcher_->watch(d.rec.id + kStandbySuffix, d.standby.pidfd(), d.standby.pid());
     if (!st) spdlog::warn("daemon {}: cannot watch the hot standby: {}", d.rec.id, st.error().message);
   }
-  spdlog::info("daemon {}: hot standby pid {} waiting in INIT", d.rec.id, d.standby.pid());
+  spdlog::info("daemon {}: hot standby pid {} holds the state ({} bytes), waiting for pid {} to exit",
+               d.rec.id, d.standby.pid(), d.standby_state_bytes, d.proc.pid());
 }
 
 void DaemonManager::kill_standby(Daemon& d) {

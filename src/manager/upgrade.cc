@@ -37,7 +37,8 @@ Result<std::string> DaemonManager::check_binary(const UpgradeRequest& request) {
     std::string path;
     ~Unlink() { ::unlink(path.c_str()); }
   } unlink_later{out_file};
-  auto proc = DaemonProcess::spawn({path, "--version"}, out_file);
+  // At nice 19: loading the binary must not take CPU from the daemons and their readers.
+  auto proc = DaemonProcess::spawn({path, "--version"}, out_file, {}, /*idle_priority=*/true);
   if (!proc) return Error{EINVAL, "nydusd_path '" + path + "' cannot be started: " + proc.error().message};
   auto how = proc->wait_exit(std::chrono::seconds(5));
   if (!how) {
@@ -50,7 +51,7 @@ Result<std::string> DaemonManager::check_binary(const UpgradeRequest& request) {
   const std::string all_output = trim(text.str());
   // One line is enough to tell a person what the binary said.
   const std::string output = all_output.substr(0, all_output.find('\n'));
-  if (*how != "exited with status 0") {
+  if (!proc->exited_with_success()) {
     return Error{EINVAL, "'" + path + " --version' " + *how + (output.empty() ? "" : ": " + output)};
   }
   if (!request.version.empty() && all_output.find(request.version) == std::string::npos) {
@@ -76,6 +77,7 @@ Result<UpgradeAnswer> DaemonManager::upgrade(const UpgradeRequest& request) {
     if (d->removed || d->dead || !d->proc.valid()) continue;
     auto step = upgrade_one(*d, request.nydusd_path);
     if (!step) {
+      ensure_standby(*d);  // the old daemon serves on: it gets its standby back
       Error e = std::move(step).error();
       if (e.code == EINVAL || e.code == EEXIST || e.code == ENOENT) e.code = EIO;
       std::string done;
@@ -112,6 +114,8 @@ Result<UpgradeStep> DaemonManager::upgrade_one(Daemon& d, const std::string& bin
                       " keeps serving: " + e.message});
     return e;
   };
+  // The standby holds the old binary and would start by itself when the old daemon exits.
+  kill_standby(d);
   // The held state may predate the last change of the daemon: take a fresh one.
   if (auto st = fetch_state(d, old_api); !st) return fail(std::move(st).error());
   auto started = start_process(d, binary, true, "INIT", std::chrono::seconds(5), /*idle=*/true);

@@ -87,9 +87,9 @@ class TakeoverTest : public ::testing::Test {
   int generation_ = 0;
 };
 
-// The nice values of every thread of `pid` (proc(5) stat field 19).
-std::set<int> thread_nices(pid_t pid) {
-  std::set<int> nices;
+// Field `n` (proc(5) stat) of every thread of `pid`.
+std::set<int> thread_field(pid_t pid, int n) {
+  std::set<int> values;
   std::error_code ec;
   for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
     std::string stat = read_file(task.path().string() + "/stat");
@@ -97,11 +97,14 @@ std::set<int> thread_nices(pid_t pid) {
     if (close == std::string::npos) continue;
     std::istringstream rest(stat.substr(close + 2));
     std::string field;
-    for (int i = 3; i <= 19 && rest >> field; ++i) {
-      if (i == 19) nices.insert(std::stoi(field));
+    for (int i = 3; i <= n && rest >> field; ++i) {
+      if (i == n) values.insert(std::stoi(field));
     }
   }
-  return nices;
+  return values;
+}
+std::set<int> thread_nices(pid_t pid) {
+  return thread_field(pid, 19);
 }
 
 // Runs `fn` with the calling thread at nice `nice` (a process it forks starts so), then back.
@@ -233,6 +236,62 @@ TEST_F(InFlightTest, WithoutResendTheReadWaitsUntilALaterResend) {
   EXPECT_EQ(result.get(), read_file(image_.tree + "/" + stalled()));
 }
 
+// A prepared standby (takeover, then start?when=predecessor-exits) serves nothing while its
+// predecessor lives and starts by itself, resending what the dead daemon held, when it dies.
+TEST_F(InFlightTest, APreparedStandbyStartsByItselfWhenItsPredecessorDies) {
+  Ferryd d;
+  start_stalling_daemon(d);
+  // Started at nice 19 as the manager starts a standby; it must serve at nice 0.
+  Ferryd standby = while_nice(19, [&] { return start(1, true, "resend", {{"FERRY_SERVING_NICE", "0"}}); });
+  ASSERT_TRUE(wait_state(sock(1), "INIT"));
+  auto r = supervisor_->send([&] { return api_ok(sock(1), "PUT", "/api/v1/daemon/fuse/takeover"); }, 10s);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  ASSERT_TRUE(api_ok(sock(1), "PUT", "/api/v1/daemon/start?when=predecessor-exits").ok());
+  auto result = read_stalled();
+  ASSERT_TRUE(daemon_holds_a_read(0)) << "the read never reached the daemon";
+  EXPECT_EQ(daemon_state(sock(1)), "READY") << "it must not serve while its predecessor lives";
+  EXPECT_EQ(result.wait_for(200ms), std::future_status::timeout);
+  d.process().kill_and_reap();
+  EXPECT_TRUE(wait_state(sock(1), "RUNNING"));
+  EXPECT_EQ(thread_nices(standby.pid()), std::set<int>{0}) << "every thread serves at the serving nice";
+  ASSERT_EQ(result.wait_for(10s), std::future_status::ready) << "the standby did not resend the held read";
+  EXPECT_EQ(result.get(), read_file(image_.tree + "/" + stalled()));
+  EXPECT_EQ(read_file(mnt_ + "/" + image_.files[0]), read_file(image_.tree + "/" + image_.files[0]));
+}
+
+// Standing by needs a taken-over state, happens once, and a standby told to stop leaves the mount
+// to the daemon that serves it.
+TEST_F(TakeoverTest, APreparedStandbyIsRefusedWithoutAStateAndLeavesTheMountAlone) {
+  Ferryd d = start(0, false);
+  ASSERT_TRUE(wait_state(sock(0), "RUNNING"));
+  save(0);
+  Ferryd standby = start(1, true);
+  ASSERT_TRUE(wait_state(sock(1), "INIT"));
+  const std::string arm = "/api/v1/daemon/start?when=predecessor-exits";
+  auto early = http::http_request(sock(1), "PUT", arm, {}, 2s);
+  ASSERT_TRUE(early.ok());
+  EXPECT_EQ(early->status, 400) << early->body;
+  EXPECT_EQ(daemon_state(sock(1)), "INIT");
+  auto r = supervisor_->send([&] { return api_ok(sock(1), "PUT", "/api/v1/daemon/fuse/takeover"); }, 10s);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  auto unknown = http::http_request(sock(1), "PUT", "/api/v1/daemon/start?when=later", {}, 2s);
+  ASSERT_TRUE(unknown.ok());
+  EXPECT_EQ(unknown->status, 400) << unknown->body;
+  ASSERT_TRUE(api_ok(sock(1), "PUT", arm).ok());
+  auto twice = http::http_request(sock(1), "PUT", arm, {}, 2s);
+  ASSERT_TRUE(twice.ok());
+  EXPECT_EQ(twice->status, 409) << twice->body;
+  EXPECT_EQ(daemon_state(sock(1)), "READY");
+
+  ASSERT_EQ(::kill(standby.pid(), SIGTERM), 0);
+  int st = standby.process().wait_for(10s);
+  ASSERT_NE(st, -1) << "the standby did not exit on SIGTERM";
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+  EXPECT_TRUE(is_mounted(mnt_)) << "a standby must not unmount its predecessor's mount";
+  EXPECT_EQ(read_file(mnt_ + "/" + image_.files[0]), read_file(image_.tree + "/" + image_.files[0]));
+  EXPECT_EQ(daemon_state(sock(0)), "RUNNING");
+}
+
 TEST_F(TakeoverTest, TwentyHotUpgradesUnderLoadLoseNothing) {
   Ferryd old = start(0, false);
   ASSERT_TRUE(wait_state(sock(0), "RUNNING"));
@@ -242,8 +301,9 @@ TEST_F(TakeoverTest, TwentyHotUpgradesUnderLoadLoseNothing) {
     ASSERT_TRUE(direct.wait_progress(5));
     save(gen - 1);  // a fresh state, not a remembered one
     // Started at nice 19, as the manager starts a successor while the daemon serves (nice and
-    // FERRY_SERVING_NICE); it must serve at the serving priority once it takes over.
+    // FERRY_SERVING_NICE); it must serve at the serving priority once it starts.
     Ferryd next = while_nice(19, [&] { return start(gen, true, "resend", {{"FERRY_SERVING_NICE", "0"}}); });
+    EXPECT_EQ(thread_nices(next.pid()), std::set<int>{19}) << "waiting in INIT must not compete with readers";
     take_over_and_start(gen);
     EXPECT_EQ(thread_nices(next.pid()), std::set<int>{0});
     // It did start at 19: ferryd logs the move only when its nice differed.

@@ -160,9 +160,8 @@ TEST(ManagerFailover, ManagerKilledAndRestartedThenACrashStillFailsOver) {
 
   // The restarted manager must be able to fail the daemon over (it fetched a fresh state).
   ra.reset_gap();
-  ASSERT_TRUE(kill_pid_and_wait_gone(pid_a));
-  pid_t next = h.wait_for_pid_change(id_a, pid_a, 20s);
-  ASSERT_NE(next, 0) << h.daemon(id_a).dump() << "\n" << h.records(id_a).dump(1);
+  pid_t next = h.crash_and_wait_successor(id_a, pid_a);
+  ASSERT_NE(next, 0);
   EXPECT_TRUE(ra.wait_progress(100, 20s));
   EXPECT_TRUE(rb.wait_progress(20, 20s));
   ra.stop();
@@ -176,16 +175,12 @@ TEST(ManagerFailover, ManagerKilledAndRestartedThenACrashStillFailsOver) {
   EXPECT_EQ(h.daemon_pid(id_b), pid_b) << "the other daemon must be untouched";
 }
 
-// A daemon that dies while no manager watches it cannot be failed over (nobody held its
-// /dev/fuse fd): the restarted manager starts a fresh one for its mount.
+// Without a hot standby, a daemon that dies while no manager watches it cannot be failed over
+// (nobody held its /dev/fuse fd): the restarted manager starts a fresh one for its mount.
 TEST(ManagerFailover, DaemonThatDiedWhileTheManagerWasDownIsRestarted) {
-  ManagerHarness h(ManagerOptions().with_policy("failover"));
-  SampleImage img = h.make_image("img", 8, 31);
-  std::string mnt = h.make_mountpoint("a");
-  ASSERT_TRUE(h.start());
-  std::string id = h.mount(mnt, img);
+  ManagerHarness h(ManagerOptions().with_policy("failover").with_hot_standby(false));
+  auto [img, mnt, id] = h.start_with_one_mount("img", 8, 31);
   ASSERT_FALSE(id.empty());
-  ASSERT_TRUE(h.wait_daemon_state(id, "RUNNING"));
   pid_t pid = h.daemon_pid(id);
   h.kill_manager();
   ASSERT_TRUE(kill_pid_and_wait_gone(pid));
@@ -198,6 +193,50 @@ TEST(ManagerFailover, DaemonThatDiedWhileTheManagerWasDownIsRestarted) {
   fresh.stop();
   expect_clean(fresh, "readers after the restart");
   EXPECT_FALSE(h.records_of("restart", id).empty()) << h.records(id).dump(1);
+}
+
+// With a hot standby, a daemon that dies while no manager runs is still failed over: the
+// standby holds the state and the fd, and starts by itself. The restarted manager adopts it.
+TEST(ManagerFailover, DaemonThatDiesWhileTheManagerIsDownIsTakenOverByItsStandby) {
+  ManagerHarness h(ManagerOptions().with_policy("failover"));
+  auto [img, mnt, id] = h.start_with_one_mount("img", 10, 33);
+  ASSERT_FALSE(id.empty());
+  pid_t pid = h.daemon_pid(id);
+  pid_t standby = 0;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        standby = h.daemon(id).value("standby_pid", 0);
+        return standby > 0;
+      },
+      10s))
+      << h.daemon(id).dump();
+  Readers readers(mnt, img.tree, img.files, {.threads = 2, .direct = true, .seed = 34});
+  ManagerHarness::CleanupGuard guard(h);
+  ASSERT_TRUE(readers.wait_progress(10));
+
+  h.kill_manager();
+  ASSERT_TRUE(kill_pid_and_wait_gone(pid));
+  readers.reset_gap();
+  EXPECT_TRUE(readers.wait_progress(100, 20s)) << "the standby did not take over without a manager";
+  EXPECT_TRUE(process_alive(standby));
+
+  ASSERT_TRUE(h.start());
+  EXPECT_TRUE(h.wait_daemon_state(id, "RUNNING", 10s)) << h.daemon(id).dump();
+  EXPECT_EQ(h.daemon_pid(id), standby) << "the manager must adopt the standby that took over";
+  auto failovers = h.records_of("failover", id);
+  ASSERT_EQ(failovers.size(), 1U) << h.records(id).dump(1);
+  EXPECT_EQ(failovers[0].value("old_pid", int64_t{0}), pid);
+  EXPECT_EQ(failovers[0].value("new_pid", int64_t{0}), standby);
+  EXPECT_TRUE(h.records_of("restart", id).empty()) << h.records(id).dump(1);
+
+  // And it fails the adopted daemon over again.
+  readers.reset_gap();
+  pid_t next = h.crash_and_wait_successor(id, standby);
+  ASSERT_NE(next, 0);
+  EXPECT_TRUE(readers.wait_progress(100, 20s));
+  readers.stop();
+  expect_clean(readers, "readers through two crashes, one without a manager");
+  EXPECT_EQ(h.records_of("failover", id).size(), 2U) << h.records(id).dump(1);
 }
 
 // Shared mode: one daemon serves both images; a crash fails both over; removing one mount
@@ -228,9 +267,8 @@ TEST(ManagerFailover, SharedDaemonServesTwoImagesThroughACrashAndAnUmount) {
 
   pid_t pid = h.daemon_pid(id_a);
   for (int i = 0; i < 3; ++i) {
-    ASSERT_TRUE(kill_pid_and_wait_gone(pid));
-    pid_t next = h.wait_for_pid_change(id_a, pid, 20s);
-    ASSERT_NE(next, 0) << h.daemon(id_a).dump() << "\n" << h.records(id_a).dump(1);
+    pid_t next = h.crash_and_wait_successor(id_a, pid);
+    ASSERT_NE(next, 0);
     pid = next;
     EXPECT_TRUE(ra.wait_progress(20, 20s));
     EXPECT_TRUE(rb.wait_progress(20, 20s));

@@ -255,6 +255,27 @@ std::string ManagerHarness::mount(const std::string& mountpoint, const SampleIma
   return a.json["daemon_id"].get<std::string>();
 }
 
+ManagerHarness::OneMount ManagerHarness::start_with_one_mount(const std::string& name, int files,
+                                                              uint64_t seed) {
+  OneMount m{make_image(name, files, seed), make_mountpoint(name), {}};
+  if (!start()) {
+    ADD_FAILURE() << "the manager did not start";
+    return m;
+  }
+  m.id = mount_running(m.mountpoint, m.image);
+  return m;
+}
+
+std::string ManagerHarness::mount_running(const std::string& mountpoint, const SampleImage& image) {
+  std::string id = mount(mountpoint, image);
+  if (id.empty()) return id;
+  if (!wait_daemon_state(id, "RUNNING")) {
+    ADD_FAILURE() << "daemon " << id << " of " << mountpoint << " never RUNNING: " << daemon(id).dump();
+    return "";
+  }
+  return id;
+}
+
 int ManagerHarness::umount(const std::string& mountpoint) const {
   return request("DELETE", "/api/v1/mounts?mountpoint=" + http::url_encode(mountpoint)).status;
 }
@@ -339,6 +360,21 @@ pid_t ManagerHarness::wait_for_pid_change(const std::string& id, pid_t old_pid,
       },
       timeout);
   return now != old_pid ? now : 0;
+}
+
+pid_t ManagerHarness::crash_and_wait_successor(const std::string& id, pid_t pid,
+                                               std::chrono::milliseconds timeout) const {
+  if (!kill_pid_and_wait_gone(pid)) {
+    ADD_FAILURE() << "daemon " << id << ": pid " << pid << " did not die on SIGKILL";
+    return 0;
+  }
+  pid_t next = wait_for_pid_change(id, pid, timeout);
+  if (next == 0) {
+    ADD_FAILURE() << "daemon " << id << ": no successor RUNNING after pid " << pid << " died\n"
+                  << daemon(id).dump() << "\n"
+                  << records(id).dump(1);
+  }
+  return next;
 }
 
 bool ManagerHarness::wait_daemon_state(const std::string& id, const std::string& state,

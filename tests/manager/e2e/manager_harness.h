@@ -108,6 +108,17 @@ class ManagerHarness {
   // POST /api/v1/mounts; returns the daemon id (empty and a test failure if not 201).
   std::string mount(const std::string& mountpoint, const SampleImage& image);
   ApiAnswer mount_raw(const std::string& body) const;
+  // The usual start of a test: a sample image `name` (files, seed), a mountpoint of the same
+  // name, the manager started and the image mounted and RUNNING. `id` is empty (and the test
+  // has failed) if any step failed.
+  struct OneMount {
+    SampleImage image;
+    std::string mountpoint;
+    std::string id;
+  };
+  OneMount start_with_one_mount(const std::string& name, int files, uint64_t seed);
+  // mount(), then waits until the daemon is RUNNING; the id, or empty and a test failure.
+  std::string mount_running(const std::string& mountpoint, const SampleImage& image);
   // DELETE /api/v1/mounts?mountpoint=...; returns the status.
   int umount(const std::string& mountpoint) const;
   // PUT /api/v1/nydusd/upgrade {"nydusd_path": path[, "version": version]}.
@@ -138,6 +149,10 @@ class ManagerHarness {
   // returns the new pid (0 on timeout).
   pid_t wait_for_pid_change(const std::string& id, pid_t old_pid,
                             std::chrono::milliseconds timeout = 20s) const;
+  // kill -9 of the daemon's `pid`, then wait_for_pid_change(); the successor's pid, or 0 and a
+  // test failure naming the daemon's view and records.
+  pid_t crash_and_wait_successor(const std::string& id, pid_t pid,
+                                 std::chrono::milliseconds timeout = 20s) const;
   // Polls until the daemon is listed in `state`.
   bool wait_daemon_state(const std::string& id, const std::string& state,
                          std::chrono::milliseconds timeout = 20s) const;

@@ -169,12 +169,8 @@ TEST(ManagerLifecycle, ABadConfigurationIsRefusedNamingTheKey) {
 // return correct bytes; it must never hang or return wrong bytes.
 TEST(ManagerLifecycle, RestartPolicyStartsAFreshDaemon) {
   ManagerHarness h(ManagerOptions().with_policy("restart"));
-  SampleImage img = h.make_image("img", 10, 3);
-  std::string mnt = h.make_mountpoint("a");
-  ASSERT_TRUE(h.start());
-  std::string id = h.mount(mnt, img);
+  auto [img, mnt, id] = h.start_with_one_mount("img", 10, 3);
   ASSERT_FALSE(id.empty());
-  ASSERT_TRUE(h.wait_daemon_state(id, "RUNNING"));
   std::string file = img.files[2];
   std::string want = read_file(img.tree + "/" + file);
   // Shared with the reading thread below, which may outlive this test if the read hangs.
@@ -182,9 +178,8 @@ TEST(ManagerLifecycle, RestartPolicyStartsAFreshDaemon) {
   ASSERT_TRUE(*old_fd);
 
   pid_t pid = h.daemon_pid(id);
-  ASSERT_TRUE(kill_pid_and_wait_gone(pid));
-  pid_t next = h.wait_for_pid_change(id, pid, 20s);
-  ASSERT_NE(next, 0) << h.daemon(id).dump() << "\n" << h.records(id).dump(1);
+  pid_t next = h.crash_and_wait_successor(id, pid);
+  ASSERT_NE(next, 0);
 
   {
     Readers fresh(mnt, img.tree, img.files, {.threads = 2, .direct = true, .seed = 3});
@@ -223,12 +218,8 @@ TEST(ManagerLifecycle, RestartPolicyStartsAFreshDaemon) {
 // an error promptly instead of hanging.
 TEST(ManagerLifecycle, NonePolicyRecordsTheDeathAndReadsFailFast) {
   ManagerHarness h(ManagerOptions().with_policy("none").with_hot_standby(false));
-  SampleImage img = h.make_image("img", 6, 4);
-  std::string mnt = h.make_mountpoint("a");
-  ASSERT_TRUE(h.start());
-  std::string id = h.mount(mnt, img);
+  auto [img, mnt, id] = h.start_with_one_mount("img", 6, 4);
   ASSERT_FALSE(id.empty());
-  ASSERT_TRUE(h.wait_daemon_state(id, "RUNNING"));
   ManagerHarness::CleanupGuard guard(h);
   pid_t pid = h.daemon_pid(id);
   ASSERT_TRUE(kill_pid_and_wait_gone(pid));
@@ -255,12 +246,8 @@ TEST(ManagerLifecycle, NonePolicyRecordsTheDeathAndReadsFailFast) {
 // SIGTERM stops the manager only: its daemons keep serving, and a new manager reattaches.
 TEST(ManagerLifecycle, SigtermLeavesDaemonsServingAndANewManagerReattaches) {
   ManagerHarness h;
-  SampleImage img = h.make_image("img", 10, 5);
-  std::string mnt = h.make_mountpoint("a");
-  ASSERT_TRUE(h.start());
-  std::string id = h.mount(mnt, img);
+  auto [img, mnt, id] = h.start_with_one_mount("img", 10, 5);
   ASSERT_FALSE(id.empty());
-  ASSERT_TRUE(h.wait_daemon_state(id, "RUNNING"));
   pid_t pid = h.daemon_pid(id);
   Readers readers(mnt, img.tree, img.files, {.threads = 2, .direct = true, .seed = 5});
   ManagerHarness::CleanupGuard guard(h);

@@ -178,6 +178,28 @@ TEST_F(DaemonProcessTest, OnlyStdioIsInheritedAndItIsTheRightFiles) {
   EXPECT_EQ(std::filesystem::read_symlink(fd_dir + "2"), log_);
 }
 
+TEST_F(DaemonProcessTest, KillAndReapAlsoEndsWhatTheChildStarted) {
+  // A wrapper script that started the real daemon in the background: killing the wrapper
+  // alone would leave an orphan serving (or holding) the mount.
+  const std::string pid_file = dir_ / "grandchild.pid";
+  Spawned p = spawn_or_fail({"/bin/sh", "-c", "sleep 30 & echo $! > " + pid_file + "; wait"}, log_);
+  ASSERT_TRUE(p->valid());
+  pid_t grandchild = 0;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        grandchild = static_cast<pid_t>(std::atoi(read_file(pid_file).c_str()));
+        return grandchild > 0;
+      },
+      5s));
+  ASSERT_EQ(stat_field(grandchild, 5), std::to_string(p->pid())) << "same process group";
+  ASSERT_TRUE(p->kill_and_reap().ok());
+  auto gone = [&] {
+    std::string state = stat_field(grandchild, 3);
+    return state.empty() || state == "Z" || stat_field(grandchild, 5) != std::to_string(p->pid());
+  };
+  EXPECT_TRUE(wait_until(gone, 5s)) << "the grandchild " << grandchild << " survived";
+}
+
 TEST_F(DaemonProcessTest, ChildRunsInItsOwnSession) {
   Spawned p = spawn_or_fail({"/bin/sleep", "30"}, log_);
   ASSERT_TRUE(p->valid());
