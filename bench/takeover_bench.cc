@@ -372,6 +372,7 @@ struct CrashRound {
   double takeover = 0;               // PUT fuse/takeover issued .. answered (state received, images reopened)
   double start = 0;                  // PUT start issued .. 204
   double takeover_start = 0;         // takeover issued .. start's 204
+  double inside = 0;                 // takeover + start as ferryd logs them (inside the process)
   double kill_to_started = 0;        // kill .. start's 204
   double started_to_first_read = 0;  // start's 204 .. the successor's first read (negative: before the 204)
   uint64_t window_ops = 0;
@@ -385,6 +386,7 @@ struct UpgradeRound {
   double takeover = 0;
   double start = 0;
   double takeover_start = 0;
+  double inside = 0;
   double exit = 0;  // PUT exit issued .. the old process has exited
   double window = 0;
   uint64_t window_ops = 0;
@@ -423,6 +425,9 @@ class Bench {
     int64_t started = 0;
   };
   Status takeover(int gen, Switch& s);  // Supervisor::send + PUT fuse/takeover
+  // Takeover + start of generation `gen` as ferryd itself timed them: the sum of the last
+  // "took over ... in X ms" and "start took Y ms" in its log (ferryd flushes info lines).
+  Result<double> logged_takeover_start(int gen) const;
   Status takeover_and_start(int gen, Switch& s);
   Status settle();
   Status crash_round();
@@ -554,6 +559,27 @@ Status Bench::takeover(int gen, Switch& s) {
   return {};
 }
 
+Result<double> Bench::logged_takeover_start(int gen) const {
+  const std::string text = slurp(log(gen));
+  // The number after `before_number` on the last line containing `key`.
+  auto last_ms = [&](const std::string& key, const std::string& before_number) -> std::optional<double> {
+    size_t at = text.rfind(key);
+    if (at == std::string::npos) return std::nullopt;
+    at = text.find(before_number, at);
+    if (at == std::string::npos) return std::nullopt;
+    return std::strtod(text.c_str() + at + before_number.size(), nullptr);
+  };
+  auto takeover = last_ms("took over '", " in ");
+  auto start = last_ms("start took ", "start took ");
+  if (!takeover || !start) {
+    return with_log(
+               Error{EPROTO, "ferryd generation " + std::to_string(gen) + " logged no takeover/start time"},
+               gen)
+        .error();
+  }
+  return *takeover + *start;
+}
+
 Status Bench::takeover_and_start(int gen, Switch& s) {
   FERRY_TRY(takeover(gen, s));
   FERRY_TRY(with_log(fast_ok(sock(gen), "PUT", "/api/v1/daemon/start"), gen));
@@ -626,6 +652,7 @@ Status Bench::crash_round() {
   r.takeover = to_ms(s.taken_over - s.takeover_call);
   r.start = to_ms(s.started - s.taken_over);
   r.takeover_start = to_ms(s.started - s.takeover_call);
+  FERRY_ASSIGN(r.inside, logged_takeover_start(next));
   r.kill_to_started = to_ms(s.started - t_kill);
   r.started_to_first_read = to_ms(w.first_after - s.started);
   r.window_ops = w.ops;
@@ -714,6 +741,7 @@ Status Bench::upgrade_round() {
   r.takeover = to_ms(s.taken_over - s.takeover_call);
   r.start = to_ms(s.started - s.taken_over);
   r.takeover_start = to_ms(s.started - s.takeover_call);
+  FERRY_ASSIGN(r.inside, logged_takeover_start(next));
   r.exit = to_ms(t_exit - t_exit_call);
   r.window = to_ms(t_exit + 100 * kNsPerMs - t_save);
   r.window_ops = w.ops;
@@ -818,6 +846,7 @@ json Bench::report() const {
     c["takeover_ms"] = summarize(column(list, &CrashRound::takeover));
     c["start_ms"] = summarize(column(list, &CrashRound::start));
     c["takeover_start_ms"] = summarize(column(list, &CrashRound::takeover_start));
+    c["inside_ms"] = summarize(column(list, &CrashRound::inside));
     c["kill_to_started_ms"] = summarize(column(list, &CrashRound::kill_to_started));
     c["started_to_first_read_ms"] = summarize(column(list, &CrashRound::started_to_first_read));
     json rounds = json::array();
@@ -847,6 +876,7 @@ json Bench::report() const {
     u["takeover_ms"] = summarize(column(upgrade_, &UpgradeRound::takeover));
     u["start_ms"] = summarize(column(upgrade_, &UpgradeRound::start));
     u["takeover_start_ms"] = summarize(column(upgrade_, &UpgradeRound::takeover_start));
+    u["inside_ms"] = summarize(column(upgrade_, &UpgradeRound::inside));
     u["exit_ms"] = summarize(column(upgrade_, &UpgradeRound::exit));
     u["window_ms"] = summarize(column(upgrade_, &UpgradeRound::window));
     json rounds = json::array();

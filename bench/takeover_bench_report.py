@@ -119,13 +119,14 @@ def render(meta, results):
         r = by_k[100]
         parts, ok = [], True
         # A prepared standby takes over before the crash and starts on its own: no takeover + start.
+        # The figure: takeover + start inside the new process (ferryd's own timing).
         for mode in ("crash", "upgrade"):
-            if mode in r:
-                s = r[mode]["takeover_start_ms"]
+            if mode in r and "inside_ms" in r[mode]:
+                s = r[mode]["inside_ms"]
                 parts.append(f"{mode}: median {f2(s['median'])}, p99 {f2(s['p99'])}")
                 ok = ok and s["median"] < TAKEOVER_START_TARGET
-        w(f"| takeover + start < {TAKEOVER_START_TARGET:g} ms (median) | 100 images, shared | "
-          f"{'; '.join(parts)} ms | {verdict(ok)} |")
+        w(f"| takeover + start inside ferryd < {TAKEOVER_START_TARGET:g} ms (median) | 100 images, shared | "
+          f"{'; '.join(parts)} ms | {verdict(ok and bool(parts))} |")
     else:
         w(f"| takeover + start < {TAKEOVER_START_TARGET:g} ms (median) | 100 images, shared | "
           "not measured (no 100-image run) | — |")
@@ -158,7 +159,8 @@ def render(meta, results):
             c = r["crash"]
             w(stat_row("**crash: blackout**", c["blackout_ms"]))
             w(stat_row("crash: kill -> first read served by the successor", c["kill_to_first_read_ms"]))
-            w(stat_row("crash: takeover + start", c["takeover_start_ms"]))
+            w(stat_row("crash: takeover + start inside ferryd (its log)", c["inside_ms"]))
+            w(stat_row("crash: takeover + start around the API calls", c["takeover_start_ms"]))
         if "standby" in r:
             c = r["standby"]
             w(stat_row("**crash with a hot standby: blackout**", c["blackout_ms"]))
@@ -168,7 +170,8 @@ def render(meta, results):
         if "upgrade" in r:
             u = r["upgrade"]
             w(stat_row("**upgrade: blackout**", u["blackout_ms"]))
-            w(stat_row("upgrade: takeover + start", u["takeover_start_ms"]))
+            w(stat_row("upgrade: takeover + start inside ferryd (its log)", u["inside_ms"]))
+            w(stat_row("upgrade: takeover + start around the API calls", u["takeover_start_ms"]))
         w(stat_row("idle: longest gap in 300 ms, no switch", r["idle"]["max_gap_ms"]))
         w("")
         errs = rd["errors"] + rd["mismatches"]
@@ -287,9 +290,12 @@ def render(meta, results):
     w("- **Upgrade round:** save (`Supervisor::receive` + `PUT fuse/sendfd`), start the successor with "
       "`--upgrade`, takeover, start (both daemons now serve), `PUT /api/v1/daemon/exit` on the old one and wait "
       "for it to exit 0. **Blackout** = the longest gap overlapping [save start, old daemon's exit + 100 ms].")
-    w("- **takeover + start:** measured in the benchmark around the API calls, from issuing "
-      "`PUT fuse/takeover` (the supervisor then sends state and fd) to the `204` of `PUT start`; it includes "
-      "two HTTP round trips over the unix socket.")
+    w("- **takeover + start inside ferryd** (the target's figure): the sum of the durations ferryd logs for "
+      "its takeover (from the call's arrival: receiving state and fd from the supervisor, checks, restoring "
+      "the images in their slots, which are opened on first use) and its start. **Around the API calls**: "
+      "measured by the benchmark from issuing `PUT fuse/takeover` (the supervisor then sends state and fd) "
+      "to the `204` of `PUT start`; it adds two HTTP round trips over the unix socket and the harness's "
+      "side of the supervisor exchange.")
     w("- **Idle:** after each round, the longest gap in a 300 ms window in which nothing is done: the machine's "
       "own noise floor for the blackout figures.")
     w(f"- **Statistics:** over {rounds} rounds per mode; p99 is the nearest-rank 99th percentile, which with "

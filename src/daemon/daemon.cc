@@ -10,6 +10,7 @@
 #include "common/build_info.h"
 #include "daemon/daemon_config.h"
 #include "daemon/scheduling.h"
+#include "imagefs/deferred_image.h"
 #include "imagefs/image_loader.h"
 #include "ipc/supervisor_wire.h"
 
@@ -49,6 +50,23 @@ Result<std::string> sub_name(const std::string& sub) {
                  "mountpoint '" + sub + "' must name one directory directly below the root (e.g. /image1)"};
   }
   return name;
+}
+
+// Parses the backend config and opens the image. A missing file is "not found"; anything else
+// about it is the caller's bad input.
+Result<std::shared_ptr<const erofs::ErofsImage>> open_erofs(const std::string& source,
+                                                            const std::string& config_json) {
+  imagefs::BackendConfig backend;
+  if (!config_json.empty()) {
+    FERRY_ASSIGN(backend, parse_backend_config(config_json));
+  }
+  auto image = imagefs::open_image(source, backend);
+  if (!image.ok()) {
+    Error e = std::move(image).error();
+    if (e.code != ENOENT) e.code = EINVAL;
+    return e;
+  }
+  return image;
 }
 
 }  // namespace
@@ -134,6 +152,12 @@ Status Daemon::start_when_predecessor_exits() {
   }
   if (armed_) return Error{EEXIST, "already waiting for pid " + std::to_string(saver_pid_) + " to exit"};
   if (predecessor_watch_) return Error{EEXIST, "a start on the predecessor's exit was asked for already"};
+  // Everything ready before standing by: the images open now, not in the failover.
+  for (const auto& image : fs_.images(true)) {
+    if (const auto* deferred = dynamic_cast<const imagefs::DeferredImage*>(image->image.get())) {
+      FERRY_TRY(deferred->prepare());
+    }
+  }
   FERRY_ASSIGN(predecessor_watch_,
                PredecessorWatch::start(saver_pid_, saver_start_time_, [this] { on_predecessor_exit(); }));
   armed_ = true;
@@ -210,23 +234,13 @@ Status Daemon::on_transition(DaemonState from, DaemonEvent event) {
 
 Result<imagefs::AttachedImage> Daemon::open_attached(const std::string& name, const std::string& source,
                                                      const std::string& config_json) {
-  imagefs::BackendConfig backend;
-  if (!config_json.empty()) {
-    FERRY_ASSIGN(backend, parse_backend_config(config_json));
-  }
-  auto image = imagefs::open_image(source, backend);
-  if (!image.ok()) {
-    // A missing file is "not found"; anything else about it is the caller's bad input.
-    Error e = std::move(image).error();
-    if (e.code != ENOENT) e.code = EINVAL;
-    return e;
-  }
+  FERRY_ASSIGN(auto image, open_erofs(source, config_json));
   imagefs::AttachedImage a;
   a.name = name;
   a.source = source;
   a.config = config_json;
   a.mounted_time = unix_seconds();
-  a.image = std::move(image).value();
+  a.image = std::move(image);
   return a;
 }
 
@@ -276,15 +290,29 @@ Status Daemon::do_takeover() {
   auto session = fuse::FuseSession::adopt(std::move(handover->fd), options_.mountpoint);
   if (!session.ok()) return Error{EINVAL, "rejected fd: " + session.error().message};
 
-  // Open every image before changing anything: a failure leaves this process in INIT.
+  // The images are opened on first use, not here: opening a hundred would lengthen the
+  // blackout by milliseconds, and one that cannot be opened any more must fail only its own
+  // requests (a standby opens them all before it stands by; see start_when_predecessor_exits).
   std::vector<std::pair<imagefs::AttachedImage, bool>> images;
   images.reserve(state->images.size());
   for (const auto& saved : state->images) {
-    auto image = open_attached(saved.name, saved.source, saved.config);
-    if (!image.ok()) return std::move(image).error().context("reopening image '" + saved.source + "'");
-    image->slot = saved.slot;
-    image->mounted_time = saved.mounted_time;
-    images.emplace_back(std::move(*image), saved.detached);
+    imagefs::AttachedImage image;
+    image.name = saved.name;
+    image.source = saved.source;
+    image.config = saved.config;
+    image.slot = saved.slot;
+    image.mounted_time = saved.mounted_time;
+    image.image = std::make_shared<const imagefs::DeferredImage>(
+        [source = saved.source, config = saved.config]() -> Result<std::shared_ptr<const erofs::ErofsImage>> {
+          auto opened = open_erofs(source, config);
+          if (!opened.ok()) {
+            spdlog::error("reopening image '{}' after the takeover: {}; its requests fail with EIO", source,
+                          opened.error().message);
+            return Error{EIO, "image '" + source + "' cannot be reopened: " + opened.error().message};
+          }
+          return opened;
+        });
+    images.emplace_back(std::move(image), saved.detached);
   }
   for (auto& [image, detached] : images) {
     uint32_t slot = image.slot;
@@ -313,7 +341,8 @@ Status Daemon::do_takeover() {
   const auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
   const auto t_done = std::chrono::steady_clock::now();
   spdlog::info(
-      "took over '{}' from pid {} ({} images, protocol 7.{}) in {:.3f} ms ({:.3f} ms receiving the state)",
+      "took over '{}' from pid {} ({} images, opened on first use; protocol 7.{}) in {:.3f} ms ({:.3f} ms "
+      "receiving the state)",
       options_.mountpoint, state->pid, state->images.size(), state->fuse.minor, ms(t_done - t0),
       ms(t_received - t0));
   arm_test_stall();
