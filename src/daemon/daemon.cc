@@ -152,10 +152,12 @@ Status Daemon::start_when_predecessor_exits() {
   }
   if (armed_) return Error{EEXIST, "already waiting for pid " + std::to_string(saver_pid_) + " to exit"};
   if (predecessor_watch_) return Error{EEXIST, "a start on the predecessor's exit was asked for already"};
-  // Everything ready before standing by: the images open now, not in the failover.
+  // Everything ready before standing by: the images open now, not in the failover. One that
+  // cannot be opened (a detached image whose file was removed, say) is logged by its opener and
+  // fails its own requests, as it would after any takeover: no reason not to stand by.
   for (const auto& image : fs_.images(true)) {
     if (const auto* deferred = dynamic_cast<const imagefs::DeferredImage*>(image->image.get())) {
-      FERRY_TRY(deferred->prepare());
+      (void)deferred->prepare();
     }
   }
   FERRY_ASSIGN(predecessor_watch_,

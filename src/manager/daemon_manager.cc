@@ -402,7 +402,8 @@ std::vector<DaemonView> DaemonManager::daemons() const {
   }
   for (auto& v : out) {
     if (!v.state.empty()) continue;
-    auto info = DaemonClient(v.record.api_socket, v.record.id).info(std::chrono::milliseconds(200));
+    // Bounded: a listing must not hang on a stuck daemon, but a busy one still answers.
+    auto info = DaemonClient(v.record.api_socket, v.record.id).info(std::chrono::milliseconds(500));
     v.state = info ? info->state : "UNKNOWN";
   }
   return out;

@@ -326,14 +326,7 @@ Result<std::string> DaemonProcess::wait_exit(std::chrono::milliseconds timeout) 
   do {
     got = ::waitpid(pid_, &status, 0);
   } while (got < 0 && errno == EINTR);
-  reaped_ = true;
-  if (got != pid_) {
-    exit_description_ = "exited (status not available: " + std::string(std::strerror(errno)) + ")";
-  } else {
-    exit_description_ = describe_status(status);
-    exit_status_ = status;
-  }
-  return exit_description_;
+  return note_reaped(got, status);
 }
 
 Status DaemonProcess::kill_and_reap() {
@@ -348,6 +341,17 @@ Status DaemonProcess::kill_and_reap() {
   return ok_status();
 }
 
+std::string DaemonProcess::note_reaped(pid_t got, int status) {
+  reaped_ = true;
+  if (got != pid_) {
+    exit_description_ = "exited (status not available: " + std::string(std::strerror(errno)) + ")";
+  } else {
+    exit_description_ = describe_status(status);
+    exit_status_ = status;
+  }
+  return exit_description_;
+}
+
 std::string DaemonProcess::reap() {
   if (!child_) return "exited";
   if (reaped_) return exit_description_;
@@ -357,14 +361,7 @@ std::string DaemonProcess::reap() {
     got = ::waitpid(pid_, &status, WNOHANG);
   } while (got < 0 && errno == EINTR);
   if (got == 0) return "still running";
-  reaped_ = true;
-  if (got != pid_) {
-    exit_description_ = "exited (status not available: " + std::string(std::strerror(errno)) + ")";
-  } else {
-    exit_description_ = describe_status(status);
-    exit_status_ = status;
-  }
-  return exit_description_;
+  return note_reaped(got, status);
 }
 
 }  // namespace ferry::manager

@@ -80,6 +80,9 @@ class DaemonProcess {
   [[nodiscard]] bool exited_with_success() const { return exit_status_ && *exit_status_ == 0; }
 
  private:
+  // Records the outcome of waitpid() (`got`, with errno set when it is not pid_).
+  std::string note_reaped(pid_t got, int status);
+
   pid_t pid_ = -1;
   UniqueFd pidfd_;
   uint64_t start_time_ = 0;

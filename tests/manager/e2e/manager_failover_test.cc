@@ -104,7 +104,7 @@ TEST(ManagerFailover, FiftyCrashesInARowLoseNothing) {
 
   auto d = h.daemon(id);
   EXPECT_EQ(d.value("failovers", -1), kCrashes) << d.dump();
-  EXPECT_EQ(d.value("state", ""), "RUNNING");
+  EXPECT_TRUE(h.wait_daemon_state(id, "RUNNING", 10s)) << h.daemon(id).dump();
   EXPECT_EQ(h.event_counter("failover"), kCrashes) << h.metrics();
   EXPECT_EQ(h.event_counter("death"), kCrashes);
   EXPECT_EQ(h.metric("ferry_recovery_duration_ms_count{event=\"failover\"}"), kCrashes) << h.metrics();
