@@ -4,12 +4,14 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/fuse.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -192,11 +194,17 @@ class InFlightTest : public TakeoverTest {
     ASSERT_TRUE(wait_state(sock(0), "RUNNING"));
     save(0);
   }
+  // A READ (not the OPEN or LOOKUP before it, which are answered) is in the daemon's hands.
   bool daemon_holds_a_read(int gen) {
     return wait_until(
         [&] {
           auto r = http::http_request(sock(gen), "GET", "/api/v1/metrics/inflight", {}, 2s);
-          return r.ok() && r->status == 200;
+          if (!r.ok() || r->status != 200) return false;
+          auto list = nlohmann::json::parse(r->body, nullptr, false);
+          if (!list.is_array()) return false;
+          return std::any_of(list.begin(), list.end(), [](const nlohmann::json& e) {
+            return e.is_object() && e.value("opcode", 0U) == static_cast<unsigned>(FUSE_READ);
+          });
         },
         10s);
   }
