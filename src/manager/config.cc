@@ -432,7 +432,7 @@ threads_number = 4
 fs_driver = "fusedev"
 # Recovery attempts per death before the daemon is given up as DEAD, 1..100.
 recover_attempts = 3
-# Failover only: keep one pre-started successor per daemon waiting, so a crash costs no start-up.
+# Failover only: one standby per daemon holds its state and serves the moment it exits.
 hot_standby = true
 
 [system]
