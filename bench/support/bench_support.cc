@@ -282,33 +282,17 @@ Status run_command(const std::vector<std::string>& argv, const std::string& log,
 // ---- processes not ours to reap: /proc ------------------------------------------------------
 
 std::string slurp(const std::string& path) {
-  std::string out;
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return out;
-  char buf[16384];
-  while (true) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return out;
+  auto text = read_whole_file(path);
+  return text.ok() ? std::move(*text) : std::string();
 }
 
 bool process_alive(pid_t pid) {
-  if (pid <= 0) return false;
-  std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
-  auto close = stat.rfind(')');  // "pid (comm) S ...": the state follows the last ')'
-  if (close == std::string::npos || close + 2 >= stat.size()) return false;
-  char state = stat[close + 2];
-  return state != 'Z' && state != 'X';
+  return live_process_start_time(pid) != 0;
 }
 
 pid_t parent_of(pid_t pid) {
-  std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
-  auto close = stat.rfind(')');
-  if (close == std::string::npos || close + 4 >= stat.size()) return 0;
-  return static_cast<pid_t>(std::strtol(stat.c_str() + close + 4, nullptr, 10));
+  auto st = read_proc_stat(pid);
+  return st.ok() ? st->ppid : 0;
 }
 
 std::vector<std::string> cmdline_of(pid_t pid) {
@@ -368,18 +352,6 @@ std::vector<pid_t> processes_naming(const std::string& dir) {
 }
 
 // ---- mounts and the temp dir -----------------------------------------------------------------
-
-std::vector<std::string> mounts_at_or_below(const std::string& prefix) {
-  std::vector<std::string> out;
-  std::ifstream in("/proc/self/mounts");
-  std::string dev;
-  std::string dir;
-  std::string rest;
-  while (in >> dev >> dir && std::getline(in, rest)) {
-    if (dir == prefix || dir.rfind(prefix + "/", 0) == 0) out.push_back(dir);
-  }
-  return out;
-}
 
 void unmount_quietly(const std::string& path) {
   for (int i = 0; i < 5 && !mounts_at_or_below(path).empty(); ++i) {

@@ -49,6 +49,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/proc_files.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 
@@ -156,8 +157,8 @@ Status run_command(const std::vector<std::string>& argv, const std::string& log,
 
 // ---- processes not ours to reap: /proc ------------------------------------------------------
 
-// The whole file, or what could be read of it. POSIX reads: /proc/<pid>/* fails with ESRCH when
-// the process exits between open and read, which is routine while scanning.
+// The whole file, "" when it cannot be read (read_whole_file: a /proc file of a process that
+// exits meanwhile is an error, not an exception).
 std::string slurp(const std::string& path);
 bool process_alive(pid_t pid);  // /proc/<pid> exists and is not a zombie
 pid_t parent_of(pid_t pid);     // 0 when unknown
@@ -171,7 +172,6 @@ uint64_t vm_rss_kib(pid_t pid);  // VmRSS in KiB, 0 when the process is gone
 
 // ---- mounts and the temp dir -----------------------------------------------------------------
 
-std::vector<std::string> mounts_at_or_below(const std::string& prefix);
 // Unmounts `path` while it is mounted: normally, then lazily as a last resort. Never fails.
 void unmount_quietly(const std::string& path);
 

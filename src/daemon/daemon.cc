@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "common/build_info.h"
+#include "common/proc_files.h"
 #include "daemon/daemon_config.h"
 #include "daemon/scheduling.h"
 #include "imagefs/deferred_image.h"
@@ -367,7 +368,8 @@ Status Daemon::do_start() {
     resend_on_start_ = false;
     auto params = server_.init_params();
     // A watched saver may be a zombie not yet reaped by its parent: gone, though /proc has it.
-    bool saver_gone = saver_exited_ || saver_pid_ <= 0 || process_start_time(saver_pid_) != saver_start_time_;
+    bool saver_gone =
+        saver_exited_ || saver_pid_ <= 0 || live_process_start_time(saver_pid_) != saver_start_time_;
     if (options_.failover_policy != "resend") {
       spdlog::info("failover policy '{}': requests the previous daemon held are not resent",
                    options_.failover_policy);
@@ -433,7 +435,7 @@ SavedState Daemon::snapshot() const {
   s.next_slot = fs_.next_slot();
   s.failover_policy = options_.failover_policy;
   s.pid = ::getpid();
-  s.pid_start_time = process_start_time(s.pid);
+  s.pid_start_time = live_process_start_time(s.pid);
   s.version = build_info::package_version();
   s.saved_at_unix_ms = unix_ms();
   return s;

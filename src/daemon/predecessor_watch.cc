@@ -7,7 +7,7 @@
 
 #include <cerrno>
 
-#include "daemon/saved_state.h"
+#include "common/proc_files.h"
 #include "daemon/scheduling.h"
 
 namespace ferry::daemon {
@@ -23,7 +23,7 @@ Result<std::unique_ptr<PredecessorWatch>> PredecessorWatch::start(pid_t pid, uin
       return errno_error("watching the previous daemon: pidfd_open(" + std::to_string(pid) + ")");
     }
     // Opened first, checked second: if the start time still matches, the pidfd is that process.
-    if (pidfd && process_start_time(pid) == start_time) w->pidfd_ = std::move(pidfd);
+    if (pidfd && live_process_start_time(pid) == start_time) w->pidfd_ = std::move(pidfd);
   }
   w->on_exit_ = std::move(on_exit);
   w->thread_ = std::thread([raw = w.get()] { raw->run(); });

@@ -1,8 +1,5 @@
 #include "daemon/saved_state.h"
 
-#include <fstream>
-#include <sstream>
-
 #include "ipc/state_envelope.h"
 #include "saved_state.pb.h"
 
@@ -79,24 +76,6 @@ Result<SavedState> decode_state(std::span<const std::byte> bytes) {
   s.version = p.version();
   s.saved_at_unix_ms = p.saved_at_unix_ms();
   return s;
-}
-
-uint64_t process_start_time(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(in, line)) return 0;
-  // The command name (field 2) may hold spaces and parentheses: parse after the last ')'.
-  auto close = line.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream rest(line.substr(close + 1));
-  std::string state;
-  rest >> state;
-  if (state == "Z" || state == "X") return 0;
-  std::string field;
-  for (int i = 4; i < 22; ++i) rest >> field;  // fields 4..21
-  uint64_t start = 0;
-  rest >> start;
-  return start;
 }
 
 }  // namespace ferry::daemon

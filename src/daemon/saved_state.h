@@ -48,7 +48,4 @@ std::vector<std::byte> encode_state(const SavedState& state);
 // Verifies the envelope and decodes; errors name the reason (foreign, newer, corrupt, ...).
 Result<SavedState> decode_state(std::span<const std::byte> bytes);
 
-// The start time of a process (clock ticks since boot), 0 if it does not exist or is a zombie.
-uint64_t process_start_time(pid_t pid);
-
 }  // namespace ferry::daemon

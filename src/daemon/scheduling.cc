@@ -52,18 +52,29 @@ void restore_serving_priority() {
   // the serving nice from the start while the workers it starts are not.
   static std::atomic<bool> restored{false};
   if (restored.exchange(true)) return;
+  // Repeated until a pass finds nothing to move: a thread still at the old nice may be creating
+  // a thread (an HTTP connection's, say) while the first pass lists the others, and the new
+  // thread inherits the old nice without being in that listing.
   int moved = 0;
-  std::error_code ec;
-  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
-    const auto tid = static_cast<id_t>(std::strtoul(task.path().filename().c_str(), nullptr, 10));
-    if (tid == 0) continue;
-    if (serve_at(tid, nice)) {
-      ++moved;
-    } else if (errno != ESRCH) {
-      spdlog::warn("cannot set thread {} to nice {}: {}", tid, nice, std::strerror(errno));
+  for (int pass = 0; pass < 10; ++pass) {
+    int moved_now = 0;
+    std::error_code ec;
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+      const auto tid = static_cast<id_t>(std::strtoul(task.path().filename().c_str(), nullptr, 10));
+      if (tid == 0) continue;
+      errno = 0;
+      const int current = ::getpriority(PRIO_PROCESS, tid);
+      if (errno == 0 && current == nice) continue;
+      if (serve_at(tid, nice)) {
+        ++moved_now;
+      } else if (errno != ESRCH) {
+        spdlog::warn("cannot set thread {} to nice {}: {}", tid, nice, std::strerror(errno));
+      }
     }
+    if (ec) spdlog::warn("cannot list /proc/self/task to restore the serving priority: {}", ec.message());
+    moved += moved_now;
+    if (moved_now == 0 || ec) break;
   }
-  if (ec) spdlog::warn("cannot list /proc/self/task to restore the serving priority: {}", ec.message());
   spdlog::info("serving: {} threads back to nice {}", moved, nice);
 }
 

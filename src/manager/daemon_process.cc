@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "common/proc_files.h"
+
 extern char** environ;  // NOLINT(readability-redundant-declaration): POSIX, not in every header
 
 namespace ferry::manager {
@@ -27,59 +29,6 @@ using Clock = std::chrono::steady_clock;
 
 int pidfd_open(pid_t pid) {
   return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-}
-
-// What adopt() and process_start_time() need from /proc/<pid>/stat.
-struct ProcStat {
-  char state = '?';
-  pid_t ppid = 0;
-  uint64_t start_time = 0;
-};
-
-Result<ProcStat> read_proc_stat(pid_t pid) {
-  std::string path = "/proc/" + std::to_string(pid) + "/stat";
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) {
-    int err = errno;
-    if (err == ENOENT || err == ESRCH)
-      return Error{ESRCH, "process " + std::to_string(pid) + " does not exist"};
-    return errno_error(err, "reading " + path);
-  }
-  std::string text;
-  char buf[1024];
-  while (true) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      // A process that exits while we read its stat file reports ESRCH here.
-      if (errno == ESRCH) return Error{ESRCH, "process " + std::to_string(pid) + " does not exist"};
-      return errno_error("reading " + path);
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
-  }
-  // The command name (field 2) is in parentheses and may itself contain spaces and ')', so
-  // the fields are counted from the LAST ')'.
-  size_t close = text.rfind(')');
-  if (close == std::string::npos) return Error{EIO, path + ": unexpected format (no ')')"};
-  std::vector<std::string> fields;  // fields[0] is field 3 (state)
-  size_t i = close + 1;
-  while (i < text.size() && fields.size() < 20) {
-    while (i < text.size() && (text[i] == ' ' || text[i] == '\n')) ++i;
-    size_t start = i;
-    while (i < text.size() && text[i] != ' ' && text[i] != '\n') ++i;
-    if (i > start) fields.emplace_back(text, start, i - start);
-  }
-  if (fields.size() < 20) return Error{EIO, path + ": unexpected format (fewer than 22 fields)"};
-  ProcStat st;
-  st.state = fields[0].empty() ? '?' : fields[0][0];
-  try {
-    st.ppid = static_cast<pid_t>(std::stol(fields[1]));
-    st.start_time = std::stoull(fields[19]);
-  } catch (const std::exception&) {
-    return Error{EIO, path + ": unexpected format (non-numeric ppid or start time)"};
-  }
-  return st;
 }
 
 std::string describe_status(int status) {

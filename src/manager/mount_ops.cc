@@ -11,52 +11,11 @@
 #include <cstring>
 #include <deque>
 #include <fstream>
-#include <sstream>
 
+#include "common/proc_files.h"
 #include "common/unique_fd.h"
 
 namespace ferry::manager {
-namespace {
-
-// mountinfo escapes space, tab, newline and backslash as \ooo.
-std::string unescape_mount_path(const std::string& in) {
-  std::string out;
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '\\' && i + 3 < in.size()) {
-      int v = 0;
-      bool octal = true;
-      for (size_t k = 1; k <= 3; ++k) {
-        if (i + k >= in.size() || in[i + k] < '0' || in[i + k] > '7') {
-          octal = false;
-          break;
-        }
-        v = v * 8 + (in[i + k] - '0');
-      }
-      if (octal) {
-        out.push_back(static_cast<char>(v));
-        i += 3;
-        continue;
-      }
-    }
-    out.push_back(in[i]);
-  }
-  return out;
-}
-
-}  // namespace
-
-int mount_count(const std::string& path) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  int n = 0;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, devno, root, mnt;
-    if (!(fields >> id >> parent >> devno >> root >> mnt)) continue;
-    if (unescape_mount_path(mnt) == path) ++n;
-  }
-  return n;
-}
 
 Status umount_all(const std::string& path) {
   for (int i = 0; i < 16 && mount_count(path) > 0; ++i) {

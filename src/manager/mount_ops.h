@@ -1,5 +1,6 @@
-// Small filesystem and process helpers of the manager: mount table queries, unmounts, bind
-// mounts, files, ids. Each does one system-level thing and reports failure as a value.
+// Small filesystem and process helpers of the manager: unmounts, bind mounts, files, ids (the
+// mount table itself is read by common/proc_files.h). Each does one system-level thing and reports failure as
+// a value.
 //
 // None of them opens a file INSIDE a managed mount: the mount table is read from
 // /proc/self/mountinfo, never by stat()ing a mountpoint (a dead or hung daemon would make that
@@ -12,12 +13,11 @@
 #include <string>
 #include <vector>
 
+#include "common/proc_files.h"
 #include "common/result.h"
 
 namespace ferry::manager {
 
-// How many mounts are stacked at exactly `path` (0 when none), from /proc/self/mountinfo.
-int mount_count(const std::string& path);
 // Detaches every mount stacked at `path` (MNT_DETACH: never blocks on a dead FUSE connection).
 // No error when nothing is mounted there.
 Status umount_all(const std::string& path);

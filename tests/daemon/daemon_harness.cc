@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -87,11 +88,6 @@ Ferryd Ferryd::start(const std::vector<std::string>& args, const std::string& lo
   return d;
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 http::HttpResponse api(const std::string& sock, const std::string& method, const std::string& path,
                        const std::string& body) {
   auto r = http::http_request(sock, method, path, body, std::chrono::seconds(20));
@@ -119,15 +115,27 @@ bool wait_state(const std::string& sock, const std::string& state, std::chrono::
 Readers::Readers(std::string mount, std::string source, std::vector<std::string> files, Options options)
     : mount_(std::move(mount)), source_(std::move(source)), files_(std::move(files)), options_(options) {
   last_ok_ns_.store(now_ns());
-  for (int i = 0; i < options_.threads; ++i) threads_.emplace_back([this, i] { run(i); });
+  for (int i = 0; i < options_.threads; ++i) {
+    threads_.emplace_back([this, i] {
+      run(i);
+      finished_.fetch_add(1);
+    });
+  }
 }
 
 Readers::~Readers() {
   stop();
 }
 
-void Readers::stop() {
+void Readers::stop(std::chrono::milliseconds deadline) {
+  if (threads_.empty()) return;
   stop_.store(true);
+  int count = static_cast<int>(threads_.size());
+  if (!wait_until([&] { return finished_.load() == count; }, deadline)) {
+    ADD_FAILURE() << count - finished_.load() << " reader(s) of " << mount_ << " still blocked after "
+                  << deadline.count() << " ms: a request was lost; aborting the FUSE connection";
+    ::umount2(mount_.c_str(), MNT_FORCE);
+  }
   for (auto& t : threads_) t.join();
   threads_.clear();
 }

@@ -45,9 +45,6 @@ class Ferryd {
   Child child_;
 };
 
-// The whole content of a file ("" if it cannot be read).
-std::string read_file(const std::string& path);
-
 // One HTTP call to a unix socket; fails the test on transport errors when `must` is set.
 http::HttpResponse api(const std::string& sock, const std::string& method, const std::string& path,
                        const std::string& body = {});
@@ -72,7 +69,10 @@ class Readers {
   Readers(const Readers&) = delete;
   Readers& operator=(const Readers&) = delete;
 
-  void stop();
+  // Stops the threads. A read that does not return within `deadline` is a request the daemons
+  // lost (nobody will answer it, and the caller waits uninterruptibly): the test fails and the
+  // FUSE connection is aborted (umount -f), so that the loss cannot hang the test process.
+  void stop(std::chrono::milliseconds deadline = 30s);
   [[nodiscard]] uint64_t ops() const { return ops_.load(); }
   [[nodiscard]] uint64_t errors() const { return errors_.load(); }
   [[nodiscard]] uint64_t mismatches() const { return mismatches_.load(); }
@@ -100,6 +100,7 @@ class Readers {
   std::atomic<int64_t> max_gap_ns_{0};
   mutable std::mutex mu_;
   std::vector<std::string> failures_;
+  std::atomic<int> finished_{0};
   std::vector<std::thread> threads_;
 };
 

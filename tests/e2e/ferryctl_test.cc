@@ -34,13 +34,6 @@ struct Outcome {
   std::string err;  // stderr only
 };
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 std::string shell_quote(const std::string& s) {
   std::string out = "'";
   for (char c : s) {
@@ -65,7 +58,7 @@ class FerryctlTest : public ::testing::Test {
     command += " 2>" + shell_quote(dir_ / "stderr") + ")";
     Outcome o;
     o.rc = test::run(command, &o.out);
-    o.err = slurp(dir_ / "stderr");
+    o.err = test::read_file(dir_ / "stderr");
     return o;
   }
 

@@ -15,13 +15,6 @@
 namespace ferry {
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 bool executable(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111) == 0111;
@@ -78,14 +71,14 @@ TEST(InstallTest, PrefixInstallPutsEverythingInItsPlaceAndTheBinariesRun) {
   std::string help;
   EXPECT_EQ(test::run("'" + prefix + "/bin/ferryctl' --help", &help), 0) << help;
 
-  const std::string unit = slurp(prefix + "/lib/systemd/system/ferry-snapshotter.service");
+  const std::string unit = test::read_file(prefix + "/lib/systemd/system/ferry-snapshotter.service");
   ASSERT_FALSE(unit.empty()) << "no unit installed";
   expect_unit(unit, prefix + "/bin");
 
   const std::string example = prefix + "/etc/ferry/config.toml.example";
   ASSERT_TRUE(executable(prefix + "/bin/ferryd"));
-  EXPECT_FALSE(slurp(example).empty()) << example;
-  EXPECT_FALSE(slurp(prefix + "/share/doc/ferry/operations.md").empty());
+  EXPECT_FALSE(test::read_file(example).empty()) << example;
+  EXPECT_FALSE(test::read_file(prefix + "/share/doc/ferry/operations.md").empty());
 
   // systemd's own check of the unit, where systemd is installed (it also needs ExecStart's binary).
   if (test::run("command -v systemd-analyze >/dev/null") == 0) {
@@ -106,10 +99,10 @@ TEST(InstallTest, DestdirStagingOfAUsrInstallUsesEtc) {
   EXPECT_TRUE(executable(stage + "/usr/bin/ferry-snapshotter"));
   EXPECT_TRUE(executable(stage + "/usr/bin/ferryctl"));
   // The unit names the binaries where they will be, not where they were staged.
-  const std::string unit = slurp(stage + "/usr/lib/systemd/system/ferry-snapshotter.service");
+  const std::string unit = test::read_file(stage + "/usr/lib/systemd/system/ferry-snapshotter.service");
   ASSERT_FALSE(unit.empty());
   expect_unit(unit, "/usr/bin");
-  EXPECT_FALSE(slurp(stage + "/etc/ferry/config.toml.example").empty());
+  EXPECT_FALSE(test::read_file(stage + "/etc/ferry/config.toml.example").empty());
   struct stat st {};
   EXPECT_NE(::stat((stage + "/usr/etc").c_str(), &st), 0) << "a /usr install must not create /usr/etc";
 }
@@ -117,7 +110,7 @@ TEST(InstallTest, DestdirStagingOfAUsrInstallUsesEtc) {
 // The example configuration (written by hand, with comments) names every key of
 // src/manager/config.h with its default: parsing it gives ManagerConfig{}.
 TEST(InstallTest, ExampleConfigIsExactlyTheDefaults) {
-  const std::string text = slurp(FERRY_SOURCE_DIR "/packaging/config.toml");
+  const std::string text = test::read_file(FERRY_SOURCE_DIR "/packaging/config.toml");
   ASSERT_FALSE(text.empty());
   auto parsed = manager::parse_config(text, "packaging/config.toml");
   ASSERT_TRUE(parsed.ok()) << parsed.error().message;

@@ -1,6 +1,7 @@
 #include "support/test_support.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -17,24 +18,17 @@
 #include <thread>
 #include <utility>
 
+#include "common/proc_files.h"
+
 namespace ferry::test {
 namespace fs = std::filesystem;
 
-namespace {
-
-std::vector<std::string> mounts_below(const std::string& prefix) {
-  std::vector<std::string> out;
-  std::ifstream in("/proc/self/mounts");
-  std::string dev;
-  std::string dir;
-  std::string rest;
-  while (in >> dev >> dir && std::getline(in, rest)) {
-    if (dir == prefix || dir.rfind(prefix + "/", 0) == 0) out.push_back(dir);
-  }
-  return out;
+std::string read_file(const std::string& path) {
+  auto text = read_whole_file(path);
+  return text.ok() ? std::move(*text) : std::string();
 }
 
-}  // namespace
+namespace {}  // namespace
 
 TempDir::TempDir() {
   const char* base = std::getenv("TMPDIR");
@@ -46,8 +40,14 @@ TempDir::TempDir() {
 }
 
 TempDir::~TempDir() {
-  auto mounts = mounts_below(path_);
+  auto mounts = mounts_at_or_below(path_);
   for (auto it = mounts.rbegin(); it != mounts.rend(); ++it) unmount_quietly(*it);
+  // FERRY_KEEP_FAILED=1 keeps a failed test's directory (daemon logs, states) for a post-mortem.
+  const char* keep = std::getenv("FERRY_KEEP_FAILED");
+  if (keep != nullptr && std::string(keep) == "1" && ::testing::Test::HasFailure()) {
+    std::fprintf(stderr, "kept %s (FERRY_KEEP_FAILED=1)\n", path_.c_str());
+    return;
+  }
   std::error_code ec;
   fs::remove_all(path_, ec);
 }
@@ -175,15 +175,7 @@ int run(const std::string& command, std::string* output) {
 }
 
 bool is_mounted(const std::string& path, const std::string& fstype_prefix) {
-  std::ifstream in("/proc/self/mounts");
-  std::string dev;
-  std::string dir;
-  std::string type;
-  std::string rest;
-  while (in >> dev >> dir >> type && std::getline(in, rest)) {
-    if (dir == path && type.rfind(fstype_prefix, 0) == 0) return true;
-  }
-  return false;
+  return mount_count(path, fstype_prefix) > 0;
 }
 
 void unmount_quietly(const std::string& path) {

@@ -56,6 +56,10 @@ class Child {
   int status_ = 0;
 };
 
+// The whole content of a file, "" if it cannot be read (POSIX reads: a /proc file of a process
+// that exits meanwhile is "" or partial, never an exception).
+std::string read_file(const std::string& path);
+
 // Polls `cond` every millisecond or so until it holds or `timeout` passes.
 bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout);
 

@@ -40,13 +40,6 @@ Bytes pattern(size_t n, uint32_t seed) {
   return out;
 }
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 bool hung_up(int fd) {
   pollfd pfd{fd, POLLIN, 0};
   return ::poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLHUP) != 0;
@@ -64,9 +57,10 @@ class Ferryctl : public ::testing::Test {
     child_ = test::Child::spawn(
         {test::binary_path("ferryctl"), "supervisor", "--socket", socket_, "--state-file", state_file_},
         log_);
-    ASSERT_TRUE(test::wait_until([&] { return log_has("listening on " + socket_); }, 10s)) << slurp(log_);
+    ASSERT_TRUE(test::wait_until([&] { return log_has("listening on " + socket_); }, 10s))
+        << test::read_file(log_);
   }
-  bool log_has(const std::string& needle) { return slurp(log_).find(needle) != std::string::npos; }
+  bool log_has(const std::string& needle) { return test::read_file(log_).find(needle) != std::string::npos; }
 
   test::TempDir dir_;
   std::string socket_ = dir_ / "daemon.sock";
@@ -100,10 +94,10 @@ TEST_F(Ferryctl, SaveThenTakeoverThroughARealProcess) {
   Status saved = send_state(socket_, write_end.get(), state, 10s);
   ASSERT_TRUE(saved.ok()) << saved.error().message;
   const std::string stored_line = "stored state: " + std::to_string(state.size()) + " bytes + fd";
-  ASSERT_TRUE(test::wait_until([&] { return log_has(stored_line); }, 5s)) << slurp(log_);
-  EXPECT_TRUE(log_has("Ferry state v1")) << slurp(log_);
+  ASSERT_TRUE(test::wait_until([&] { return log_has(stored_line); }, 5s)) << test::read_file(log_);
+  EXPECT_TRUE(log_has("Ferry state v1")) << test::read_file(log_);
   ASSERT_TRUE(test::wait_until([&] { return log_has("wrote " + std::to_string(state.size())); }, 5s));
-  std::string on_disk = slurp(state_file_);
+  std::string on_disk = test::read_file(state_file_);
   ASSERT_EQ(on_disk.size(), state.size());
   EXPECT_EQ(std::memcmp(on_disk.data(), state.data(), state.size()), 0);
   struct stat st {};
@@ -119,7 +113,7 @@ TEST_F(Ferryctl, SaveThenTakeoverThroughARealProcess) {
   child_.signal(SIGUSR1);
   ASSERT_TRUE(test::wait_until(
       [&] { return log_has("holding " + std::to_string(state.size()) + " bytes + fd"); }, 5s))
-      << slurp(log_);
+      << test::read_file(log_);
 
   // A successor takes over: it connects and waits; after the window ferryctl sends.
   auto taken = receive_state(socket_, 10s);
@@ -129,7 +123,7 @@ TEST_F(Ferryctl, SaveThenTakeoverThroughARealProcess) {
   EXPECT_TRUE(same_inode(taken->fd.get(), read_end.get()));
   ASSERT_TRUE(
       test::wait_until([&] { return log_has("handed state to pid " + std::to_string(::getpid())); }, 5s))
-      << slurp(log_);
+      << test::read_file(log_);
 
   child_.signal(SIGTERM);
   int status = child_.wait_for(10s);
@@ -156,7 +150,7 @@ TEST_F(Ferryctl, RefusesBadSavesAndEmptyTakeoversWithoutLosingTheHeldState) {
   ASSERT_TRUE(nothing.ok()) << nothing.error().message;
   EXPECT_TRUE(nothing->state.empty());
   EXPECT_FALSE(nothing->fd.valid());
-  EXPECT_TRUE(test::wait_until([&] { return log_has("nothing is stored"); }, 5s)) << slurp(log_);
+  EXPECT_TRUE(test::wait_until([&] { return log_has("nothing is stored"); }, 5s)) << test::read_file(log_);
 
   Bytes good = seal(pattern(4000, 1), 1);
   ASSERT_TRUE(send_state(socket_, write_end.get(), good, 5s).ok());
@@ -168,14 +162,14 @@ TEST_F(Ferryctl, RefusesBadSavesAndEmptyTakeoversWithoutLosingTheHeldState) {
     ASSERT_TRUE(conn.ok());
     ASSERT_TRUE(send_all(conn->get(), pattern(100, 2), Deadline::after(5s)).ok());
   }
-  EXPECT_TRUE(test::wait_until([&] { return log_has("but no fd attached"); }, 5s)) << slurp(log_);
+  EXPECT_TRUE(test::wait_until([&] { return log_has("but no fd attached"); }, 5s)) << test::read_file(log_);
 
   // A Ferry state cut short (the daemon died mid-save).
   Bytes cut = seal(pattern(4000, 3), 1);
   cut.resize(cut.size() / 2);
   UniqueFd other(::memfd_create("other", MFD_CLOEXEC));
   ASSERT_TRUE(send_state(socket_, other.get(), cut, 5s).ok());
-  EXPECT_TRUE(test::wait_until([&] { return log_has("cut off"); }, 5s)) << slurp(log_);
+  EXPECT_TRUE(test::wait_until([&] { return log_has("cut off"); }, 5s)) << test::read_file(log_);
 
   auto taken = receive_state(socket_, 5s);
   ASSERT_TRUE(taken.ok()) << taken.error().message;

@@ -6,9 +6,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include <fstream>
-#include <sstream>
-
+#include "common/proc_files.h"
 #include "fuse/abi/fuse_abi.h"
 
 namespace ferry::fuse {
@@ -18,49 +16,11 @@ namespace {
 constexpr unsigned kFuseMajor = 10;
 constexpr unsigned kFuseMinor = 229;
 
-// /proc/self/mountinfo escapes blanks and backslashes in paths as octal.
-std::string unescape_mount_path(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size()) {
-      int v = 0;
-      bool ok = true;
-      for (size_t k = 1; k <= 3; ++k) {
-        char c = s[i + k];
-        if (c < '0' || c > '7') ok = false;
-        v = v * 8 + (c - '0');
-      }
-      if (ok) {
-        out.push_back(static_cast<char>(v));
-        i += 3;
-        continue;
-      }
-    }
-    out.push_back(s[i]);
-  }
-  return out;
-}
-
 }  // namespace
 
 bool is_fuse_mountpoint(const std::string& path) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
-    std::string id;
-    std::string parent;
-    std::string devno;
-    std::string root;
-    std::string mnt;
-    ls >> id >> parent >> devno >> root >> mnt;
-    if (unescape_mount_path(mnt) != path) continue;
-    auto sep = line.find(" - ");
-    if (sep == std::string::npos) continue;
-    std::istringstream rest(line.substr(sep + 3));
-    std::string type;
-    rest >> type;
-    if (type == "fuse" || type.rfind("fuse.", 0) == 0) return true;
+  for (const auto& m : read_mount_table()) {
+    if (m.mountpoint == path && (m.fstype == "fuse" || m.fstype.rfind("fuse.", 0) == 0)) return true;
   }
   return false;
 }

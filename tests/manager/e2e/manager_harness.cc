@@ -17,6 +17,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/proc_files.h"
 #include "common/unique_fd.h"
 
 namespace ferry::test {
@@ -27,37 +28,8 @@ namespace {
 
 constexpr const char* kMarker = "FERRY_E2E_ROOT";
 
-// The whole file, or what could be read of it. POSIX reads, not iostreams: libstdc++'s filebuf
-// throws when read(2) fails, and /proc/<pid>/* fails with ESRCH when the process exits between
-// open and read, which is routine while scanning for our processes.
-std::string slurp(const std::string& path) {
-  std::string out;
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return out;
-  char buf[16384];
-  while (true) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return out;
-}
-
 std::string tail(const std::string& text, size_t n) {
   return text.size() <= n ? text : "...\n" + text.substr(text.size() - n);
-}
-
-std::vector<std::string> mounts_below(const std::string& prefix) {
-  std::vector<std::string> out;
-  std::ifstream in("/proc/self/mounts");
-  std::string dev;
-  std::string dir;
-  std::string rest;
-  while (in >> dev >> dir && std::getline(in, rest)) {
-    if (dir == prefix || dir.rfind(prefix + "/", 0) == 0) out.push_back(dir);
-  }
-  return out;
 }
 
 // TOML basic string: the paths we write have no quotes or backslashes, but be exact anyway.
@@ -74,7 +46,7 @@ std::string toml_string(const std::string& s) {
 
 bool process_alive(pid_t pid) {
   if (pid <= 0) return false;
-  std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
   if (stat.empty()) return false;
   // "pid (comm) S ...": the state follows the last ')'.
   auto close = stat.rfind(')');
@@ -179,8 +151,9 @@ void ManagerHarness::write_config() const {
 
 ::testing::AssertionResult ManagerHarness::start(std::chrono::milliseconds timeout) {
   if (manager_.running()) return ::testing::AssertionFailure() << "manager already running";
-  manager_ = Child::spawn({binary_path("ferry-snapshotter"), "--config", config_path()}, manager_log(),
-                          {{kMarker, dir()}});
+  auto env = options_.env;
+  env[kMarker] = dir();
+  manager_ = Child::spawn({binary_path("ferry-snapshotter"), "--config", config_path()}, manager_log(), env);
   bool up = wait_until(
       [&] {
         if (!manager_.running()) return true;  // stop polling; reported below
@@ -190,12 +163,12 @@ void ManagerHarness::write_config() const {
       timeout);
   if (!manager_.running()) {
     return ::testing::AssertionFailure() << "ferry-snapshotter exited at start-up; log:\n"
-                                         << tail(slurp(manager_log()), 4000);
+                                         << tail(read_file(manager_log()), 4000);
   }
   if (!up) {
     return ::testing::AssertionFailure() << "ferry-snapshotter's system socket " << system_socket()
                                          << " did not answer within " << timeout.count() << " ms; log:\n"
-                                         << tail(slurp(manager_log()), 4000);
+                                         << tail(read_file(manager_log()), 4000);
   }
   return ::testing::AssertionSuccess();
 }
@@ -393,7 +366,7 @@ std::set<pid_t> ManagerHarness::our_processes() const {
     long pid = std::strtol(e->d_name, &end, 10);
     if (end == e->d_name || *end != '\0' || pid <= 0 || pid == self) continue;
     std::string base = std::string("/proc/") + e->d_name;
-    std::string environ = slurp(base + "/environ");
+    std::string environ = read_file(base + "/environ");
     bool ours = false;
     for (size_t pos = 0; pos < environ.size();) {
       size_t nul = environ.find('\0', pos);
@@ -405,7 +378,7 @@ std::set<pid_t> ManagerHarness::our_processes() const {
       pos = nul + 1;
     }
     if (!ours) {
-      std::string cmdline = slurp(base + "/cmdline");
+      std::string cmdline = read_file(base + "/cmdline");
       ours = cmdline.find(dir() + "/") != std::string::npos;
     }
     if (ours && process_alive(static_cast<pid_t>(pid))) out.insert(static_cast<pid_t>(pid));
@@ -428,19 +401,19 @@ void ManagerHarness::cleanup() {
       }
     }
   }
-  auto mounts = mounts_below(dir());
+  auto mounts = mounts_at_or_below(dir());
   for (auto it = mounts.rbegin(); it != mounts.rend(); ++it) unmount_quietly(*it);
 }
 
 void ManagerHarness::dump_logs() const {
   std::cerr << "--- ferry-snapshotter log (" << manager_log() << ") ---\n"
-            << tail(slurp(manager_log()), 12000) << "\n";
+            << tail(read_file(manager_log()), 12000) << "\n";
   std::error_code ec;
   std::vector<fs::path> logs;
   for (const auto& e : fs::directory_iterator(log_dir(), ec)) logs.push_back(e.path());
   std::sort(logs.begin(), logs.end());
   for (const auto& p : logs) {
-    std::cerr << "--- " << p.string() << " ---\n" << tail(slurp(p.string()), 3000) << "\n";
+    std::cerr << "--- " << p.string() << " ---\n" << tail(read_file(p.string()), 3000) << "\n";
   }
 }
 

@@ -21,6 +21,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -42,6 +43,7 @@ struct ManagerOptions {
   bool hot_standby = true;
   std::string nydusd_path;  // empty: binary_path("ferryd")
   std::string log_level = "info";
+  std::map<std::string, std::string> env;  // extra environment of the manager process
 
   // Chainable setters (designated initializers with std::string members trip g++ 12's
   // -Wmissing-field-initializers).
@@ -55,6 +57,10 @@ struct ManagerOptions {
   }
   ManagerOptions& with_hot_standby(bool on) {
     hot_standby = on;
+    return *this;
+  }
+  ManagerOptions& with_env(const std::string& name, const std::string& value) {
+    env[name] = value;
     return *this;
   }
 };
