@@ -3,10 +3,12 @@
 // hand-over has no gap; a failure before the old one exited leaves the old one serving, a
 // death of the new one after it exited rolls back to the old binary with the same state.
 #include <fcntl.h>
+#include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -18,6 +20,14 @@
 
 namespace ferry::manager {
 namespace {
+
+// TEST ONLY: FERRY_TEST_KILL_NEW_AFTER_OLD_EXIT=1 in the manager's environment kills the new
+// daemon the moment the old one has left, the one instant a real crash reaches the rollback
+// below only by chance.
+bool test_kill_new_after_old_exit() {
+  const char* v = std::getenv("FERRY_TEST_KILL_NEW_AFTER_OLD_EXIT");
+  return v != nullptr && std::string(v) == "1";
+}
 
 std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
@@ -149,6 +159,12 @@ Result<UpgradeStep> DaemonManager::upgrade_one(Daemon& d, const std::string& bin
   }
   ::unlink(old_api.c_str());
   d.proc = DaemonProcess();
+  if (test_kill_new_after_old_exit()) {
+    spdlog::warn("TEST ONLY: killing the new daemon (pid {}) now that the old one has left", new_pid);
+    (void)s.proc.signal(SIGKILL);
+    pollfd gone{s.proc.pidfd(), POLLIN, 0};
+    (void)::poll(&gone, 1, 5000);
+  }
 
   if (!s.proc.is_alive()) {
     // The new process died after the old one left: the old binary takes the held state again.
