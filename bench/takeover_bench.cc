@@ -380,7 +380,9 @@ struct CrashRound {
   double gap_to = 0;
 };
 struct UpgradeRound {
-  double blackout = 0;
+  double blackout = 0;       // longest gap overlapping [save start, old daemon's exit + 100 ms]
+  double handover = 0;       // longest gap overlapping [takeover call, old daemon's exit]
+  double handover_from = 0;  // where it starts, ms after the save started
   double save = 0;
   double successor_to_init = 0;
   double takeover = 0;
@@ -736,6 +738,10 @@ Status Bench::upgrade_round() {
   gen_ = next;
   FERRY_ASSIGN(Reader::Window w, reader_->window(t_save, t_exit + 100 * kNsPerMs, t_save, 10s));
   r.blackout = to_ms(w.max_gap_ns);
+  // The switch itself: from the takeover call to the old process's exit (both serve in between).
+  FERRY_ASSIGN(Reader::Window hw, reader_->window(s.takeover_call, t_exit, s.takeover_call, 10s));
+  r.handover = to_ms(hw.max_gap_ns);
+  r.handover_from = to_ms(hw.gap_from - t_save);
   r.save = to_ms(t_saved - t_save);
   r.successor_to_init = to_ms(t_init - t_spawned);
   r.takeover = to_ms(s.taken_over - s.takeover_call);
@@ -755,10 +761,11 @@ Status Bench::upgrade_round() {
   upgrade_.push_back(r);
   std::fprintf(
       stderr,
-      "  upgrade %2zu: blackout %7.3f ms (at %.1f ms; started at %.1f, exit at %.1f..%.1f), save %6.3f, "
-      "takeover+start %6.3f ms\n",
-      upgrade_.size(), r.blackout, r.gap_from, to_ms(s.started - t_save), to_ms(t_exit_call - t_save),
-      to_ms(t_exit - t_save), r.save, r.takeover_start);
+      "  upgrade %2zu: hand-over %7.3f ms (at %.1f), longest gap %7.3f ms (at %.1f ms; takeover at %.1f, "
+      "started at %.1f, exit at %.1f..%.1f), save %6.3f, takeover+start %6.3f ms\n",
+      upgrade_.size(), r.handover, r.handover_from, r.blackout, r.gap_from, to_ms(s.takeover_call - t_save),
+      to_ms(s.started - t_save), to_ms(t_exit_call - t_save), to_ms(t_exit - t_save), r.save,
+      r.takeover_start);
   return {};
 }
 
@@ -871,6 +878,7 @@ json Bench::report() const {
   if (!upgrade_.empty()) {
     json u;
     u["blackout_ms"] = summarize(column(upgrade_, &UpgradeRound::blackout));
+    u["handover_ms"] = summarize(column(upgrade_, &UpgradeRound::handover));
     u["save_ms"] = summarize(column(upgrade_, &UpgradeRound::save));
     u["successor_to_init_ms"] = summarize(column(upgrade_, &UpgradeRound::successor_to_init));
     u["takeover_ms"] = summarize(column(upgrade_, &UpgradeRound::takeover));
@@ -882,6 +890,8 @@ json Bench::report() const {
     json rounds = json::array();
     for (const auto& r : upgrade_) {
       rounds.push_back({{"blackout_ms", r.blackout},
+                        {"handover_ms", r.handover},
+                        {"handover_gap_ms_after_save_start", r.handover_from},
                         {"save_ms", r.save},
                         {"successor_to_init_ms", r.successor_to_init},
                         {"takeover_ms", r.takeover},
@@ -939,7 +949,8 @@ void Bench::print_table() const {
   }
   if (j.contains("upgrade")) {
     const json& u = j["upgrade"];
-    row("upgrade: blackout", u["blackout_ms"]);
+    row("upgrade: hand-over blackout", u["handover_ms"]);
+    row("upgrade: longest gap, save .. exit", u["blackout_ms"]);
     row("upgrade: save", u["save_ms"]);
     row("upgrade: takeover+start", u["takeover_start_ms"]);
     row("upgrade: PUT exit -> old exited", u["exit_ms"]);
