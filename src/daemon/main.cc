@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "common/build_info.h"
+#include "common/guarded_main.h"
 #include "common/log.h"
 #include "common/unique_fd.h"
 #include "daemon/api.h"
@@ -82,7 +83,7 @@ bool earlier_daemon_left_its_mount(const CliOptions& o) {
   return !socket_answers(o.apisock);
 }
 
-int run_fuse(CliOptions opt) {
+int run_fuse(const CliOptions& opt) {
   if (auto st = log::init(opt.log_level, opt.log_file, "ferryd"); !st.ok()) return fail(st.error());
   g_logging_to_file = !opt.log_file.empty();
   auto waiter = EventWaiter::create({SIGTERM, SIGINT, SIGHUP});
@@ -171,7 +172,9 @@ int run_fuse(CliOptions opt) {
 }  // namespace
 }  // namespace ferry::daemon
 
-int main(int argc, char** argv) {
+namespace {
+
+int cli_main(int argc, char** argv) {
   using ferry::daemon::CliOptions;
   CLI::App app{
       "ferryd: serves read-only EROFS container images (Nydus RAFS v6) through kernel FUSE, with a\n"
@@ -218,4 +221,10 @@ int main(int argc, char** argv) {
   });
   CLI11_PARSE(app, argc, argv);
   return ferry::daemon::run_fuse(opt);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return ferry::guarded_main("ferryd", [&] { return cli_main(argc, argv); });
 }

@@ -28,15 +28,15 @@ Status DeferredImage::prepare() const {
 }
 
 const erofs::SuperblockInfo& DeferredImage::superblock() const {
-  static const erofs::SuperblockInfo kNone{};
+  static const erofs::SuperblockInfo none{};
   const auto* image = get();
-  return image != nullptr ? image->superblock() : kNone;
+  return image != nullptr ? image->superblock() : none;
 }
 
 const std::vector<erofs::DeviceSlot>& DeferredImage::devices() const {
-  static const std::vector<erofs::DeviceSlot> kNone;
+  static const std::vector<erofs::DeviceSlot> none;
   const auto* image = get();
-  return image != nullptr ? image->devices() : kNone;
+  return image != nullptr ? image->devices() : none;
 }
 
 Result<erofs::Inode> DeferredImage::inode(uint64_t nid) const {

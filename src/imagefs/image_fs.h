@@ -47,7 +47,17 @@ struct AttachedImage {
         config(o.config),
         mounted_time(o.mounted_time),
         image(o.image) {}
+  // The counters start afresh: they describe one table's use of the image, not the value's.
+  AttachedImage(AttachedImage&& o) noexcept
+      : slot(o.slot),
+        name(std::move(o.name)),
+        source(std::move(o.source)),
+        config(std::move(o.config)),
+        mounted_time(o.mounted_time),
+        image(std::move(o.image)) {}
   AttachedImage& operator=(const AttachedImage&) = delete;
+  AttachedImage& operator=(AttachedImage&&) = delete;
+  ~AttachedImage() = default;
 };
 
 struct ImageFsOptions {

@@ -119,7 +119,7 @@ Result<DaemonProcess> DaemonProcess::spawn(const std::vector<std::string>& argv,
     std::string key = entry.substr(0, entry.find('='));
     if (env_add.count(key) == 0) env_strings.push_back(std::move(entry));
   }
-  for (const auto& [k, v] : env_add) env_strings.push_back(k + "=" + v);
+  for (const auto& [k, v] : env_add) env_strings.push_back(std::string(k).append("=").append(v));
   std::vector<char*> envp;
   envp.reserve(env_strings.size() + 1);
   for (auto& s : env_strings) envp.push_back(s.data());

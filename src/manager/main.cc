@@ -11,6 +11,7 @@
 #include <filesystem>
 
 #include "common/build_info.h"
+#include "common/guarded_main.h"
 #include "http/http_server.h"
 #include "http/json_errors.h"
 #include "manager/config.h"
@@ -154,7 +155,9 @@ int run(const Options& opt) {
 }  // namespace
 }  // namespace ferry::manager
 
-int main(int argc, char** argv) {
+namespace {
+
+int cli_main(int argc, char** argv) {
   CLI::App app{
       "ferry-snapshotter: starts ferryd daemons for container image mounts, watches them, fails them over\n"
       "after a crash (or restarts them, per recover_policy) and hot-upgrades them on request. Runs in the\n"
@@ -180,4 +183,10 @@ int main(int argc, char** argv) {
   });
   CLI11_PARSE(app, argc, argv);
   return ferry::manager::run(opt);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return ferry::guarded_main("ferry-snapshotter", [&] { return cli_main(argc, argv); });
 }

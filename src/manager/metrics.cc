@@ -115,8 +115,13 @@ std::string ManagerMetrics::render(const std::map<std::string, int>& daemons_by_
       for (size_t b = 0; b < h.buckets.size(); ++b) {
         cumulative += h.buckets[b];
         const std::string le = b < kBoundsMs.size() ? format_double(kBoundsMs[b]) : "+Inf";
-        out += "ferry_recovery_duration_ms_bucket{event=\"" + event + "\",le=\"" + le + "\"} " +
-               std::to_string(cumulative) + "\n";
+        out.append("ferry_recovery_duration_ms_bucket{event=\"")
+            .append(event)
+            .append("\",le=\"")
+            .append(le)
+            .append("\"} ")
+            .append(std::to_string(cumulative))
+            .append("\n");
       }
       out += "ferry_recovery_duration_ms_sum{event=\"" + event + "\"} " + format_double(h.sum) + "\n";
       out += "ferry_recovery_duration_ms_count{event=\"" + event + "\"} " + std::to_string(h.count) + "\n";

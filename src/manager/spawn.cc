@@ -47,8 +47,8 @@ Result<std::string> DaemonManager::wait_for(DaemonProcess& proc, const std::stri
   std::string last = "no answer yet";
   for (;;) {
     if (!proc.is_alive()) {
-      return Error{ECHILD, "ferryd (pid " + std::to_string(proc.pid()) + ") " + proc.reap() +
-                               " before reaching " + state + " (last seen: " + last + ")"};
+      return Error{ECHILD, fmt::format("ferryd (pid {}) {} before reaching {} (last seen: {})", proc.pid(),
+                                       proc.reap(), state, last)};
     }
     auto info = client.info(std::chrono::milliseconds(500));
     if (info) {
@@ -58,9 +58,8 @@ Result<std::string> DaemonManager::wait_for(DaemonProcess& proc, const std::stri
       last = info.error().message;
     }
     if (Clock::now() >= until) {
-      return Error{ETIMEDOUT, "ferryd (pid " + std::to_string(proc.pid()) + ") did not reach " + state +
-                                  " within " + std::to_string(deadline.count()) + " ms (last seen: " + last +
-                                  ")"};
+      return Error{ETIMEDOUT, fmt::format("ferryd (pid {}) did not reach {} within {} ms (last seen: {})",
+                                          proc.pid(), state, deadline.count(), last)};
     }
     std::this_thread::sleep_for(pause);
     pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(5));

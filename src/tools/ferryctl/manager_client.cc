@@ -61,7 +61,7 @@ Error explain(const std::string& socket, const std::string& what, std::chrono::m
     case ETIMEDOUT:
       return Error{e.code, fmt::format("ferry-snapshotter at {} did not answer {} within {} s (is it hung? "
                                        "see its log)",
-                                       socket, what, timeout.count() / 1000.0)};
+                                       socket, what, static_cast<double>(timeout.count()) / 1000.0)};
     case ECONNRESET:
       return Error{e.code, fmt::format("ferry-snapshotter at {} closed the connection without answering {} "
                                        "(did it exit? see its log)",
