@@ -151,13 +151,15 @@ class DaemonManager {
                                        bool upgrade) const;
   // Starts ferryd and waits for `state` (RUNNING for a fresh daemon, INIT for --upgrade);
   // on failure the process is killed and reaped and the error names the daemon log.
-  // `idle`: start under SCHED_IDLE (DaemonProcess::spawn), for successors started while the
-  // daemon still serves (hot standby, upgrade); never for a successor of a dead daemon.
+  // `idle`: start at nice 19 (DaemonProcess::spawn), for successors started while the daemon
+  // still serves (hot standby, upgrade); never for a successor of a dead daemon.
   Result<Started> start_process(Daemon& d, const std::string& binary, bool upgrade, const std::string& state,
                                 std::chrono::milliseconds deadline, bool idle = false);
-  // Waits until the daemon at `api` reports `state`, failing early when `proc` dies.
+  // Waits until the daemon at `api` reports `state`, failing early when `proc` dies. `urgent`
+  // (a successor of a dead daemon: readers wait) polls every 400 us at most, otherwise the
+  // pause grows to 5 ms so that a successor starting next to a serving daemon is not disturbed.
   Result<std::string> wait_for(DaemonProcess& proc, const std::string& api, const std::string& state,
-                               std::chrono::milliseconds deadline) const;  // -> version
+                               std::chrono::milliseconds deadline, bool urgent = false) const;  // -> version
   // Kills and reaps `s.proc` and removes its socket file.
   void discard(Started& s);
   // Fresh state from the current process into the supervisor.
