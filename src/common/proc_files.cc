@@ -99,8 +99,9 @@ std::vector<MountEntry> read_mount_table() {
   for (std::string line; std::getline(in, line);) {
     // "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS"
     std::istringstream fields(line);
-    std::string id, parent, devno, root, mnt;  // NOLINT(readability-isolate-declaration)
-    if (!(fields >> id >> parent >> devno >> root >> mnt)) continue;
+    std::string skipped;  // ID, PARENT, MAJ:MIN, ROOT
+    std::string mnt;
+    if (!(fields >> skipped >> skipped >> skipped >> skipped >> mnt)) continue;
     auto sep = line.find(" - ");
     if (sep == std::string::npos) continue;
     std::istringstream tail(line.substr(sep + 3));

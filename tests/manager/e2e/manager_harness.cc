@@ -45,14 +45,7 @@ std::string toml_string(const std::string& s) {
 }  // namespace
 
 bool process_alive(pid_t pid) {
-  if (pid <= 0) return false;
-  std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
-  if (stat.empty()) return false;
-  // "pid (comm) S ...": the state follows the last ')'.
-  auto close = stat.rfind(')');
-  if (close == std::string::npos || close + 2 >= stat.size()) return false;
-  char state = stat[close + 2];
-  return state != 'Z' && state != 'X';
+  return live_process_start_time(pid) != 0;
 }
 
 bool kill_pid_and_wait_gone(pid_t pid, std::chrono::milliseconds timeout) {
