@@ -24,10 +24,6 @@
 # a FUSE connection, then umount -l) and removes the temp dir.
 set -euo pipefail
 export LC_ALL=C
-# As ferry-snapshotter does when it spawns ferryd: skip GnuTLS's implicit initialisation (loaded
-# through libmicrohttpd, never used: the API is plain HTTP on a unix socket), which costs every
-# daemon start a few milliseconds.
-export GNUTLS_NO_IMPLICIT_INIT=1
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$SCRIPT_DIR/.." && pwd)

@@ -68,8 +68,7 @@ def render(meta, results):
     w(f"- **Machine:** {nproc} CPUs ({meta.get('cpu', '?')}), {mem_gib:.1f} GiB RAM, Linux {meta.get('kernel', '?')}")
     w(f"- **Command:** `{meta.get('command', 'bench/takeover_bench.sh')}`, which ran, for K in {images}:")
     w(f"  `{meta.get('bench_rel', 'build/bin/takeover_bench')} --ferryd {meta.get('ferryd_rel', 'build/bin/ferryd')} "
-      f"--rounds {rounds} --images K --mode all --out-json FILE` with `GNUTLS_NO_IMPLICIT_INIT=1` in the "
-      "environment (as ferry-snapshotter sets it for its daemons)")
+      f"--rounds {rounds} --images K --mode all --out-json FILE`")
     if results:
         c = results[0]["config"]
         w(f"- **ferryd:** {c.get('ferryd_version', '?')}, default options (4 FUSE worker threads, "

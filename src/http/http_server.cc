@@ -2,51 +2,43 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <charconv>
-#include <cstdarg>
-#include <cstdio>
 #include <cstring>
 #include <exception>
-#include <optional>
+#include <list>
+#include <mutex>
+#include <system_error>
 #include <thread>
 #include <utility>
 
 #include "common/unique_fd.h"
 #include "http/json_errors.h"
+#include "http/request_parser.h"
 
 namespace ferry::http {
 namespace {
 
-// Per-connection memory of libmicrohttpd: request line + headers must fit in it (about half
-// is left for I/O buffers), so it is the header size limit. Larger requests get 431 from MHD.
-constexpr size_t kConnectionMemory = 64 << 10;
+// Bytes read from a connection at a time.
+constexpr size_t kReadChunk = 16 << 10;
 
-struct DaemonDeleter {
-  void operator()(MHD_Daemon* d) const { MHD_stop_daemon(d); }
-};
-struct ResponseDeleter {
-  void operator()(MHD_Response* r) const { MHD_destroy_response(r); }
-};
-using DaemonPtr = std::unique_ptr<MHD_Daemon, DaemonDeleter>;
-using ResponsePtr = std::unique_ptr<MHD_Response, ResponseDeleter>;
-
-// What one request accumulates between the calls MHD makes for it. Owned by MHD's con_cls
-// slot from the first call of the access handler to the completion callback.
-struct RequestState {
-  HttpRequest request;
-  bool too_large = false;  // body exceeded max_body: the handler will not run
-  size_t discarded = 0;    // body bytes dropped after that
+// One accepted connection: its socket and the thread serving it.
+struct Connection {
+  UniqueFd fd;
+  std::thread thread;
+  std::atomic<bool> finished{false};
 };
 
 }  // namespace
@@ -58,51 +50,22 @@ struct HttpServer::Impl {
   std::string unix_path;  // the socket file we created; empty for TCP
   dev_t dev = 0;          // identity of that file, so we never unlink a successor's socket
   ino_t ino = 0;
-  DaemonPtr daemon;
-  std::atomic<int> active{0};  // requests begun and not yet answered completely
+  UniqueFd listen_fd;
+  UniqueFd stop_fd;  // eventfd, readable from the moment the server stops; wakes every poll
+  std::thread acceptor;
+  std::mutex mu;                                       // guards connections
+  std::list<std::unique_ptr<Connection>> connections;  // accepted and not yet joined
+  std::atomic<int> active{0};                          // requests begun and not yet answered completely
+
+  ~Impl() { stop(); }
+  void stop();
+  void accept_loop();
+  void serve(Connection& c);
+  // Joins the threads of connections that have ended; the number left.
+  size_t reap_finished();
 };
 
 namespace {
-
-// ---- libmicrohttpd callbacks. None may let an exception unwind into C. ----
-
-[[gnu::format(printf, 2, 0)]] void log_from_mhd(void* /*cls*/, const char* fmt, va_list ap) {
-  char line[512];
-  std::vsnprintf(line, sizeof line, fmt, ap);
-  size_t n = std::strlen(line);
-  while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
-  try {
-    // Debug: MHD reports every malformed client request here; a misbehaving client must
-    // not be able to flood the log.
-    spdlog::debug("http: libmicrohttpd: {}", line);
-  } catch (...) {  // NOLINT(bugprone-empty-catch): logging is best effort
-  }
-}
-
-MHD_Result collect_query(void* cls, MHD_ValueKind /*kind*/, const char* key, const char* value) {
-  auto* query = static_cast<std::map<std::string, std::string>*>(cls);
-  try {
-    query->emplace(key, value != nullptr ? value : "");  // "?flag" has no value
-  } catch (...) {
-    return MHD_NO;
-  }
-  return MHD_YES;
-}
-
-MHD_Result send_response(MHD_Connection* connection, const HttpResponse& response) {
-  // MUST_COPY: MHD keeps its own copy, so our string can go away with the request.
-  // The cast only drops const: MHD does not write to the buffer it copies from.
-  ResponsePtr r(MHD_create_response_from_buffer(response.body.size(), const_cast<char*>(response.body.data()),
-                                                MHD_RESPMEM_MUST_COPY));
-  if (!r) return MHD_NO;
-  if (!response.body.empty() && !response.content_type.empty() &&
-      MHD_add_response_header(r.get(), MHD_HTTP_HEADER_CONTENT_TYPE, response.content_type.c_str()) !=
-          MHD_YES) {
-    return MHD_NO;
-  }
-  // MHD holds a reference of its own once queued; ours is dropped by ResponsePtr.
-  return MHD_queue_response(connection, static_cast<unsigned>(response.status), r.get());
-}
 
 HttpResponse too_large(const HttpServerOptions& opts) {
   return json_error(413, "PayloadTooLarge",
@@ -130,88 +93,193 @@ HttpResponse call_handler(const HttpHandler& handler, const HttpRequest& request
   return response;
 }
 
-std::optional<uint64_t> declared_length(MHD_Connection* connection) {
-  const char* v = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-  if (v == nullptr) return std::nullopt;
-  uint64_t n = 0;
-  const char* end = v + std::strlen(v);
-  auto [p, ec] = std::from_chars(v, end, n);
-  if (ec != std::errc{} || p != end) return std::nullopt;  // MHD itself rejects a malformed one
-  return n;
+// The bytes of one response. 204 and 304 carry no body and no Content-Length.
+std::string serialize(const HttpResponse& r, bool keep_alive, bool head) {
+  std::string out =
+      "HTTP/1.1 " + std::to_string(r.status) + " " + std::string(reason_phrase(r.status)) + "\r\n";
+  const bool bodiless = r.status == 204 || r.status == 304;
+  if (!bodiless) {
+    out += "Content-Length: " + std::to_string(r.body.size()) + "\r\n";
+    if (!r.body.empty() && !r.content_type.empty()) out += "Content-Type: " + r.content_type + "\r\n";
+  }
+  if (!keep_alive) out += "Connection: close\r\n";
+  out += "\r\n";
+  if (!bodiless && !head) out += r.body;
+  return out;
 }
 
-MHD_Result on_access_impl(HttpServer::Impl& impl, MHD_Connection* connection, const char* url,
-                          const char* method, const char* upload_data, size_t* upload_data_size,
-                          void** con_cls) {
-  auto* state = static_cast<RequestState*>(*con_cls);
-  if (state == nullptr) {
-    // First call: the headers are in, no body yet.
-    auto fresh = std::make_unique<RequestState>();
-    fresh->request.method = method;
-    fresh->request.path = url;
-    MHD_get_connection_values(connection, MHD_GET_ARGUMENT_KIND, &collect_query, &fresh->request.query);
-    *con_cls = fresh.release();  // MHD holds it until on_completed takes it back
-    state = static_cast<RequestState*>(*con_cls);
-    impl.active.fetch_add(1);
-    auto length = declared_length(connection);
-    if (length && *length > impl.opts.max_body) {
-      // Answering before the body arrives makes MHD skip it and close the connection
-      // afterwards, and it sends no "100 Continue" to a client that asked for one.
-      state->too_large = true;
-      return send_response(connection, too_large(impl.opts));
+// Writes all of `bytes`; false when the peer is gone or stopped reading for the send timeout.
+bool send_all(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+enum class Wait { kReadable, kTimeout, kStopped };
+
+// Waits until `fd` has bytes (or EOF), the server stops, or `timeout_ms` pass (-1: forever).
+Wait wait_readable(int fd, int stop_fd, int timeout_ms) {
+  pollfd fds[2] = {{fd, POLLIN, 0}, {stop_fd, POLLIN, 0}};
+  while (true) {
+    const int n = ::poll(fds, 2, timeout_ms);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Wait::kStopped;  // cannot wait: give the connection up
+    if (n == 0) return Wait::kTimeout;
+    if (fds[1].revents != 0) return Wait::kStopped;
+    return Wait::kReadable;
+  }
+}
+
+// After an error answer: reads what the client still sends (so that it sees the answer rather
+// than a reset), up to `limit` bytes or until it closes, goes silent or the server stops.
+void discard_input(int fd, int stop_fd, int timeout_ms, size_t limit) {
+  ::shutdown(fd, SHUT_WR);
+  std::array<char, kReadChunk> buf{};
+  size_t total = 0;
+  while (total < limit && wait_readable(fd, stop_fd, timeout_ms) == Wait::kReadable) {
+    const ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    total += static_cast<size_t>(n);
+  }
+}
+
+}  // namespace
+
+void HttpServer::Impl::serve(Connection& c) {
+  const int fd = c.fd.get();
+  const int timeout_ms = opts.connection_timeout_s > 0 ? opts.connection_timeout_s * 1000 : -1;
+  if (timeout_ms > 0) {
+    // A client that stops reading cannot hold a send (and so this thread) for longer.
+    timeval tv{opts.connection_timeout_s, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  }
+  RequestParser parser(opts.max_body);
+  std::array<char, kReadChunk> buf{};
+  while (true) {
+    const RequestParser::Step step = parser.next();
+    if (step == RequestParser::Step::kRequest) {
+      const HttpRequest request = parser.take_request();
+      active.fetch_add(1);
+      HttpResponse response = call_handler(handler, request);
+      spdlog::debug("http: {} {} -> {}", request.method, request.path, response.status);
+      const bool keep_alive = parser.keep_alive();
+      const bool sent = send_all(fd, serialize(response, keep_alive, parser.head()));
+      active.fetch_sub(1);
+      if (!sent || !keep_alive) return;
+      continue;
     }
-    return MHD_YES;
-  }
-
-  if (*upload_data_size != 0) {
-    // A piece of the body. A response cannot be queued now, only once the body is complete.
-    const size_t n = *upload_data_size;
-    *upload_data_size = 0;
-    if (!state->too_large && n <= impl.opts.max_body - state->request.body.size()) {
-      state->request.body.append(upload_data, n);
-      return MHD_YES;
+    if (step == RequestParser::Step::kError) {
+      const int status = parser.error_status();
+      spdlog::debug("http: refused a request ({}): {}", status, parser.error_message());
+      const HttpResponse response =
+          status == 413
+              ? too_large(opts)
+              : json_error(status, status == 400 ? "BadRequest" : "RequestTooLarge", parser.error_message());
+      if (send_all(fd, serialize(response, false, false))) {
+        discard_input(fd, stop_fd.get(), timeout_ms, 2 * opts.max_body + RequestParser::kHeaderLimit);
+      }
+      return;
     }
-    // Over the limit without a Content-Length (chunked): drop what came, answer 413 at the
-    // end. A client that keeps streaming far past the limit is cut off instead.
-    if (!state->too_large) {
-      state->too_large = true;
-      state->discarded = state->request.body.size();
-      std::string().swap(state->request.body);
+    if (step == RequestParser::Step::kContinue) {
+      if (!send_all(fd, "HTTP/1.1 100 Continue\r\n\r\n")) return;
+      continue;
     }
-    state->discarded += n;
-    return state->discarded > 2 * impl.opts.max_body + kConnectionMemory ? MHD_NO : MHD_YES;
-  }
-
-  // The request is complete.
-  const HttpRequest& request = state->request;
-  if (state->too_large) {
-    spdlog::debug("http: {} {}: body over {} bytes, answered 413", request.method, request.path,
-                  impl.opts.max_body);
-    return send_response(connection, too_large(impl.opts));
-  }
-  HttpResponse response = call_handler(impl.handler, request);
-  spdlog::debug("http: {} {} -> {}", request.method, request.path, response.status);
-  return send_response(connection, response);
-}
-
-MHD_Result on_access(void* cls, MHD_Connection* connection, const char* url, const char* method,
-                     const char* /*version*/, const char* upload_data, size_t* upload_data_size,
-                     void** con_cls) {
-  try {
-    return on_access_impl(*static_cast<HttpServer::Impl*>(cls), connection, url, method, upload_data,
-                          upload_data_size, con_cls);
-  } catch (...) {
-    // Only allocation failures get here (the handler's own exceptions are answered 500).
-    return MHD_NO;  // MHD closes the connection
+    // kNeedMore
+    if (wait_readable(fd, stop_fd.get(), timeout_ms) != Wait::kReadable) return;
+    const ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return;
+    if (n == 0) {
+      parser.end_of_input();
+      if (parser.next() == RequestParser::Step::kNeedMore) return;  // nothing half-sent
+      // Complete pipelined requests are still answered; a cut-short one gets its 400.
+      continue;
+    }
+    parser.append(std::string_view(buf.data(), static_cast<size_t>(n)));
   }
 }
 
-void on_completed(void* cls, MHD_Connection* /*connection*/, void** con_cls,
-                  MHD_RequestTerminationCode /*toe*/) {
-  std::unique_ptr<RequestState> owned(static_cast<RequestState*>(*con_cls));
-  if (owned) static_cast<HttpServer::Impl*>(cls)->active.fetch_sub(1);
-  *con_cls = nullptr;
+size_t HttpServer::Impl::reap_finished() {
+  std::list<std::unique_ptr<Connection>> ended;
+  {
+    std::lock_guard lock(mu);
+    for (auto it = connections.begin(); it != connections.end();) {
+      auto next = std::next(it);
+      if ((*it)->finished.load()) ended.splice(ended.end(), connections, it);
+      it = next;
+    }
+  }
+  for (auto& c : ended) c->thread.join();
+  std::lock_guard lock(mu);
+  return connections.size();
 }
+
+void HttpServer::Impl::accept_loop() {
+  while (true) {
+    pollfd fds[2] = {{listen_fd.get(), POLLIN, 0}, {stop_fd.get(), POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      spdlog::error("http: poll on '{}' failed: {}; no longer accepting", endpoint, std::strerror(errno));
+      return;
+    }
+    if (fds[1].revents != 0) return;
+    UniqueFd fd(::accept4(listen_fd.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!fd) {
+      // The client may have gone already (ECONNABORTED); out of fds: try again shortly.
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        spdlog::warn("http: accept on '{}': {}", endpoint, std::strerror(errno));
+        (void)wait_readable(stop_fd.get(), stop_fd.get(), 100);
+      }
+      continue;
+    }
+    if (reap_finished() >= opts.max_connections) continue;  // closed at once, not queued
+    auto conn = std::make_unique<Connection>();
+    conn->fd = std::move(fd);
+    Connection* c = conn.get();
+    try {
+      std::lock_guard lock(mu);
+      connections.push_back(std::move(conn));
+      c->thread = std::thread([this, c] {
+        try {
+          serve(*c);
+        } catch (const std::exception& e) {  // allocation failures only: the handler's are answered
+          spdlog::error("http: connection on '{}' dropped: {}", endpoint, e.what());
+        }
+        c->fd.reset();
+        c->finished = true;
+      });
+    } catch (const std::system_error& e) {  // no thread for it: the connection is refused
+      spdlog::warn("http: cannot serve a connection on '{}': {}", endpoint, e.what());
+      std::lock_guard lock(mu);
+      connections.remove_if([c](const auto& p) { return p.get() == c; });
+    }
+  }
+}
+
+void HttpServer::Impl::stop() {
+  if (stop_fd) {
+    const uint64_t one = 1;
+    (void)!::write(stop_fd.get(), &one, sizeof one);
+  }
+  if (acceptor.joinable()) acceptor.join();
+  // Connections waiting for bytes see the stop at once; those inside the handler answer first.
+  std::list<std::unique_ptr<Connection>> all;
+  {
+    std::lock_guard lock(mu);
+    all.swap(connections);
+  }
+  for (auto& c : all) {
+    if (c->thread.joinable()) c->thread.join();
+  }
+  listen_fd.reset();
+}
+
+namespace {
 
 // ---- sockets ----
 
@@ -302,29 +370,16 @@ Result<std::unique_ptr<HttpServer::Impl>> start(UniqueFd listen_fd, HttpHandler 
   impl->handler = std::move(handler);
   impl->opts = opts;
   impl->endpoint = std::move(endpoint);
+  impl->listen_fd = std::move(listen_fd);
+  impl->stop_fd = UniqueFd(::eventfd(0, EFD_CLOEXEC));
+  if (!impl->stop_fd) return errno_error("eventfd for the HTTP server on '" + impl->endpoint + "'");
   // One thread per connection: a handler may block for seconds (takeover, mount) while the
-  // manager keeps polling the state; a pool would queue those polls behind it. poll(), not
-  // select(): ferryd holds many fds and select() fails for fd >= 1024.
-  const unsigned flags = static_cast<unsigned>(MHD_USE_INTERNAL_POLLING_THREAD) |
-                         static_cast<unsigned>(MHD_USE_THREAD_PER_CONNECTION) |
-                         static_cast<unsigned>(MHD_USE_POLL) | static_cast<unsigned>(MHD_USE_ERROR_LOG);
-  // The variadic option list needs exactly the types MHD reads back (size_t, unsigned, int).
-  MHD_Daemon* daemon =
-      MHD_start_daemon(flags, 0, nullptr, nullptr, &on_access, impl.get(),                               //
-                       MHD_OPTION_EXTERNAL_LOGGER, &log_from_mhd, nullptr,                               //
-                       MHD_OPTION_LISTEN_SOCKET, static_cast<MHD_socket>(listen_fd.get()),               //
-                       MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemory,                            //
-                       MHD_OPTION_CONNECTION_LIMIT, static_cast<unsigned>(opts.max_connections),         //
-                       MHD_OPTION_CONNECTION_TIMEOUT, static_cast<unsigned>(opts.connection_timeout_s),  //
-                       MHD_OPTION_NOTIFY_COMPLETED, &on_completed, impl.get(),                           //
-                       MHD_OPTION_END);
-  // From here the listen socket is MHD's: MHD_stop_daemon closes it, and so does a failing
-  // MHD_start_daemon once past option parsing (libmicrohttpd 0.9.75; only an invalid option
-  // set, which ours is not, fails earlier and leaves it open). Releasing it here therefore
-  // risks at most a leak, never a double close of an fd another thread may have reopened.
-  listen_fd.release();
-  if (daemon == nullptr) return Error{EIO, "cannot start the HTTP server on '" + impl->endpoint + "'"};
-  impl->daemon.reset(daemon);
+  // manager keeps polling the state; a pool would queue those polls behind it.
+  try {
+    impl->acceptor = std::thread([raw = impl.get()] { raw->accept_loop(); });
+  } catch (const std::system_error& e) {
+    return Error{EAGAIN, "cannot start the HTTP server on '" + impl->endpoint + "': " + e.what()};
+  }
   return impl;
 }
 
@@ -340,7 +395,7 @@ HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 HttpServer::~HttpServer() {
   // Stop first: joins every connection thread, so no handler runs past this point.
-  impl_->daemon.reset();
+  impl_->stop();
   if (!impl_->unix_path.empty()) unlink_if_ours(impl_->unix_path, impl_->dev, impl_->ino);
 }
 

@@ -1,11 +1,13 @@
 // HttpServer: the HTTP/1.1 control endpoint of ferryd and ferry-snapshotter (nydusd-compatible).
 //
 // One HttpServer listens on a unix domain socket (the API socket, mode 0600 by default) or on a
-// loopback TCP address (metrics), and hands every complete request to one HttpHandler. It is a
-// thin, hardened wrapper over libmicrohttpd:
+// loopback TCP address (metrics), and hands every complete request to one HttpHandler. The
+// bytes are parsed by RequestParser (Boost.Beast underneath); the sockets, threads and limits
+// are this class's:
 //   - the handler sees only complete requests: the body is collected up to max_body; a larger
 //     body is answered 413 by the server and the handler never runs; oversized headers are
-//     answered 431 (or 400/414) by libmicrohttpd itself; malformed requests never reach it;
+//     answered 431 (414 for the request line alone); malformed requests get 400 and never
+//     reach it; after an error answer the connection is closed;
 //   - any method reaches the handler (it answers 400/404/405 itself); the URL path arrives
 //     percent-decoded, query arguments decoded into a map;
 //   - an exception thrown by the handler is caught and answered 500 with a JSON error;
@@ -31,6 +33,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "common/result.h"
 
@@ -86,11 +89,14 @@ class HttpServer {
   // The socket path, or "HOST:PORT" with the port actually bound.
   [[nodiscard]] const std::string& endpoint() const;
 
-  struct Impl;  // libmicrohttpd stays out of this header; only listen_* can make one
+  struct Impl;  // sockets and threads stay out of this header; only listen_* can make one
   explicit HttpServer(std::unique_ptr<Impl> impl);
 
  private:
   std::unique_ptr<Impl> impl_;
 };
+
+// The standard reason phrase of an HTTP status ("Not Found"), or "" for a code without one.
+std::string_view reason_phrase(int status);
 
 }  // namespace ferry::http

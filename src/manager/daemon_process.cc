@@ -106,7 +106,6 @@ Result<DaemonProcess> DaemonProcess::spawn(const std::vector<std::string>& argv,
   // the child may not allocate (another thread may have held the allocator's lock).
   std::vector<std::string> env_strings;
   std::map<std::string, std::string> env_add = extra_env;
-  env_add.emplace("GNUTLS_NO_IMPLICIT_INIT", "1");  // an explicit extra_env value wins
   if (idle_priority) {
     // The nice value the daemon returns to when it takes over: ours (an operator may run the
     // manager, and so its daemons, at a chosen priority).

@@ -8,8 +8,7 @@
 // spawn() forks and execs with: all fds but 0/1/2 closed (stdin /dev/null, stdout/stderr
 // appended to `log_file`), a new session (a terminal's Ctrl-C or the manager's own death does
 // not reach the daemon: daemons outlive the manager), default signal mask and dispositions, and
-// GNUTLS_NO_IMPLICIT_INIT=1 in the environment (ferryd never uses TLS; skipping the TLS
-// library's start-up work shortens a failover). The child never runs code that may allocate or
+// the manager's environment plus `extra_env`. The child never runs code that may allocate or
 // lock between fork and exec (argv/envp are prepared before fork).
 //
 // Errors: spawn() fails with ENOENT/EACCES naming the binary when exec fails (reported back to

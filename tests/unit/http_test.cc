@@ -434,7 +434,7 @@ TEST(HttpServer, HugeHeadersAreRejectedAndTheServerStillServes) {
     ++calls;
     return echo(r);
   });
-  // (request, the status libmicrohttpd answers it with)
+  // (request, the status it is answered with)
   const std::vector<std::pair<std::string, int>> hostile = {
       {"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(100 << 10, 'h') + "\r\n\r\n", 431},
       {"GET / HTTP/1.1\r\nHost: x\r\n" +

@@ -9,36 +9,12 @@
 #include <iostream>
 
 #include "http/http_client.h"
+#include "http/http_server.h"
 
 namespace ferry::ctl {
 namespace {
 
 using nlohmann::json;
-
-const char* reason_phrase(int status) {
-  switch (status) {
-    case 400:
-      return "Bad Request";
-    case 401:
-      return "Unauthorized";
-    case 403:
-      return "Forbidden";
-    case 404:
-      return "Not Found";
-    case 405:
-      return "Method Not Allowed";
-    case 409:
-      return "Conflict";
-    case 413:
-      return "Payload Too Large";
-    case 500:
-      return "Internal Server Error";
-    case 503:
-      return "Service Unavailable";
-    default:
-      return "";
-  }
-}
 
 Error unreachable(const std::string& socket, int code, const std::string& why) {
   return Error{code, "cannot reach ferry-snapshotter at " + socket + ": " + why};
@@ -109,9 +85,9 @@ Result<std::string> ManagerClient::call(const std::string& method, const std::st
     while (!message.empty() && (message.back() == '\n' || message.back() == '\r')) message.pop_back();
     if (message.empty()) message = "(no message)";
   }
-  return Error{
-      EIO, fmt::format("{} (HTTP {}{}{} from ferry-snapshotter)", message, response->status,
-                       *reason_phrase(response->status) != '\0' ? " " : "", reason_phrase(response->status))};
+  return Error{EIO, fmt::format("{} (HTTP {}{}{} from ferry-snapshotter)", message, response->status,
+                                http::reason_phrase(response->status).empty() ? "" : " ",
+                                http::reason_phrase(response->status))};
 }
 
 Result<nlohmann::json> ManagerClient::call_json(const std::string& method, const std::string& path_and_query,
