@@ -47,6 +47,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -360,6 +361,7 @@ struct Options {
   int images = 1;
   std::string mode = "both";
   std::string out_json;
+  int successor_nice = 19;
 };
 
 // Per-round timings, ms.
@@ -379,9 +381,10 @@ struct CrashRound {
   double gap_to = 0;
 };
 struct UpgradeRound {
-  double blackout = 0;       // longest gap overlapping [save start, old daemon's exit + 100 ms]
-  double handover = 0;       // longest gap overlapping [takeover call, old daemon's exit]
-  double handover_from = 0;  // where it starts, ms after the save started
+  double blackout = 0;         // longest gap overlapping [successor spawned, old daemon's exit + 100 ms]
+  double handover = 0;         // longest gap overlapping [takeover call, old daemon's exit]
+  double handover_from = 0;    // where it starts, ms after the successor was spawned
+  double handover_window = 0;  // its length: takeover call .. old daemon's exit
   double save = 0;
   double successor_to_init = 0;
   double takeover = 0;
@@ -391,7 +394,7 @@ struct UpgradeRound {
   double exit = 0;  // PUT exit issued .. the old process has exited
   double window = 0;
   uint64_t window_ops = 0;
-  // ms after the save started: the longest gap and the events
+  // ms after the successor was spawned: the longest gap and the events
   double gap_from = 0;
   double gap_to = 0;
   json events;
@@ -416,7 +419,9 @@ class Bench {
   [[nodiscard]] std::string sock(int gen) const { return *dir_ / ("api-" + std::to_string(gen) + ".sock"); }
   [[nodiscard]] std::string log(int gen) const { return *dir_ / ("ferryd-" + std::to_string(gen) + ".log"); }
   [[nodiscard]] bool shared() const { return opt_.images > 1; }
+  [[nodiscard]] std::vector<std::string> daemon_argv(int gen, bool upgrade) const;
   Result<Process> spawn_daemon(int gen, bool upgrade);
+  Result<Process> spawn_background_successor(int gen);
   Status wait_state(int gen, Process& p, const std::string& want, std::chrono::milliseconds timeout);
   Status wait_listening(int gen, Process& p, std::chrono::milliseconds timeout);
   Status save(int gen);
@@ -453,6 +458,9 @@ class Bench {
   std::vector<CrashRound> standby_;  // crash rounds with a hot standby successor
   std::vector<UpgradeRound> upgrade_;
   std::vector<double> idle_;
+  // The control for the hand-over: the longest gap overlapping a window as long as the last
+  // upgrade's hand-over window, inside the idle window that follows it.
+  std::vector<double> idle_handover_;
   uint64_t rss_start_kib_ = 0;
   uint64_t rss_end_kib_ = 0;
   size_t state_bytes_ = 0;
@@ -469,7 +477,7 @@ Status Bench::with_log(Status st, int gen) const {
                st.error().message + "\n--- last lines of " + log(gen) + ":\n" + tail_of(log(gen), 20)};
 }
 
-Result<Process> Bench::spawn_daemon(int gen, bool upgrade) {
+std::vector<std::string> Bench::daemon_argv(int gen, bool upgrade) const {
   std::vector<std::string> argv = {opt_.ferryd, "fuse", "--mountpoint", mnt_,           "--apisock",
                                    sock(gen),   "--id", "bench",        "--supervisor", *dir_ / "sup.sock"};
   if (!shared()) {
@@ -478,7 +486,18 @@ Result<Process> Bench::spawn_daemon(int gen, bool upgrade) {
     }
   }
   if (upgrade) argv.emplace_back("--upgrade");
-  return Process::spawn(argv, log(gen));
+  return argv;
+}
+
+Result<Process> Bench::spawn_daemon(int gen, bool upgrade) {
+  return Process::spawn(daemon_argv(gen, upgrade), log(gen));
+}
+
+Result<Process> Bench::spawn_background_successor(int gen) {
+  // As ferry-snapshotter starts an upgrade's successor or a hot standby: at a low priority, so
+  // that its start-up yields the CPUs to the daemon that serves and its readers; ferryd returns
+  // to FERRY_SERVING_NICE (set in main) when it starts serving.
+  return Process::spawn(daemon_argv(gen, true), log(gen), opt_.successor_nice);
 }
 
 Status Bench::wait_state(int gen, Process& p, const std::string& want, std::chrono::milliseconds timeout) {
@@ -664,7 +683,7 @@ Status Bench::crash_round() {
 Status Bench::standby_round() {
   FERRY_TRY(settle());
   int next = gen_ + 1;
-  FERRY_ASSIGN(Process standby, spawn_daemon(next, true));  // killed on the way out if anything fails
+  FERRY_ASSIGN(Process standby, spawn_background_successor(next));  // killed on the way out if anything fails
   FERRY_TRY(wait_listening(next, standby, 30s));
   Switch s;
   FERRY_TRY(takeover(next, s));
@@ -706,13 +725,17 @@ Status Bench::upgrade_round() {
   UpgradeRound r;
   int old_gen = gen_;
   int next = gen_ + 1;
-  int64_t t_save = now_ns();
-  FERRY_TRY(save(old_gen));
-  int64_t t_saved = now_ns();
-  FERRY_ASSIGN(Process successor, spawn_daemon(next, true));  // killed on the way out if anything fails
+  // As ferry-snapshotter upgrades: the successor first (its start-up disturbs the readers on
+  // this machine, and is done before the hand-over begins), then a fresh save, the takeover.
+  int64_t t_begin = now_ns();
+  FERRY_ASSIGN(Process successor,
+               spawn_background_successor(next));  // killed on the way out if anything fails
   int64_t t_spawned = now_ns();
   FERRY_TRY(wait_listening(next, successor, 30s));
   int64_t t_init = now_ns();
+  int64_t t_save = now_ns();
+  FERRY_TRY(save(old_gen));
+  int64_t t_saved = now_ns();
   Switch s;
   FERRY_TRY(takeover_and_start(next, s));
   int64_t t_exit_call = now_ns();
@@ -726,12 +749,13 @@ Status Bench::upgrade_round() {
   int64_t t_exit = daemon_.exit_ns();
   daemon_ = std::move(successor);
   gen_ = next;
-  FERRY_ASSIGN(Reader::Window w, reader_->window(t_save, t_exit + 100 * kNsPerMs, t_save, 10s));
+  FERRY_ASSIGN(Reader::Window w, reader_->window(t_begin, t_exit + 100 * kNsPerMs, t_begin, 10s));
   r.blackout = to_ms(w.max_gap_ns);
   // The switch itself: from the takeover call to the old process's exit (both serve in between).
   FERRY_ASSIGN(Reader::Window hw, reader_->window(s.takeover_call, t_exit, s.takeover_call, 10s));
   r.handover = to_ms(hw.max_gap_ns);
-  r.handover_from = to_ms(hw.gap_from - t_save);
+  r.handover_from = to_ms(hw.gap_from - t_begin);
+  r.handover_window = to_ms(t_exit - s.takeover_call);
   r.save = to_ms(t_saved - t_save);
   r.successor_to_init = to_ms(t_init - t_spawned);
   r.takeover = to_ms(s.taken_over - s.takeover_call);
@@ -739,23 +763,27 @@ Status Bench::upgrade_round() {
   r.takeover_start = to_ms(s.started - s.takeover_call);
   FERRY_ASSIGN(r.inside, logged_takeover_start(next));
   r.exit = to_ms(t_exit - t_exit_call);
-  r.window = to_ms(t_exit + 100 * kNsPerMs - t_save);
+  r.window = to_ms(t_exit + 100 * kNsPerMs - t_begin);
   r.window_ops = w.ops;
-  r.gap_from = to_ms(w.gap_from - t_save);
-  r.gap_to = to_ms(w.gap_to - t_save);
-  r.events = {
-      {"saved", to_ms(t_saved - t_save)},           {"successor_spawned", to_ms(t_spawned - t_save)},
-      {"successor_init", to_ms(t_init - t_save)},   {"takeover_call", to_ms(s.takeover_call - t_save)},
-      {"taken_over", to_ms(s.taken_over - t_save)}, {"started", to_ms(s.started - t_save)},
-      {"exit_call", to_ms(t_exit_call - t_save)},   {"old_exited", to_ms(t_exit - t_save)}};
+  r.gap_from = to_ms(w.gap_from - t_begin);
+  r.gap_to = to_ms(w.gap_to - t_begin);
+  r.events = {{"successor_spawned", to_ms(t_spawned - t_begin)},
+              {"successor_init", to_ms(t_init - t_begin)},
+              {"save_call", to_ms(t_save - t_begin)},
+              {"saved", to_ms(t_saved - t_begin)},
+              {"takeover_call", to_ms(s.takeover_call - t_begin)},
+              {"taken_over", to_ms(s.taken_over - t_begin)},
+              {"started", to_ms(s.started - t_begin)},
+              {"exit_call", to_ms(t_exit_call - t_begin)},
+              {"old_exited", to_ms(t_exit - t_begin)}};
   upgrade_.push_back(r);
   std::fprintf(
       stderr,
-      "  upgrade %2zu: hand-over %7.3f ms (at %.1f), longest gap %7.3f ms (at %.1f ms; takeover at %.1f, "
-      "started at %.1f, exit at %.1f..%.1f), save %6.3f, takeover+start %6.3f ms\n",
-      upgrade_.size(), r.handover, r.handover_from, r.blackout, r.gap_from, to_ms(s.takeover_call - t_save),
-      to_ms(s.started - t_save), to_ms(t_exit_call - t_save), to_ms(t_exit - t_save), r.save,
-      r.takeover_start);
+      "  upgrade %2zu: hand-over %7.3f ms (at %.1f), longest gap %7.3f ms (at %.1f ms; INIT at %.1f, "
+      "takeover at %.1f, started at %.1f, exit at %.1f..%.1f), save %6.3f, takeover+start %6.3f ms\n",
+      upgrade_.size(), r.handover, r.handover_from, r.blackout, r.gap_from, to_ms(t_init - t_begin),
+      to_ms(s.takeover_call - t_begin), to_ms(s.started - t_begin), to_ms(t_exit_call - t_begin),
+      to_ms(t_exit - t_begin), r.save, r.takeover_start);
   return {};
 }
 
@@ -765,6 +793,12 @@ Status Bench::idle_round() {
   FERRY_TRY(sleep_ns(300 * kNsPerMs));
   FERRY_ASSIGN(Reader::Window w, reader_->window(t0, t0 + 300 * kNsPerMs, t0, 10s));
   idle_.push_back(to_ms(w.max_gap_ns));
+  if (!upgrade_.empty()) {
+    const int64_t from = t0 + 100 * kNsPerMs;
+    const auto length = static_cast<int64_t>(upgrade_.back().handover_window * kNsPerMs);
+    FERRY_ASSIGN(Reader::Window hw, reader_->window(from, from + length, from, 10s));
+    idle_handover_.push_back(to_ms(hw.max_gap_ns));
+  }
   return {};
 }
 
@@ -881,7 +915,8 @@ json Bench::report() const {
     for (const auto& r : upgrade_) {
       rounds.push_back({{"blackout_ms", r.blackout},
                         {"handover_ms", r.handover},
-                        {"handover_gap_ms_after_save_start", r.handover_from},
+                        {"handover_gap_ms_after_spawn", r.handover_from},
+                        {"handover_window_ms", r.handover_window},
                         {"save_ms", r.save},
                         {"successor_to_init_ms", r.successor_to_init},
                         {"takeover_ms", r.takeover},
@@ -890,13 +925,17 @@ json Bench::report() const {
                         {"exit_ms", r.exit},
                         {"window_ms", r.window},
                         {"window_ops", r.window_ops},
-                        {"gap_ms_after_save_start", {r.gap_from, r.gap_to}},
-                        {"events_ms_after_save_start", r.events}});
+                        {"gap_ms_after_spawn", {r.gap_from, r.gap_to}},
+                        {"events_ms_after_spawn", r.events}});
     }
     u["rounds"] = rounds;
     j["upgrade"] = u;
   }
   j["idle"] = {{"max_gap_ms", summarize(idle_)}, {"window_ms", 300}, {"rounds", idle_}};
+  if (!idle_handover_.empty()) {
+    j["idle"]["handover_length_max_gap_ms"] = summarize(idle_handover_);
+    j["idle"]["handover_length_rounds"] = idle_handover_;
+  }
   j["reader"] = {{"ops", reader_ops_},
                  {"errors", reader_errors_},
                  {"mismatches", reader_mismatches_},
@@ -940,12 +979,15 @@ void Bench::print_table() const {
   if (j.contains("upgrade")) {
     const json& u = j["upgrade"];
     row("upgrade: hand-over blackout", u["handover_ms"]);
-    row("upgrade: longest gap, save .. exit", u["blackout_ms"]);
+    row("upgrade: longest gap, spawn .. exit", u["blackout_ms"]);
     row("upgrade: save", u["save_ms"]);
     row("upgrade: takeover+start", u["takeover_start_ms"]);
     row("upgrade: PUT exit -> old exited", u["exit_ms"]);
   }
   row("idle: longest gap in 300 ms", j["idle"]["max_gap_ms"]);
+  if (j["idle"].contains("handover_length_max_gap_ms")) {
+    row("idle: longest gap, hand-over length", j["idle"]["handover_length_max_gap_ms"]);
+  }
   std::printf("reader: %llu reads, %llu errors, %llu wrong bytes\n",
               static_cast<unsigned long long>(reader_ops_), static_cast<unsigned long long>(reader_errors_),
               static_cast<unsigned long long>(reader_mismatches_));
@@ -986,11 +1028,21 @@ int run_main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"crash", "standby", "upgrade", "both", "all"}));
   app.add_option("--out-json", opt.out_json, "Write the results (summaries and every round) as JSON here");
+  app.add_option("--successor-nice", opt.successor_nice,
+                 "Nice value an upgrade's successor and a hot standby start at (ferry-snapshotter: 19); "
+                 "a crash's cold successor always starts at 0")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 19));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  // The nice a low-priority successor returns to when it starts serving: ours (see
+  // src/daemon/scheduling.h; ferry-snapshotter passes its own the same way).
+  errno = 0;
+  const int own_nice = ::getpriority(PRIO_PROCESS, 0);
+  ::setenv("FERRY_SERVING_NICE", std::to_string(errno == 0 ? own_nice : 0).c_str(), 1);
   if (::access(opt.ferryd.c_str(), X_OK) != 0) {
     std::fprintf(stderr, "takeover_bench: error: ferryd not executable at '%s' (use --ferryd)\n",
                  opt.ferryd.c_str());

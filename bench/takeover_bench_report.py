@@ -143,8 +143,11 @@ def render(meta, results):
                 w(f"| upgrade hand-over blackout p99 < {UPGRADE_P99_TARGET:g} ms | {config_name(r)} | "
                   f"not measured | {verdict(False)} |")
                 continue
+            control = r["idle"].get("handover_length_max_gap_ms")
+            control_text = (f"; idle control of the same length: p99 {f2(control['p99'])}, "
+                            f"median {f2(control['median'])}" if control else "")
             w(f"| upgrade hand-over blackout p99 < {UPGRADE_P99_TARGET:g} ms | {config_name(r)} | "
-              f"{f2(s['p99'])} ms (save .. exit: p99 {f2(whole['p99'])}) | "
+              f"{f2(s['p99'])} ms, median {f2(s['median'])} (whole upgrade: p99 {f2(whole['p99'])}{control_text}) | "
               f"{verdict(s['p99'] < UPGRADE_P99_TARGET)} |")
     w("")
 
@@ -176,10 +179,14 @@ def render(meta, results):
             u = r["upgrade"]
             w(stat_row("**upgrade: hand-over blackout (takeover call .. old process exited)**",
                        u.get("handover_ms", {"n": 0})))
-            w(stat_row("upgrade: longest gap from the save to the old process's exit", u["blackout_ms"]))
+            w(stat_row("upgrade: longest gap over the whole upgrade (successor spawned .. old process exited + 100 ms)",
+                       u["blackout_ms"]))
             w(stat_row("upgrade: takeover + start inside ferryd (its log)", u["inside_ms"]))
             w(stat_row("upgrade: takeover + start around the API calls", u["takeover_start_ms"]))
         w(stat_row("idle: longest gap in 300 ms, no switch", r["idle"]["max_gap_ms"]))
+        if "handover_length_max_gap_ms" in r["idle"]:
+            w(stat_row("idle: longest gap in a window as long as the round's hand-over (the control)",
+                       r["idle"]["handover_length_max_gap_ms"]))
         w("")
         errs = rd["errors"] + rd["mismatches"]
         w(f"Reader: {rd['ops']:,} reads, {rd['errors']} errors, {rd['mismatches']} with wrong bytes"
@@ -246,7 +253,7 @@ def render(meta, results):
         w("")
     up_cfgs = [r for r in results if "upgrade" in r]
     if up_cfgs:
-        phases = ["save", "successor start-up", "takeover + start", "PUT exit until the old process is gone",
+        phases = ["successor start-up", "save", "takeover + start", "PUT exit until the old process is gone",
                   "after that"]
         w("Where the longest gap of each upgrade round starts (number of rounds):")
         w("")
@@ -255,9 +262,9 @@ def render(meta, results):
         for r in up_cfgs:
             counts = [0] * len(phases)
             for rd in r["upgrade"]["rounds"]:
-                ev = rd["events_ms_after_save_start"]
-                g = rd["gap_ms_after_save_start"][0]
-                if g < ev["saved"]:
+                ev = rd["events_ms_after_spawn"]
+                g = rd["gap_ms_after_spawn"][0]
+                if g < ev["save_call"]:
                     counts[0] += 1
                 elif g < ev["takeover_call"]:
                     counts[1] += 1
@@ -294,12 +301,16 @@ def render(meta, results):
       "daemon and reap it; the standby starts by itself (with the resend) the moment the daemon is gone. "
       "**Blackout** = the longest gap overlapping [kill - 50 ms, standby seen `RUNNING` + 200 ms]; "
       "**kill -> first read** = to the first read completed after the reap.")
-    w("- **Upgrade round:** save (`Supervisor::receive` + `PUT fuse/sendfd`), start the successor with "
-      "`--upgrade`, takeover, start (both daemons now serve), `PUT /api/v1/daemon/exit` on the old one and wait "
-      "for it to exit 0. **Hand-over blackout** = the longest gap overlapping [takeover call, old daemon's "
-      "exit]: the switch, during which both processes serve. **Longest gap from the save** = the same over "
-      "[save start, old daemon's exit + 100 ms]; it adds the successor's start-up (the old daemon serves alone "
-      "meanwhile, sharing the CPUs with a starting process).")
+    w("- **Upgrade round (in ferry-snapshotter's order):** start the successor with `--upgrade` at nice 19 "
+      "(`--successor-nice`; it returns to the serving nice when it starts serving) and wait for `INIT`, then "
+      "save (`Supervisor::receive` + `PUT fuse/sendfd`), takeover, start (both daemons now serve), "
+      "`PUT /api/v1/daemon/exit` on the old one and wait for it to exit 0. **Hand-over blackout** = the "
+      "longest gap overlapping [takeover call, old daemon's exit]: the switch, during which both processes "
+      "serve. **Longest gap over the whole upgrade** = the same over [successor spawned, old daemon's exit + "
+      "100 ms]; it adds the successor's start-up (the old daemon serves alone meanwhile, sharing the CPUs "
+      "with a starting process). **Idle control**: in the idle window after each upgrade round, the longest "
+      "gap overlapping a window as long as that round's hand-over: what the hand-over figure would be if "
+      "the switch cost nothing.")
     w("- **takeover + start inside ferryd** (the target's figure): the sum of the durations ferryd logs for "
       "its takeover (from the call's arrival: receiving state and fd from the supervisor, checks, restoring "
       "the images in their slots, which are opened on first use) and its start. **Around the API calls**: "
@@ -318,7 +329,7 @@ def render(meta, results):
         w(f"**{config_name(r)}**")
         w("")
         w("| round | crash blackout | crash: reaped -> successor in INIT | crash: takeover + start | "
-          "hot standby blackout | upgrade hand-over | upgrade: save .. exit | upgrade: takeover + start | idle |")
+          "hot standby blackout | upgrade hand-over | upgrade: whole | upgrade: takeover + start | idle |")
         w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         sr = r.get("standby", {}).get("rounds", [])
         cr = r.get("crash", {}).get("rounds", [])

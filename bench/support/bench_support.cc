@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -144,7 +145,7 @@ Process& Process::operator=(Process&& other) noexcept {
   return *this;
 }
 
-Result<Process> Process::spawn(const std::vector<std::string>& argv, const std::string& log) {
+Result<Process> Process::spawn(const std::vector<std::string>& argv, const std::string& log, int nice) {
   // Everything is prepared before fork(): the child of a multi-threaded process may only make
   // async-signal-safe calls until exec.
   std::vector<std::vector<char>> storage;
@@ -168,6 +169,7 @@ Result<Process> Process::spawn(const std::vector<std::string>& argv, const std::
     ::setpgid(0, 0);
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(126);
+    if (nice != 0 && ::setpriority(PRIO_PROCESS, 0, nice) != 0) ::_exit(126);
     int out = ::open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
     if (out >= 0) {
       ::dup2(out, 1);

@@ -118,8 +118,9 @@ class Process {
   Process& operator=(const Process&) = delete;
   ~Process() { kill_and_reap(); }
 
-  // argv[0] must be a path. stdout and stderr are appended to `log`, stdin is /dev/null.
-  static Result<Process> spawn(const std::vector<std::string>& argv, const std::string& log);
+  // argv[0] must be a path. stdout and stderr are appended to `log`, stdin is /dev/null. A
+  // non-zero `nice` is set in the child before exec (the whole process starts at it).
+  static Result<Process> spawn(const std::vector<std::string>& argv, const std::string& log, int nice = 0);
   // Forks a child that runs `body` and exits with its result. Only while this process is still
   // single-threaded: the child may then do anything a normal process does.
   static Result<Process> fork_call(const std::function<int()>& body);

@@ -126,12 +126,18 @@ Result<UpgradeStep> DaemonManager::upgrade_one(Daemon& d, const std::string& bin
   };
   // The standby holds the old binary and would start by itself when the old daemon exits.
   kill_standby(d);
-  // The held state may predate the last change of the daemon: take a fresh one.
-  if (auto st = fetch_state(d, old_api); !st) return fail(std::move(st).error());
+  // The new process first, the state after it: a process start disturbs readers on a loaded
+  // host (exec, loading, page faults: about a millisecond of lost CPU for them), and this way
+  // that happens before the hand-over rather than inside it. The state is then also as fresh
+  // as it can be (the held one may predate the last change of the daemon).
   auto started = start_process(d, binary, true, "INIT", std::chrono::seconds(5), /*idle=*/true);
   if (!started) return fail(std::move(started).error());
   Started s = std::move(*started);
   const int64_t new_pid = s.proc.pid();
+  if (auto st = fetch_state(d, old_api); !st) {
+    discard(s);
+    return fail(std::move(st).error());
+  }
   DaemonClient client(s.api, d.rec.id);
   auto handover = [&]() -> Status {
     auto sent =
