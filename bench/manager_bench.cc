@@ -383,9 +383,10 @@ struct UpgradeRound {
   // What it leaves out is the start-up of the new binary (and its --version check), during which
   // the old daemon serves alone. NaN when the log lacks a time.
   double handover = kNaN;
-  double call_ms = 0;     // the PUT, as seen here
-  double manager_ms = 0;  // the answer's duration_ms for the reader's daemon
-  double gap_from = 0;    // ms after the request was sent
+  double handover_window = kNaN;  // the length of that window, ms
+  double call_ms = 0;             // the PUT, as seen here
+  double manager_ms = 0;          // the answer's duration_ms for the reader's daemon
+  double gap_from = 0;            // ms after the request was sent
   double gap_to = 0;
   std::string binary;
   uint64_t window_ops = 0;
@@ -483,6 +484,9 @@ class Bench {
   std::vector<CrashRound> crash_;
   std::vector<UpgradeRound> upgrade_;
   std::vector<double> idle_;
+  // The control for the hand-over: the longest gap overlapping a window as long as the last
+  // upgrade's hand-over window, inside the idle window that follows it.
+  std::vector<double> idle_handover_;
   json rss_start_;
   json rss_end_;
   json events_;
@@ -810,6 +814,7 @@ Status Bench::upgrade_round() {
       const int64_t to = t_call + static_cast<int64_t>((r.old_exited + 1) * kNsPerMs);
       FERRY_ASSIGN(Reader::Window hw, reader_->window(from, to, from, 10s));
       r.handover = to_ms(hw.max_gap_ns);
+      r.handover_window = to_ms(to - from);
     }
     if (std::isnan(r.took_over) || std::isnan(r.serving) || std::isnan(r.old_exited)) {
       r.phase = "unknown";
@@ -845,6 +850,12 @@ Status Bench::idle_round() {
   FERRY_TRY(check_interrupt());
   FERRY_ASSIGN(Reader::Window w, reader_->window(t0, t0 + 200 * kNsPerMs, t0, 10s));
   idle_.push_back(to_ms(w.max_gap_ns));
+  if (!upgrade_.empty() && !std::isnan(upgrade_.back().handover_window)) {
+    const int64_t from = t0 + 50 * kNsPerMs;
+    const auto length = static_cast<int64_t>(upgrade_.back().handover_window * kNsPerMs);
+    FERRY_ASSIGN(Reader::Window hw, reader_->window(from, from + length, from, 10s));
+    idle_handover_.push_back(to_ms(hw.max_gap_ns));
+  }
   return {};
 }
 
@@ -1012,6 +1023,10 @@ json Bench::report() const {
     j["upgrade"] = u;
   }
   j["idle"] = {{"max_gap_ms", summarize(idle_)}, {"window_ms", 200}, {"rounds", idle_}};
+  if (!idle_handover_.empty()) {
+    j["idle"]["handover_length_max_gap_ms"] = summarize(idle_handover_);
+    j["idle"]["handover_length_rounds"] = idle_handover_;
+  }
   j["reader"] = {{"ops", reader_ops_},
                  {"errors", reader_errors_},
                  {"mismatches", reader_mismatches_},
@@ -1051,6 +1066,9 @@ void Bench::print_table() const {
     row("upgrade: manager's upgrade duration", u["manager_upgrade_ms"]);
   }
   row("idle: longest gap in 200 ms", j["idle"]["max_gap_ms"]);
+  if (j["idle"].contains("handover_length_max_gap_ms")) {
+    row("idle: longest gap, hand-over length", j["idle"]["handover_length_max_gap_ms"]);
+  }
   std::printf("reader: %llu reads, %llu errors, %llu wrong bytes\n",
               static_cast<unsigned long long>(reader_ops_), static_cast<unsigned long long>(reader_errors_),
               static_cast<unsigned long long>(reader_mismatches_));

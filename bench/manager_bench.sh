@@ -222,9 +222,12 @@ for name, r in results:
             w(f"| upgrade hand-over blackout p99 < {UPGRADE_P99_TARGET:g} ms | {title(r)} | not measured | "
               f"{verdict(False)} |")
             continue
+        control = r["idle"].get("handover_length_max_gap_ms")
+        control_text = (f"; idle control of the same length: p99 {f2(control['p99'])}, median "
+                        f"{f2(control['median'])}" if control else "")
         w(f"| upgrade hand-over blackout p99 < {UPGRADE_P99_TARGET:g} ms | {title(r)} | {f2(s['p99'])} ms "
-          f"(median {f2(s['median'])}; whole call: p99 {f2(whole['p99'])}, median {f2(whole['median'])}) | "
-          f"{verdict(s['p99'] < UPGRADE_P99_TARGET)} |")
+          f"(median {f2(s['median'])}; whole call: p99 {f2(whole['p99'])}, median {f2(whole['median'])}"
+          f"{control_text}) | {verdict(s['p99'] < UPGRADE_P99_TARGET)} |")
 errors = sum(r["reader"]["errors"] + r["reader"]["mismatches"] for _, r in results)
 fails = sum(r.get("manager_failures", 0) for _, r in results)
 w(f"| no read errors, no wrong bytes, no failure recorded by the manager | all | {errors} errors / wrong "
@@ -253,6 +256,9 @@ for name, r in results:
         w(row("upgrade: `PUT /api/v1/nydusd/upgrade` call", u["call_ms"]))
         w(row("upgrade: manager's duration_ms for the daemon", u["manager_upgrade_ms"]))
     w(row("idle: longest gap in 200 ms, nothing happening", r["idle"]["max_gap_ms"]))
+    if "handover_length_max_gap_ms" in r["idle"]:
+        w(row("idle: longest gap in a window as long as the round's hand-over (the control)",
+              r["idle"]["handover_length_max_gap_ms"]))
     w("")
     rd = r["reader"]
     bad = rd["errors"] + rd["mismatches"]
@@ -324,9 +330,12 @@ w("- **Upgrade round:** `PUT /api/v1/nydusd/upgrade` with `nydusd_path` alternat
   "[the new process took the state over, the old process exited] (times from the daemon's log, 1 ms "
   "resolution, so the window is widened by 2 ms before and 1 ms after): the switch itself, where both "
   "processes serve the connection. **Longest gap during the whole call** = the same over [request sent, "
-  "answer received]; the call also includes the manager's state fetch, the `--version` check and the new "
-  "binary's start-up (during which the old daemon serves alone, sharing the 2 CPUs with a starting "
-  "process), and the start of a new hot standby.")
+  "answer received]; the call also includes the `--version` check, the new binary's start-up (during "
+  "which the old daemon serves alone, sharing the 2 CPUs with a starting process; the manager starts "
+  "the new process before it fetches the fresh state, so this happens before the hand-over), the state "
+  "fetch and the start of a new hot standby. **Idle control**: in the idle window after each upgrade "
+  "round, the longest gap overlapping a window as long as that round's hand-over window: what the "
+  "hand-over figure would be if the switch cost nothing.")
 w("- **Between rounds** the benchmark polls (deadlines, no fixed sleeps) until the manager lists the daemon "
   "`RUNNING` with a new pid, and with `hot_standby` until the standby is back (`standby_pid` in "
   "`GET /api/v1/daemons`, listed once the standby has taken the state over and waits READY for the "
