@@ -24,6 +24,7 @@
 #include "daemon/daemon_config.h"
 #include "daemon/event_waiter.h"
 #include "daemon/fuse_workers.h"
+#include "daemon/scheduling.h"
 #include "fuse/transport/fuse_session.h"
 #include "http/http_server.h"
 
@@ -157,6 +158,9 @@ int run_fuse(const CliOptions& opt) {
       return 0;
     }
     if (daemon.exit_requested()) {
+      // Nothing is served here any more; the successor's workers and their readers need the CPUs
+      // more than this process's teardown does.
+      yield_cpu_for_exit();
       if (api) api->drain(std::chrono::seconds(2));  // the answer to "exit" goes out first
       spdlog::info("exited; the mount at '{}' stays", d.mountpoint);
       return 0;

@@ -34,27 +34,11 @@ bool serve_at(id_t tid, int nice) {
   return ::setpriority(PRIO_PROCESS, tid, nice) == 0;
 }
 
-}  // namespace
-
-void restore_serving_priority_of_this_thread() {
-  auto nice = serving_nice();
-  if (!nice) return;
-  if (!serve_at(static_cast<id_t>(::gettid()), *nice)) {
-    spdlog::warn("cannot set thread {} to nice {}: {}", ::gettid(), *nice, std::strerror(errno));
-  }
-}
-
-void restore_serving_priority() {
-  auto wanted_nice = serving_nice();
-  if (!wanted_nice) return;
-  const int nice = *wanted_nice;
-  // Once per process. Not judged by the calling thread's nice: a standby's watch thread is at
-  // the serving nice from the start while the workers it starts are not.
-  static std::atomic<bool> restored{false};
-  if (restored.exchange(true)) return;
-  // Repeated until a pass finds nothing to move: a thread still at the old nice may be creating
-  // a thread (an HTTP connection's, say) while the first pass lists the others, and the new
-  // thread inherits the old nice without being in that listing.
+// Sets every thread of this process to `nice`; the number of threads moved. Repeated until a
+// pass finds nothing to move: a thread still at the old nice may be creating a thread (an HTTP
+// connection's, say) while a pass lists the others, and the new thread inherits the old nice
+// without being in that listing.
+int set_every_thread_nice(int nice) {
   int moved = 0;
   for (int pass = 0; pass < 10; ++pass) {
     int moved_now = 0;
@@ -71,11 +55,37 @@ void restore_serving_priority() {
         spdlog::warn("cannot set thread {} to nice {}: {}", tid, nice, std::strerror(errno));
       }
     }
-    if (ec) spdlog::warn("cannot list /proc/self/task to restore the serving priority: {}", ec.message());
+    if (ec) spdlog::warn("cannot list /proc/self/task to set nice {}: {}", nice, ec.message());
     moved += moved_now;
     if (moved_now == 0 || ec) break;
   }
-  spdlog::info("serving: {} threads back to nice {}", moved, nice);
+  return moved;
+}
+
+}  // namespace
+
+void restore_serving_priority_of_this_thread() {
+  auto nice = serving_nice();
+  if (!nice) return;
+  if (!serve_at(static_cast<id_t>(::gettid()), *nice)) {
+    spdlog::warn("cannot set thread {} to nice {}: {}", ::gettid(), *nice, std::strerror(errno));
+  }
+}
+
+void restore_serving_priority() {
+  auto wanted_nice = serving_nice();
+  if (!wanted_nice) return;
+  // Once per process. Not judged by the calling thread's nice: a standby's watch thread is at
+  // the serving nice from the start while the workers it starts are not.
+  static std::atomic<bool> restored{false};
+  if (restored.exchange(true)) return;
+  const int moved = set_every_thread_nice(*wanted_nice);
+  spdlog::info("serving: {} threads back to nice {}", moved, *wanted_nice);
+}
+
+void yield_cpu_for_exit() {
+  const int moved = set_every_thread_nice(kLeavingNice);
+  spdlog::debug("leaving: {} threads to nice {}", moved, kLeavingNice);
 }
 
 }  // namespace ferry::daemon

@@ -14,6 +14,13 @@ namespace ferry::daemon {
 
 void restore_serving_priority();
 
+// A daemon that has handed its connection over and is leaving (PUT exit): every thread to
+// nice 19, so that tearing the process down (unmapping images and memory, closing fds) yields
+// the CPUs at once to the successor's workers and their readers, which share them on a small
+// host. Whatever FERRY_SERVING_NICE says; logged failures only.
+inline constexpr int kLeavingNice = 19;
+void yield_cpu_for_exit();
+
 // The same for the calling thread only: a thread that waits for the moment to serve (a standby
 // watching its predecessor) must not be slowed by the idle priority when that moment comes.
 void restore_serving_priority_of_this_thread();
