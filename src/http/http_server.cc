@@ -160,6 +160,7 @@ void HttpServer::Impl::serve(Connection& c) {
   }
   RequestParser parser(opts.max_body);
   std::array<char, kReadChunk> buf{};
+  bool at_eof = false;
   while (true) {
     const RequestParser::Step step = parser.next();
     if (step == RequestParser::Step::kRequest) {
@@ -189,18 +190,19 @@ void HttpServer::Impl::serve(Connection& c) {
       if (!send_all(fd, "HTTP/1.1 100 Continue\r\n\r\n")) return;
       continue;
     }
-    // kNeedMore
+    // kNeedMore. After the client's end of input that means nothing was left half-sent (a
+    // request cut short is a kError, answered 400 above): done.
+    if (at_eof) return;
     if (wait_readable(fd, stop_fd.get(), timeout_ms) != Wait::kReadable) return;
     const ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return;
     if (n == 0) {
+      at_eof = true;
       parser.end_of_input();
-      if (parser.next() == RequestParser::Step::kNeedMore) return;  // nothing half-sent
-      // Complete pipelined requests are still answered; a cut-short one gets its 400.
-      continue;
+    } else {
+      parser.append(std::string_view(buf.data(), static_cast<size_t>(n)));
     }
-    parser.append(std::string_view(buf.data(), static_cast<size_t>(n)));
   }
 }
 
@@ -230,8 +232,9 @@ void HttpServer::Impl::accept_loop() {
     if (fds[1].revents != 0) return;
     UniqueFd fd(::accept4(listen_fd.get(), nullptr, nullptr, SOCK_CLOEXEC));
     if (!fd) {
-      // The client may have gone already (ECONNABORTED); out of fds: try again shortly.
-      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+      // The client may have gone already (ECONNABORTED): next. Anything else (out of fds or
+      // memory, say) is retried after a pause, so that a persistent failure cannot spin.
+      if (errno != ECONNABORTED && errno != EINTR && errno != EAGAIN) {
         spdlog::warn("http: accept on '{}': {}", endpoint, std::strerror(errno));
         (void)wait_readable(stop_fd.get(), stop_fd.get(), 100);
       }
