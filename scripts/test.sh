@@ -28,14 +28,24 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 if [[ "$fuzz_seconds" != 0 && -x fuzz/run.sh ]]; then
   echo "== fuzzing the EROFS reader for ${fuzz_seconds}s"
   fuzz/run.sh build-fuzz "$fuzz_seconds" || status=1
-  echo "== fuzzing the HTTP request parser for 20s"
-  mkdir -p build-fuzz/http-corpus build-fuzz/fuzz-artifacts
-  if cmake --build build-fuzz --target http_request_fuzz -j"$jobs"; then
-    build-fuzz/bin/http_request_fuzz -max_total_time=20 -timeout=10 -rss_limit_mb=2048 -max_len=70000 -dict=fuzz/http.dict \
-      -artifact_prefix=build-fuzz/fuzz-artifacts/ -print_final_stats=1 build-fuzz/http-corpus || status=1
-  else
-    status=1
-  fi
+  # The other parsers of untrusted bytes, briefly: the state a successor opens and the HTTP
+  # requests of the API sockets (no seeds: the envelope target seals its own inputs, the HTTP
+  # one starts from its dictionary).
+  mkdir -p build-fuzz/fuzz-artifacts
+  for target in state_envelope_fuzz:15 http_request_fuzz:20; do
+    name=${target%%:*}
+    secs=${target##*:}
+    echo "== fuzzing with $name for ${secs}s"
+    extra=()
+    [[ $name == http_request_fuzz ]] && extra=(-dict=fuzz/http.dict -max_len=70000)
+    mkdir -p "build-fuzz/$name-corpus"
+    if cmake --build build-fuzz --target "$name" -j"$jobs"; then
+      "build-fuzz/bin/$name" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 "${extra[@]}" \
+        -artifact_prefix=build-fuzz/fuzz-artifacts/ -print_final_stats=1 "build-fuzz/$name-corpus" || status=1
+    else
+      status=1
+    fi
+  done
 fi
 
 if ((status)); then echo "TESTS FAILED"; else echo "ALL TESTS PASSED"; fi
