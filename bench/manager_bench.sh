@@ -143,6 +143,7 @@ import json, os, sys
 
 sys.path.insert(0, os.environ["BENCH_DIR"])
 from doc_section import rewrite_section
+from report_rows import f2, f3, handover_target_row, verdict
 
 HEADING = "## End to end: ferry-snapshotter failover and hot upgrade"
 CRASH_P99_TARGET = 10.0  # ms, kill -> first read
@@ -161,9 +162,6 @@ for p in pairs:
     with open(path, encoding="utf-8") as f:
         results.append((name, json.load(f)))
 
-def f2(x): return f"{x:.2f}"
-def f3(x): return f"{x:.3f}"
-def verdict(ok): return "**PASS**" if ok else "**FAIL**"
 def title(r):
     c = r["config"]
     d = "dedicated daemon" if c["daemon_mode"] == "dedicated" else "shared daemon"
@@ -216,18 +214,9 @@ for name, r in results:
           f"(median {f2(s['median'])}) | {verdict(s['p99'] < CRASH_P99_TARGET)} |")
 for name, r in results:
     if "upgrade" in r:
-        s = r["upgrade"]["handover_ms"]
         whole = r["upgrade"]["blackout_ms"]
-        if s.get("n", 0) == 0:
-            w(f"| upgrade hand-over blackout p99 < {UPGRADE_P99_TARGET:g} ms | {title(r)} | not measured | "
-              f"{verdict(False)} |")
-            continue
-        control = r["idle"].get("handover_length_max_gap_ms")
-        control_text = (f"; idle control of the same length: p99 {f2(control['p99'])}, median "
-                        f"{f2(control['median'])}" if control else "")
-        w(f"| upgrade hand-over blackout p99 < {UPGRADE_P99_TARGET:g} ms | {title(r)} | {f2(s['p99'])} ms "
-          f"(median {f2(s['median'])}; whole call: p99 {f2(whole['p99'])}, median {f2(whole['median'])}"
-          f"{control_text}) | {verdict(s['p99'] < UPGRADE_P99_TARGET)} |")
+        w(handover_target_row(title(r), r["upgrade"], r["idle"], UPGRADE_P99_TARGET,
+                              f"whole call: p99 {f2(whole['p99'])}, median {f2(whole['median'])}"))
 errors = sum(r["reader"]["errors"] + r["reader"]["mismatches"] for _, r in results)
 fails = sum(r.get("manager_failures", 0) for _, r in results)
 w(f"| no read errors, no wrong bytes, no failure recorded by the manager | all | {errors} errors / wrong "

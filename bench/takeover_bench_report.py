@@ -9,6 +9,7 @@ import json
 import sys
 
 from doc_section import rewrite_section
+from report_rows import f2, f3, handover_target_row, verdict
 
 HEADING = "## Failover and hot upgrade blackout"
 
@@ -29,14 +30,6 @@ def load_meta(path):
     return meta
 
 
-def f3(x):
-    return f"{x:.3f}"
-
-
-def f2(x):
-    return f"{x:.2f}"
-
-
 def config_name(r):
     k = r["config"]["images"]
     if r["config"]["daemon"] == "dedicated":
@@ -48,10 +41,6 @@ def stat_row(label, s, fmt=f3):
     if not s or s.get("n", 0) == 0:
         return f"| {label} | — | — | — | — |"
     return f"| {label} | {fmt(s['min'])} | {fmt(s['median'])} | {fmt(s['p99'])} | {fmt(s['max'])} |"
-
-
-def verdict(ok):
-    return "**PASS**" if ok else "**FAIL**"
 
 
 def render(meta, results):
@@ -137,18 +126,9 @@ def render(meta, results):
                   f"{f2(s['median'])} ms | {verdict(s['median'] < CRASH_MEDIAN_TARGET)} |")
     for r in results:
         if "upgrade" in r:
-            s = r["upgrade"].get("handover_ms", {"n": 0})
             whole = r["upgrade"]["blackout_ms"]
-            if s.get("n", 0) == 0:
-                w(f"| upgrade hand-over blackout p99 < {UPGRADE_P99_TARGET:g} ms | {config_name(r)} | "
-                  f"not measured | {verdict(False)} |")
-                continue
-            control = r["idle"].get("handover_length_max_gap_ms")
-            control_text = (f"; idle control of the same length: p99 {f2(control['p99'])}, "
-                            f"median {f2(control['median'])}" if control else "")
-            w(f"| upgrade hand-over blackout p99 < {UPGRADE_P99_TARGET:g} ms | {config_name(r)} | "
-              f"{f2(s['p99'])} ms, median {f2(s['median'])} (whole upgrade: p99 {f2(whole['p99'])}{control_text}) | "
-              f"{verdict(s['p99'] < UPGRADE_P99_TARGET)} |")
+            w(handover_target_row(config_name(r), r["upgrade"], r["idle"], UPGRADE_P99_TARGET,
+                                  f"whole upgrade: p99 {f2(whole['p99'])}"))
     w("")
 
     # --- one table per configuration ---

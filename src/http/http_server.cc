@@ -67,9 +67,17 @@ struct HttpServer::Impl {
 
 namespace {
 
-HttpResponse too_large(const HttpServerOptions& opts) {
-  return json_error(413, "PayloadTooLarge",
-                    "request body exceeds the limit of " + std::to_string(opts.max_body) + " bytes");
+// The nydus-style code of a status the parser refuses a request with.
+const char* refusal_code(int status) {
+  switch (status) {
+    case 413:
+      return "PayloadTooLarge";
+    case 414:
+    case 431:
+      return "RequestTooLarge";
+    default:
+      return "BadRequest";
+  }
 }
 
 // Runs the handler; whatever it throws or returns, the answer is a well-formed response.
@@ -177,10 +185,7 @@ void HttpServer::Impl::serve(Connection& c) {
     if (step == RequestParser::Step::kError) {
       const int status = parser.error_status();
       spdlog::debug("http: refused a request ({}): {}", status, parser.error_message());
-      const HttpResponse response =
-          status == 413
-              ? too_large(opts)
-              : json_error(status, status == 400 ? "BadRequest" : "RequestTooLarge", parser.error_message());
+      const HttpResponse response = json_error(status, refusal_code(status), parser.error_message());
       if (send_all(fd, serialize(response, false, false))) {
         discard_input(fd, stop_fd.get(), timeout_ms, 2 * opts.max_body + RequestParser::kHeaderLimit);
       }

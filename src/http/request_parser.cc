@@ -74,6 +74,7 @@ std::string percent_decode(std::string_view s, bool plus_is_space) {
   return out;
 }
 
+// Declared in http_server.h (ferryctl uses it too); defined here, where Beast is included.
 std::string_view reason_phrase(int status) {
   if (status < 100 || status > 999) return {};
   const auto text = bhttp::obsolete_reason(static_cast<bhttp::status>(status));
