@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -145,9 +147,49 @@ Process& Process::operator=(Process&& other) noexcept {
   return *this;
 }
 
+namespace {
+
+struct ExecChild {
+  char* const* argv;
+  const char* log_path;
+  pid_t parent;
+  int nice;
+};
+
+// The child of Process::spawn, on a stack of its own and in the parent's memory until execve:
+// system calls only.
+int exec_child(void* arg) {
+  const auto& c = *static_cast<const ExecChild*>(arg);
+  // Our handlers must not run in the child (it shares our memory): defaults first, then the
+  // mask the parent blocked everything with is lifted.
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);  // reserved ones fail
+  }
+  ::setpgid(0, 0);
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != c.parent) ::_exit(126);
+  if (c.nice != 0 && ::setpriority(PRIO_PROCESS, 0, c.nice) != 0) ::_exit(126);
+  int out = ::open(c.log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+  if (out >= 0) {
+    ::dup2(out, 1);
+    ::dup2(out, 2);
+  }
+  int in = ::open("/dev/null", O_RDONLY);
+  if (in >= 0) ::dup2(in, 0);
+  ::syscall(SYS_close_range, 3U, ~0U, 0U);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::execve(c.argv[0], c.argv, environ);
+  ::_exit(127);
+}
+
+}  // namespace
+
 Result<Process> Process::spawn(const std::vector<std::string>& argv, const std::string& log, int nice) {
-  // Everything is prepared before fork(): the child of a multi-threaded process may only make
-  // async-signal-safe calls until exec.
+  // Everything is prepared before the child exists: it may only make system calls until exec.
   std::vector<std::vector<char>> storage;
   storage.reserve(argv.size());
   std::vector<char*> args;
@@ -157,30 +199,20 @@ Result<Process> Process::spawn(const std::vector<std::string>& argv, const std::
     args.push_back(storage.back().data());
   }
   args.push_back(nullptr);
-  const char* log_path = log.c_str();
-  pid_t parent = ::getpid();
-  pid_t pid = ::fork();
-  if (pid < 0) return errno_error("fork");
-  if (pid == 0) {
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::signal(SIGPIPE, SIG_DFL);
-    ::setpgid(0, 0);
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(126);
-    if (nice != 0 && ::setpriority(PRIO_PROCESS, 0, nice) != 0) ::_exit(126);
-    int out = ::open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
-    if (out >= 0) {
-      ::dup2(out, 1);
-      ::dup2(out, 2);
-    }
-    int in = ::open("/dev/null", O_RDONLY);
-    if (in >= 0) ::dup2(in, 0);
-    ::syscall(SYS_close_range, 3U, ~0U, 0U);
-    ::execve(args[0], args.data(), environ);
-    ::_exit(127);
-  }
+  ExecChild child{args.data(), log.c_str(), ::getpid(), nice};
+  // Not fork(): as ferry-snapshotter (posix_spawn), the child shares our memory until it execs,
+  // and this process is large (the reader's completion ring): fork would copy its page tables
+  // and the exec tear them down, 1-2 ms inside a crash round's measured blackout.
+  constexpr size_t kStack = size_t{64} << 10;
+  auto stack = std::make_unique<std::byte[]>(kStack);
+  sigset_t all;
+  sigset_t old;
+  sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old);
+  const pid_t pid = ::clone(exec_child, stack.get() + kStack, CLONE_VM | CLONE_VFORK | SIGCHLD, &child);
+  const int err = errno;
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0) return errno_error(err, "clone");
   ::setpgid(pid, pid);  // also here: whichever runs first
   return adopt(pid);
 }

@@ -194,7 +194,12 @@ Status Daemon::stop() {
 Status Daemon::exit_keep_mount() {
   std::lock_guard lock(ops_mu_);
   disarm_locked();
-  if (machine_.state() == DaemonState::kRunning) FERRY_TRY(fired(machine_.fire(DaemonEvent::kStop)));
+  if (machine_.state() == DaemonState::kRunning) {
+    leaving_ = true;
+    Status stopped = fired(machine_.fire(DaemonEvent::kStop));
+    leaving_ = false;
+    FERRY_TRY(stopped);
+  }
   return fired(machine_.fire(DaemonEvent::kExit));
 }
 
@@ -390,7 +395,13 @@ Status Daemon::do_start() {
 }
 
 void Daemon::do_stop_workers() {
-  workers_->stop();
+  // A daemon leaving for its successor ends right after: its workers must hold no request,
+  // and joining them is left to the process's end.
+  if (leaving_) {
+    workers_->quiesce();
+  } else {
+    workers_->stop();
+  }
 }
 
 Status Daemon::do_unmount() {

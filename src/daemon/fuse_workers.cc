@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <memory>
@@ -47,6 +48,7 @@ FuseWorkers::~FuseWorkers() {
 }
 
 void FuseWorkers::prepare(unsigned threads) {
+  if (stopping_.load()) stop();  // quiesced workers are joined before new ones are made
   if (!threads_.empty()) return;
   stopping_.store(false);
   released_.store(false);
@@ -65,23 +67,29 @@ void FuseWorkers::start(const fuse::FuseSession& session, unsigned threads) {
   released_.notify_all();
 }
 
-void FuseWorkers::stop() {
+void FuseWorkers::quiesce() {
   stopping_.store(true, std::memory_order_release);
   released_.store(true, std::memory_order_release);  // parked workers wake up, see stopping_, leave
   released_.notify_all();
   // Wake every thread at once (not one after the other): the old daemon of a hand-over should
   // be gone quickly. A signal may land just before a thread enters read(): repeat until each
-  // has left its loop. An interrupted read takes nothing from the kernel's queue.
+  // has left its loop. An interrupted read takes nothing from the kernel's queue. The last
+  // thread to leave wakes this one, rather than a fixed poll interval.
+  const auto all_done = [this] {
+    return std::all_of(threads_.begin(), threads_.end(),
+                       [](const auto& w) { return w->done.load(std::memory_order_acquire); });
+  };
   while (true) {
-    bool all_done = true;
     for (auto& w : threads_) {
-      if (w->done.load(std::memory_order_acquire)) continue;
-      all_done = false;
-      pthread_kill(w->thread.native_handle(), SIGUSR1);
+      if (!w->done.load(std::memory_order_acquire)) pthread_kill(w->thread.native_handle(), SIGUSR1);
     }
-    if (all_done) break;
-    std::this_thread::sleep_for(std::chrono::microseconds(50));
+    std::unique_lock lock(done_mu_);
+    if (done_cv_.wait_for(lock, std::chrono::microseconds(200), all_done)) break;
   }
+}
+
+void FuseWorkers::stop() {
+  quiesce();
   for (auto& w : threads_) w->thread.join();
   threads_.clear();
   released_.store(false);
@@ -104,7 +112,7 @@ void FuseWorkers::run(Worker& self) {
   while (!released_.load(std::memory_order_acquire)) released_.wait(false, std::memory_order_acquire);
   const fuse::FuseSession* session = session_.load(std::memory_order_acquire);
   if (session == nullptr || stopping_.load(std::memory_order_acquire)) {
-    self.done.store(true, std::memory_order_release);
+    mark_done(self);
     return;
   }
   SessionReplyWriter writer(*session);
@@ -123,7 +131,15 @@ void FuseWorkers::run(Worker& self) {
     server_.handle(std::span<const std::byte>(request.get(), len),
                    std::span<std::byte>(scratch.get(), scratch_size), writer);
   }
-  self.done.store(true, std::memory_order_release);
+  mark_done(self);
+}
+
+void FuseWorkers::mark_done(Worker& self) {
+  {
+    std::lock_guard lock(done_mu_);
+    self.done.store(true, std::memory_order_release);
+  }
+  done_cv_.notify_all();
 }
 
 }  // namespace ferry::daemon

@@ -16,8 +16,10 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -44,7 +46,10 @@ class FuseWorkers {
   void start(const fuse::FuseSession& session, unsigned threads);
   // Stops and joins every worker, parked or serving; requests in their hands are answered first.
   void stop();
-  [[nodiscard]] bool running() const { return released_.load() && !threads_.empty(); }
+  // Returns once every worker has answered what it held and left its loop; they are not joined
+  // (stop() or the destructor does that). For a process that ends right after: a thread's own
+  // exit costs more on a busy host than ending the process with it.
+  void quiesce();
 
  private:
   struct Worker {
@@ -52,6 +57,7 @@ class FuseWorkers {
     std::atomic<bool> done{false};
   };
   void run(Worker& self);
+  void mark_done(Worker& self);  // the thread's last act: wakes stop()
 
   fuse::FuseServer& server_;
   std::function<void()> on_unmounted_;
@@ -60,6 +66,8 @@ class FuseWorkers {
   std::atomic<bool> stopping_{false};
   std::atomic<bool> unmounted_reported_{false};
   std::vector<std::unique_ptr<Worker>> threads_;
+  std::mutex done_mu_;  // with done_cv_: stop() waits for the workers' done flags
+  std::condition_variable done_cv_;
 };
 
 }  // namespace ferry::daemon

@@ -52,6 +52,18 @@ std::string version_text() {
 
 bool g_logging_to_file = false;
 
+// The end of a planned hand-over. The workers are stopped and joined, the API answered and
+// closed, the log is flushed: nothing this process still owns (image mappings, buffers, the
+// daemon's objects) needs more than the kernel's release at exit. Running their destructors
+// here took 0.2-1.1 ms with 100 images on 2 CPUs, inside the window where the successor serves
+// alone and its readers share those CPUs with this teardown, and the supervisor waits for
+// this exit to end the upgrade.
+[[noreturn]] void leave_without_teardown() {
+  spdlog::shutdown();
+  std::fflush(nullptr);
+  std::_Exit(0);
+}
+
 // One line on stderr; the log file (if any) gets it too.
 int fail(const Error& e) {
   std::fprintf(stderr, "ferryd: error: %s\n", e.message.c_str());
@@ -162,8 +174,9 @@ int run_fuse(const CliOptions& opt) {
       // more than this process's teardown does.
       yield_cpu_for_exit();
       if (api) api->drain(std::chrono::seconds(2));  // the answer to "exit" goes out first
+      api.reset();                                   // joins its threads, removes the socket file
       spdlog::info("exited; the mount at '{}' stays", d.mountpoint);
-      return 0;
+      leave_without_teardown();
     }
     if (daemon.connection_lost()) {
       spdlog::warn("the FUSE connection of '{}' went away (unmounted or aborted)", d.mountpoint);

@@ -16,6 +16,8 @@
 #include <atomic>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <exception>
 #include <list>
@@ -56,6 +58,8 @@ struct HttpServer::Impl {
   std::mutex mu;                                       // guards connections
   std::list<std::unique_ptr<Connection>> connections;  // accepted and not yet joined
   std::atomic<int> active{0};                          // requests begun and not yet answered completely
+  std::mutex idle_mu;                                  // with idle_cv: drain() waits for active == 0
+  std::condition_variable idle_cv;
 
   ~Impl() { stop(); }
   void stop();
@@ -178,7 +182,11 @@ void HttpServer::Impl::serve(Connection& c) {
       spdlog::debug("http: {} {} -> {}", request.method, request.path, response.status);
       const bool keep_alive = parser.keep_alive();
       const bool sent = send_all(fd, serialize(response, keep_alive, parser.head()));
-      active.fetch_sub(1);
+      if (active.fetch_sub(1) == 1) {
+        // A process leaving after this answer waits in drain(): wake it now, not on its next poll.
+        std::lock_guard lock(idle_mu);
+        idle_cv.notify_all();
+      }
       if (!sent || !keep_alive) return;
       continue;
     }
@@ -408,12 +416,8 @@ HttpServer::~HttpServer() {
 }
 
 bool HttpServer::drain(std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (impl_->active.load() > 0) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return true;
+  std::unique_lock lock(impl_->idle_mu);
+  return impl_->idle_cv.wait_for(lock, timeout, [this] { return impl_->active.load() == 0; });
 }
 
 const std::string& HttpServer::endpoint() const {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -102,6 +103,10 @@ TEST_F(DaemonApiTest, ExitLeavesTheMountAndExitsZero) {
   ASSERT_NE(st, -1);
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
   EXPECT_TRUE(is_mounted(mnt_, "fuse")) << "exit must not unmount";
+  // It leaves without running its teardown, but not without closing its API and its log.
+  EXPECT_FALSE(std::filesystem::exists(sock_)) << "the API socket file stays after exit";
+  EXPECT_NE(read_file(dir_ / "ferryd.log").find("exited; the mount at"), std::string::npos)
+      << "the log's last line was not flushed";
 }
 
 TEST_F(DaemonApiTest, UpgradeModeWaitsInInitAndMountsNothing) {

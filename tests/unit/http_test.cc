@@ -591,36 +591,71 @@ TEST(HttpServer, SilentClientsDoNotBlockOthersAndAreTimedOut) {
   EXPECT_TRUE(read_until_eof(half_body.get(), 10s));
 }
 
+// Holds the handler threads that pass() through it until release() (at most 20 s).
+struct Gate {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool open = false;
+  std::atomic<bool> entered{false};
+  void pass() {
+    entered = true;
+    std::unique_lock lock(mu);
+    cv.wait_for(lock, 20s, [&] { return open; });
+  }
+  void release() {
+    {
+      std::lock_guard lock(mu);
+      open = true;
+    }
+    cv.notify_all();
+  }
+};
+
 TEST(HttpServer, ASlowHandlerDoesNotBlockOthers) {
   TempDir dir;
   const auto sock = dir / "api.sock";
-  std::mutex mu;
-  std::condition_variable cv;
-  bool release = false;
-  std::atomic<bool> slow_entered{false};
+  Gate gate;
   auto server = must_listen(sock, [&](const HttpRequest& r) {
-    if (r.path == "/slow") {
-      slow_entered = true;
-      std::unique_lock lock(mu);
-      cv.wait_for(lock, 20s, [&] { return release; });
-    }
+    if (r.path == "/slow") gate.pass();
     return echo(r);
   });
   std::thread slow([&] {
     auto r = http_request(sock, "PUT", "/slow", {}, 30s);
     EXPECT_TRUE(r.ok());
   });
-  ASSERT_TRUE(test::wait_until([&] { return slow_entered.load(); }, 10s));
+  ASSERT_TRUE(test::wait_until([&] { return gate.entered.load(); }, 10s));
   for (int i = 0; i < 10; ++i) {
     auto r = http_request(sock, "GET", "/fast", {}, 2s);
     ASSERT_TRUE(r.ok()) << r.error().message;
   }
-  {
-    std::lock_guard lock(mu);
-    release = true;
-  }
-  cv.notify_all();
+  gate.release();
   slow.join();
+}
+
+// drain() is how a daemon answering "exit" knows its answer is out before it leaves: it must
+// wait for a request in progress, and return true once that answer is written.
+TEST(HttpServer, DrainWaitsForTheAnswerInProgress) {
+  TempDir dir;
+  const auto sock = dir / "api.sock";
+  Gate gate;
+  auto server = must_listen(sock, [&](const HttpRequest& r) {
+    gate.pass();
+    return echo(r);
+  });
+  ASSERT_TRUE(server->drain(0ms)) << "nothing in progress: drained at once";
+  std::atomic<bool> answered{false};
+  std::thread client([&] {
+    auto r = http_request(sock, "PUT", "/api/v1/daemon/exit", {}, 30s);
+    EXPECT_TRUE(r.ok());
+    answered = true;
+  });
+  ASSERT_TRUE(test::wait_until([&] { return gate.entered.load(); }, 10s));
+  EXPECT_FALSE(server->drain(50ms)) << "drained while the handler still runs";
+  std::thread releaser([&] { gate.release(); });
+  EXPECT_TRUE(server->drain(20s));
+  releaser.join();
+  client.join();
+  EXPECT_TRUE(answered.load());
 }
 
 TEST(HttpServer, ExcessConnectionsAreClosedNotQueued) {
