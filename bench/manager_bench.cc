@@ -19,7 +19,7 @@
 //              process's pidfd turned readable, can still be one the dying process answered).
 //   upgrade  PUT /api/v1/nydusd/upgrade, alternating between --ferryd and --ferryd-next.
 //            hand-over blackout = the longest gap overlapping [the new process took the state
-//              over, the old one exited] (from the daemon log's 1 ms times, widened by 2 ms / 1 ms);
+//              over, the old one exited] (from the daemon log's microsecond times);
 //            longest gap in the call = the same over [request sent, answer received]: it adds the
 //              state fetch, the --version check and the new binary's start-up, during which the
 //              old daemon serves alone but shares the CPUs with a starting process.
@@ -378,8 +378,9 @@ struct CrashRound {
 };
 struct UpgradeRound {
   double blackout = 0;  // longest gap overlapping [request sent, answer received]
-  // Longest gap overlapping the hand-over itself: [new process took the state over - 2 ms, old
-  // process exited + 1 ms] (log times have a 1 ms resolution; the window errs on the wide side).
+  // Longest gap overlapping the hand-over itself: [the new process began the takeover, the old
+  // process exited] from the daemon log's microsecond times (0.1 ms wider before, 1 ms after:
+  // its last line precedes the kernel's teardown of it).
   // What it leaves out is the start-up of the new binary (and its --version check), during which
   // the old daemon serves alone. NaN when the log lacks a time.
   double handover = kNaN;
@@ -398,35 +399,39 @@ struct UpgradeRound {
   std::string phase;  // where the longest gap started
 };
 
-// Milliseconds since the epoch of a log line's leading "YYYY-MM-DDTHH:MM:SS.mmm" (spdlog's
-// local time), or -1.
-int64_t log_time_ms(const std::string& line) {
+// Microseconds since the epoch of a log line's leading "YYYY-MM-DDTHH:MM:SS.ffffff" (spdlog's
+// local time; any number of fraction digits), or -1.
+int64_t log_time_us(const std::string& line) {
   std::tm tm{};
-  int ms = 0;
-  if (std::sscanf(line.c_str(), "%d-%d-%dT%d:%d:%d.%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-                  &tm.tm_min, &tm.tm_sec, &ms) != 7) {
+  char fraction[16] = {};
+  if (std::sscanf(line.c_str(), "%d-%d-%dT%d:%d:%d.%15[0-9]", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                  &tm.tm_hour, &tm.tm_min, &tm.tm_sec, fraction) != 7) {
     return -1;
   }
   tm.tm_year -= 1900;
   tm.tm_mon -= 1;
   tm.tm_isdst = -1;
   std::time_t t = std::mktime(&tm);
-  return t < 0 ? -1 : static_cast<int64_t>(t) * 1000 + ms;
+  if (t < 0) return -1;
+  const size_t digits = std::strlen(fraction);
+  int64_t us = 0;
+  for (size_t i = 0; i < 6; ++i) us = us * 10 + (i < digits ? fraction[i] - '0' : 0);
+  return static_cast<int64_t>(t) * 1000000 + us;
 }
 
-int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
+int64_t wall_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
-// The time of the first line of `log` containing `needle`, or -1.
-int64_t find_log_time(const std::string& log, const std::string& needle) {
+// The first line of `log` containing `needle`, or "".
+std::string find_log_line(const std::string& log, const std::string& needle) {
   std::istringstream in(log);
   for (std::string line; std::getline(in, line);) {
-    if (line.find(needle) != std::string::npos) return log_time_ms(line);
+    if (line.find(needle) != std::string::npos) return line;
   }
-  return -1;
+  return "";
 }
 
 class Bench {
@@ -765,7 +770,7 @@ Status Bench::upgrade_round() {
   json body = {{"nydusd_path", next}};
   UpgradeRound r;
   r.binary = next == opt_.ferryd ? "ferryd" : "ferryd-next";
-  int64_t wall_call = wall_ms();
+  int64_t wall_call = wall_us();
   int64_t t_call = now_ns();
   auto answer = http::http_request(sys_sock(), "PUT", "/api/v1/nydusd/upgrade", body.dump(), 60s);
   int64_t t_done = now_ns();
@@ -800,27 +805,38 @@ Status Bench::upgrade_round() {
       if (st.value("id", "") == daemon_id_) new_pid = st.value("new_pid", 0);
     }
     std::string dlog = slurp(*dir_ / ("logs/" + daemon_id_ + ".log"));
-    auto rel = [&](const std::string& needle) {
-      int64_t t = find_log_time(dlog, needle);
-      return t < 0 ? kNaN : static_cast<double>(t - wall_call);
+    // ms after the call of the first log line containing `needle`, and the line.
+    auto rel = [&](const std::string& needle, std::string* line = nullptr) {
+      const std::string hit = find_log_line(dlog, needle);
+      if (line != nullptr) *line = hit;
+      const int64_t t = hit.empty() ? -1 : log_time_us(hit);
+      return t < 0 ? kNaN : static_cast<double>(t - wall_call) / 1000.0;
     };
-    r.took_over = rel("[" + std::to_string(new_pid) + "]: took over");
+    std::string took_over_line;
+    r.took_over = rel("[" + std::to_string(new_pid) + "]: took over", &took_over_line);
     r.serving = rel("[" + std::to_string(new_pid) + "]: serving with");
     r.old_exited = rel("[" + std::to_string(pid) + "]: exited");
-    // Log times have a 1 ms resolution: a gap starting within 1 ms before an event is counted as
-    // after it.
-    if (!std::isnan(r.took_over) && !std::isnan(r.old_exited)) {
-      const int64_t from = t_call + static_cast<int64_t>((r.took_over - 2) * kNsPerMs);
+    // The takeover began "in X ms" before its line was written.
+    double takeover_ms = kNaN;
+    if (const size_t at = took_over_line.find(") in "); at != std::string::npos) {
+      takeover_ms = std::strtod(took_over_line.c_str() + at + 5, nullptr);
+    }
+    const double takeover_began = r.took_over - takeover_ms;
+    // The window: from the takeover's beginning to the old process's exit. Its last log line
+    // comes just before the kernel tears it down, which is given 1 ms; 0.1 ms either side for
+    // the log's clock against this process's.
+    if (!std::isnan(takeover_began) && !std::isnan(r.old_exited)) {
+      const int64_t from = t_call + static_cast<int64_t>((takeover_began - 0.1) * kNsPerMs);
       const int64_t to = t_call + static_cast<int64_t>((r.old_exited + 1) * kNsPerMs);
       FERRY_ASSIGN(Reader::Window hw, reader_->window(from, to, from, 10s));
       r.handover = to_ms(hw.max_gap_ns);
       r.handover_window = to_ms(to - from);
     }
-    if (std::isnan(r.took_over) || std::isnan(r.serving) || std::isnan(r.old_exited)) {
+    if (std::isnan(takeover_began) || std::isnan(r.serving) || std::isnan(r.old_exited)) {
       r.phase = "unknown";
-    } else if (r.gap_from < r.took_over - 1) {
+    } else if (r.gap_from < takeover_began - 0.1) {
       r.phase = "before the takeover";
-    } else if (r.gap_from < r.serving + 1) {
+    } else if (r.gap_from < r.serving + 0.1) {
       r.phase = "takeover and start";
     } else if (r.gap_from < r.old_exited + 1) {
       r.phase = "old process exiting";
@@ -836,7 +852,7 @@ Status Bench::upgrade_round() {
       upgrade_.size(), r.blackout, r.gap_from, r.call_ms, r.manager_ms, r.binary.c_str(),
       static_cast<unsigned long long>(r.window_ops));
   std::fprintf(stderr,
-               "              took over at %.0f, serving at %.0f, old exited at %.0f ms: gap %s; hand-over "
+               "              took over at %.1f, serving at %.1f, old exited at %.1f ms: gap %s; hand-over "
                "%.3f ms\n",
                r.took_over, r.serving, r.old_exited, r.phase.c_str(), r.handover);
   return {};

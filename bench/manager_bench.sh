@@ -316,8 +316,9 @@ w("- **Crash round:** `kill -9` of the pid that `GET /api/v1/daemons` lists for 
   "manager asks).")
 w("- **Upgrade round:** `PUT /api/v1/nydusd/upgrade` with `nydusd_path` alternating between ferryd and "
   "ferryd-next. **Hand-over blackout** = the longest gap between consecutive completions overlapping "
-  "[the new process took the state over, the old process exited] (times from the daemon's log, 1 ms "
-  "resolution, so the window is widened by 2 ms before and 1 ms after): the switch itself, where both "
+  "[the new process began the takeover, the old process exited] (times from the daemon's log, in "
+  "microseconds; 0.1 ms wider before, and 1 ms after for the kernel's teardown of the old process, which "
+  "follows its last log line): the switch itself, where both "
   "processes serve the connection. **Longest gap during the whole call** = the same over [request sent, "
   "answer received]; the call also includes the `--version` check, the new binary's start-up (during "
   "which the old daemon serves alone, sharing the 2 CPUs with a starting process; the manager starts "

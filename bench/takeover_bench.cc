@@ -227,9 +227,9 @@ Result<uint64_t> live_rss_kib(pid_t pid) {
 // ---- the reader ------------------------------------------------------------------------------
 
 // The reader runs in a process of its own, forked at startup while this program is still
-// single-threaded. It must: this process forks every successor ferryd, and a child closes the
+// single-threaded. It must: this process starts every successor ferryd, and a child closes the
 // fds it inherited (close-on-exec included), so an inherited fd on the FUSE mount would make
-// each fork send a FLUSH, a request the kernel waits for uninterruptibly; right after a crash
+// each start send a FLUSH, a request the kernel waits for uninterruptibly; right after a crash
 // no daemon answers it and the successor would never get to exec. So only the reader process
 // ever holds a file of the mount.
 //

@@ -184,7 +184,7 @@ def render(meta, results):
     # --- where the time goes ---
     w("### Where the time goes (medians, ms)")
     w("")
-    w("Crash: `kill -9` -> the old process reaped -> the successor forked, exec'd and answering `INIT` -> "
+    w("Crash: `kill -9` -> the old process reaped -> the successor spawned, exec'd and answering `INIT` -> "
       "`PUT fuse/takeover` answered -> `PUT start` answered -> the first read served. Upgrade: the save, and "
       "`PUT exit` until the old process is gone (it finishes the requests in its hands first).")
     w("")
@@ -228,7 +228,7 @@ def render(meta, results):
         tru = meta.get("true_ms")
         ref = (f"; `ferryd --version` alone takes {ver} ms here, `/bin/true` {tru} ms (medians of 21, interleaved)"
                if ver else "")
-        w("Most of a crash blackout is the successor getting to `INIT` (fork + exec + ferryd's own start-up"
+        w("Most of a crash blackout is the successor getting to `INIT` (spawn + exec + ferryd's own start-up"
           f"{ref}), medians: " + "; ".join(parts) + ".")
         w("")
     up_cfgs = [r for r in results if "upgrade" in r]
@@ -267,7 +267,7 @@ def render(meta, results):
     w("- **Reader:** a separate process keeps one file of the image (1 MiB + 13.2 KiB) open with `O_DIRECT` and "
       "loops `pread` of 4 KiB at pseudo-random 4 KiB-aligned offsets, so every read is a FUSE request the daemon "
       "must answer; every byte is compared with the source file, and the steady-clock time of every successful "
-      "completion is recorded. (It runs in its own process because the benchmark forks the successors: a child "
+      "completion is recorded. (It runs in its own process because the benchmark starts the successors: a child "
       "inheriting an fd of the mount would send a FLUSH on closing it, which no daemon answers right after a "
       "crash.) With a shared daemon the file is read under `/i0`.")
     w("- **Crash round:** `kill -9` the daemon, reap it, start `ferryd fuse --upgrade` at once (same `--id`, "

@@ -23,7 +23,9 @@ Status init(const std::string& level, const std::string& file, const std::string
     return Error{EIO, "cannot open log file '" + file + "': " + e.what()};
   }
   logger->set_level(lvl);
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %n[%P]: %v");
+  // Microseconds: a failover or a hand-over lasts about a millisecond, and its steps are read
+  // from these times.
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%f %^%l%$ %n[%P]: %v");
   // Daemons die by SIGKILL in production and in tests: a line still in the buffer then is lost
   // exactly when it is needed. Info lines come from control events only (never per request).
   logger->flush_on(spdlog::level::info);
