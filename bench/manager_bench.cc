@@ -77,6 +77,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/guarded_main.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "http/http_client.h"
@@ -93,7 +94,7 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 // ---- the sample images -----------------------------------------------------------------------
 
-struct SampleImage {
+struct SampleImage {  // NOLINT(bugprone-exception-escape): implicit members of json
   std::string tree;
   std::string meta;  // the EROFS bootstrap
   std::string blob;  // the blob device holding the file data
@@ -292,6 +293,7 @@ class Reader {
       }
     }
     std::vector<std::thread> threads;
+    threads.reserve(static_cast<size_t>(sh.threads));
     for (int t = 0; t < sh.threads; ++t) {
       threads.emplace_back([&sh, &names, &expected, t] { thread_body(sh, names, expected, t); });
     }
@@ -403,20 +405,21 @@ struct UpgradeRound {
 // local time; any number of fraction digits), or -1.
 int64_t log_time_us(const std::string& line) {
   std::tm tm{};
-  char fraction[16] = {};
-  if (std::sscanf(line.c_str(), "%d-%d-%dT%d:%d:%d.%15[0-9]", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-                  &tm.tm_hour, &tm.tm_min, &tm.tm_sec, fraction) != 7) {
-    return -1;
-  }
-  tm.tm_year -= 1900;
-  tm.tm_mon -= 1;
-  tm.tm_isdst = -1;
-  std::time_t t = std::mktime(&tm);
-  if (t < 0) return -1;
-  const size_t digits = std::strlen(fraction);
+  const char* rest = ::strptime(line.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (rest == nullptr || *rest != '.') return -1;
   int64_t us = 0;
-  for (size_t i = 0; i < 6; ++i) us = us * 10 + (i < digits ? fraction[i] - '0' : 0);
-  return static_cast<int64_t>(t) * 1000000 + us;
+  int digits = 0;
+  for (++rest; *rest >= '0' && *rest <= '9'; ++rest) {
+    if (digits < 6) {
+      us = us * 10 + (*rest - '0');
+      ++digits;
+    }
+  }
+  if (digits == 0) return -1;
+  for (; digits < 6; ++digits) us *= 10;
+  tm.tm_isdst = -1;
+  const std::time_t t = std::mktime(&tm);
+  return t < 0 ? -1 : static_cast<int64_t>(t) * 1000000 + us;
 }
 
 int64_t wall_us() {
@@ -438,7 +441,13 @@ class Bench {
  public:
   Bench(Options options, std::unique_ptr<Reader> reader)
       : opt_(std::move(options)), reader_(std::move(reader)) {}
-  ~Bench() { teardown(); }
+  ~Bench() {
+    try {
+      teardown();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "manager_bench: cleaning up: %s\n", e.what());
+    }
+  }
   Bench(const Bench&) = delete;
   Bench& operator=(const Bench&) = delete;
 
@@ -470,7 +479,7 @@ class Bench {
   Status crash_round();
   Status upgrade_round();
   Status idle_round();
-  Error with_log(Error e) const;
+  Error with_log(const Error& e) const;
   json rss() const;
   void teardown();
 
@@ -505,7 +514,7 @@ class Bench {
   double mount_s_ = 0;
 };
 
-Error Bench::with_log(Error e) const {
+Error Bench::with_log(const Error& e) const {
   std::string text = e.message + "\n--- last lines of " + manager_log() + ":\n" + tail_of(manager_log(), 25);
   if (!daemon_id_.empty()) {
     std::string dlog = *dir_ / ("logs/" + daemon_id_ + ".log");
@@ -1170,5 +1179,5 @@ int run_main(int argc, char** argv) {
 }  // namespace ferry::bench
 
 int main(int argc, char** argv) {
-  return ferry::bench::run_main(argc, argv);
+  return ferry::guarded_main("manager_bench", [&] { return ferry::bench::run_main(argc, argv); });
 }

@@ -58,6 +58,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -75,6 +76,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/guarded_main.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "http/http_client.h"
@@ -113,7 +115,7 @@ Result<SampleImage> make_sample_image(const TempDir& dir) {
   uint64_t seed = 42;
   ImageTree tree{img.tree};
   for (int i = 0; i < 39; ++i) {
-    size_t size = i % 10 == 9 ? 256 * 1024 : static_cast<size_t>(splitmix64(seed) % 40000);
+    size_t size = i % 10 == 9 ? size_t{256} * 1024 : static_cast<size_t>(splitmix64(seed) % 40000);
     FERRY_TRY(tree.write("d" + std::to_string(i % 4) + "/f" + std::to_string(i),
                          random_bytes(size, splitmix64(seed))));
   }
@@ -184,7 +186,8 @@ Result<int> fast_call(const std::string& sock, const char* method, const std::st
     return Error{EPROTO,
                  std::string(method) + " " + path + ": not an HTTP answer: '" + resp.substr(0, 80) + "'"};
   }
-  int status = std::atoi(resp.c_str() + 9);
+  int status = 0;
+  std::from_chars(resp.data() + 9, resp.data() + resp.size(), status);
   if (status / 100 != 2) {
     auto body = resp.find("\r\n\r\n");
     return Error{EIO, std::string(method) + " " + path + " -> " + std::to_string(status) + " " +
@@ -380,7 +383,7 @@ struct CrashRound {
   double gap_from = 0;  // the longest gap, ms after the kill
   double gap_to = 0;
 };
-struct UpgradeRound {
+struct UpgradeRound {          // NOLINT(bugprone-exception-escape): implicit members of json
   double blackout = 0;         // longest gap overlapping [successor spawned, old daemon's exit + 100 ms]
   double handover = 0;         // longest gap overlapping [takeover call, old daemon's exit]
   double handover_from = 0;    // where it starts, ms after the successor was spawned
@@ -517,9 +520,9 @@ Status Bench::wait_state(int gen, Process& p, const std::string& want, std::chro
       if (last == want) return {};
     }
     if (now_ns() > deadline) {
-      return with_log(Error{ETIMEDOUT, "ferryd generation " + std::to_string(gen) + " did not reach " + want +
-                                           " (state '" + last + "')"},
-                      gen);
+      std::string what = "ferryd generation " + std::to_string(gen) + " did not reach " + want;
+      what += " (state '" + last + "')";
+      return with_log(Error{ETIMEDOUT, what}, gen);
     }
     std::this_thread::sleep_for(last.empty() ? 200us : 1ms);
   }
@@ -1060,5 +1063,5 @@ int run_main(int argc, char** argv) {
 }  // namespace ferry::bench
 
 int main(int argc, char** argv) {
-  return ferry::bench::run_main(argc, argv);
+  return ferry::guarded_main("takeover_bench", [&] { return ferry::bench::run_main(argc, argv); });
 }

@@ -5,12 +5,12 @@
 // until start() hands them the session. A successor waiting in INIT does this before any
 // takeover, so that creating threads and their malloc arenas is not part of a failover.
 //
-// Stopping is cooperative: stop() sets a flag and interrupts each thread's blocking read with
-// SIGUSR1 until every thread has left its loop. A thread that holds a request finishes and
-// answers it first, so a planned hand-over loses nothing; an interrupted read takes nothing
-// from the kernel's queue.
+// Stopping is cooperative: quiesce() (and stop(), which then joins) sets a flag and interrupts
+// each thread's blocking read with SIGUSR1 until every thread has left its loop. A thread that
+// holds a request finishes and answers it first, so a planned hand-over loses nothing; an
+// interrupted read takes nothing from the kernel's queue.
 //
-// Thread-safety: prepare()/start()/stop() from one controlling thread at a time (the daemon
+// Thread-safety: prepare()/start()/quiesce()/stop() from one controlling thread at a time (the daemon
 // serialises them). Each worker owns its buffers; the hot path allocates nothing and takes no
 // lock.
 #pragma once
@@ -57,7 +57,7 @@ class FuseWorkers {
     std::atomic<bool> done{false};
   };
   void run(Worker& self);
-  void mark_done(Worker& self);  // the thread's last act: wakes stop()
+  void mark_done(Worker& self);  // the thread's last act: wakes quiesce()
 
   fuse::FuseServer& server_;
   std::function<void()> on_unmounted_;
@@ -66,7 +66,7 @@ class FuseWorkers {
   std::atomic<bool> stopping_{false};
   std::atomic<bool> unmounted_reported_{false};
   std::vector<std::unique_ptr<Worker>> threads_;
-  std::mutex done_mu_;  // with done_cv_: stop() waits for the workers' done flags
+  std::mutex done_mu_;  // with done_cv_: quiesce() waits for the workers' done flags
   std::condition_variable done_cv_;
 };
 
