@@ -194,12 +194,7 @@ Status Daemon::stop() {
 Status Daemon::exit_keep_mount() {
   std::lock_guard lock(ops_mu_);
   disarm_locked();
-  if (machine_.state() == DaemonState::kRunning) {
-    leaving_ = true;
-    Status stopped = fired(machine_.fire(DaemonEvent::kStop));
-    leaving_ = false;
-    FERRY_TRY(stopped);
-  }
+  if (machine_.state() == DaemonState::kRunning) FERRY_TRY(fired(machine_.fire(DaemonEvent::kStop)));
   return fired(machine_.fire(DaemonEvent::kExit));
 }
 
@@ -395,13 +390,10 @@ Status Daemon::do_start() {
 }
 
 void Daemon::do_stop_workers() {
-  // A daemon leaving for its successor ends right after: its workers must hold no request,
-  // and joining them is left to the process's end.
-  if (leaving_) {
-    workers_->quiesce();
-  } else {
-    workers_->stop();
-  }
+  // Stopped serving means holding no request. Joining the threads is left to the next
+  // start (FuseWorkers::prepare) or the destructor: a daemon leaving for its successor ends
+  // right after, and a thread's exit costs more on a busy host than ending the process with it.
+  workers_->quiesce();
 }
 
 Status Daemon::do_unmount() {

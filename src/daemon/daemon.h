@@ -116,7 +116,6 @@ class Daemon {
   StateMachine machine_;
   mutable std::mutex ops_mu_;     // serialises every public operation (the API is concurrent)
   bool resend_on_start_ = false;  // set by a takeover whose saver is gone
-  bool leaving_ = false;          // stopping the workers for exit_keep_mount (under ops_mu_)
   pid_t saver_pid_ = 0;
   uint64_t saver_start_time_ = 0;
   std::atomic<bool> armed_{false};  // READY, waiting for the saver to exit (changed under ops_mu_)

@@ -47,8 +47,8 @@ class FuseWorkers {
   // Stops and joins every worker, parked or serving; requests in their hands are answered first.
   void stop();
   // Returns once every worker has answered what it held and left its loop; they are not joined
-  // (stop() or the destructor does that). For a process that ends right after: a thread's own
-  // exit costs more on a busy host than ending the process with it.
+  // (stop(), the next prepare() or the destructor does that), so a process that ends right
+  // after does not wait for its threads' own exits.
   void quiesce();
 
  private:

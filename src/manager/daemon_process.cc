@@ -50,21 +50,26 @@ Result<UniqueFd> above_stdio(UniqueFd fd, const std::string& what) {
   return moved;
 }
 
-// posix_spawn's attributes and file actions, destroyed on every path.
-struct SpawnAttr {
-  posix_spawnattr_t attr{};
-  SpawnAttr() { ::posix_spawnattr_init(&attr); }
-  ~SpawnAttr() { ::posix_spawnattr_destroy(&attr); }
-  SpawnAttr(const SpawnAttr&) = delete;
-  SpawnAttr& operator=(const SpawnAttr&) = delete;
+// A posix_spawn object (attributes, file actions) destroyed on every path.
+template <typename T, int (*Init)(T*), int (*Destroy)(T*)>
+struct SpawnObject {
+  T value{};
+  SpawnObject() { Init(&value); }
+  ~SpawnObject() { Destroy(&value); }
+  SpawnObject(const SpawnObject&) = delete;
+  SpawnObject& operator=(const SpawnObject&) = delete;
 };
-struct SpawnFileActions {
-  posix_spawn_file_actions_t actions{};
-  SpawnFileActions() { ::posix_spawn_file_actions_init(&actions); }
-  ~SpawnFileActions() { ::posix_spawn_file_actions_destroy(&actions); }
-  SpawnFileActions(const SpawnFileActions&) = delete;
-  SpawnFileActions& operator=(const SpawnFileActions&) = delete;
-};
+using SpawnAttr = SpawnObject<posix_spawnattr_t, ::posix_spawnattr_init, ::posix_spawnattr_destroy>;
+using SpawnFileActions = SpawnObject<posix_spawn_file_actions_t, ::posix_spawn_file_actions_init,
+                                     ::posix_spawn_file_actions_destroy>;
+
+// Ends a child that spawn() will not hand out: SIGKILL, then reaped, so no zombie is left.
+void kill_and_reap_child(pid_t pid) {
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+}
 
 }  // namespace
 
@@ -82,8 +87,7 @@ Result<DaemonProcess> DaemonProcess::spawn(const std::vector<std::string>& argv,
   }
   const std::string& binary = argv[0];
 
-  // Everything the child touches is built here: after fork() in a multi-threaded process
-  // the child may not allocate (another thread may have held the allocator's lock).
+  // Everything the child needs is built here, before it exists.
   std::vector<std::string> env_strings;
   std::map<std::string, std::string> env_add = extra_env;
   if (idle_priority) {
@@ -127,18 +131,19 @@ Result<DaemonProcess> DaemonProcess::spawn(const std::vector<std::string>& argv,
   sigset_t none;
   ::sigfillset(&all);
   ::sigemptyset(&none);
-  ::posix_spawnattr_setsigdefault(&attr.attr, &all);
-  ::posix_spawnattr_setsigmask(&attr.attr, &none);
-  ::posix_spawnattr_setflags(&attr.attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSID);
+  ::posix_spawnattr_setsigdefault(&attr.value, &all);
+  ::posix_spawnattr_setsigmask(&attr.value, &none);
+  ::posix_spawnattr_setflags(&attr.value,
+                             POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSID);
   SpawnFileActions files;
-  int rc = ::posix_spawn_file_actions_adddup2(&files.actions, devnull.get(), 0);
-  if (rc == 0) rc = ::posix_spawn_file_actions_adddup2(&files.actions, log.get(), 1);
-  if (rc == 0) rc = ::posix_spawn_file_actions_adddup2(&files.actions, log.get(), 2);
-  if (rc == 0) rc = ::posix_spawn_file_actions_addclosefrom_np(&files.actions, 3);
+  int rc = ::posix_spawn_file_actions_adddup2(&files.value, devnull.get(), 0);
+  if (rc == 0) rc = ::posix_spawn_file_actions_adddup2(&files.value, log.get(), 1);
+  if (rc == 0) rc = ::posix_spawn_file_actions_adddup2(&files.value, log.get(), 2);
+  if (rc == 0) rc = ::posix_spawn_file_actions_addclosefrom_np(&files.value, 3);
   if (rc != 0) return errno_error(rc, "spawn " + binary + ": preparing its file actions");
   pid_t pid = -1;
   // An exec that fails is reported here, its child already reaped by posix_spawn.
-  if (const int err = ::posix_spawn(&pid, args[0], &files.actions, &attr.attr, args.data(), envp.data());
+  if (const int err = ::posix_spawn(&pid, args[0], &files.value, &attr.value, args.data(), envp.data());
       err != 0) {
     return errno_error(err, "spawn " + binary + ": cannot execute " + binary);
   }
@@ -148,10 +153,7 @@ Result<DaemonProcess> DaemonProcess::spawn(const std::vector<std::string>& argv,
     // ~0.3% of a CPU that readers keep busy, and a successor must still reach INIT within the
     // manager's deadline on a saturated host.
     Error e = errno_error("spawn " + binary + ": setting nice " + std::to_string(kBackgroundNice));
-    ::kill(pid, SIGKILL);
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    kill_and_reap_child(pid);
     return e;
   }
 
@@ -162,13 +164,11 @@ Result<DaemonProcess> DaemonProcess::spawn(const std::vector<std::string>& argv,
   if (!p.pidfd_) {
     // Without a pidfd the process cannot be watched or signalled safely: do not keep it.
     Error e = errno_error("spawn " + binary + ": pidfd_open(" + std::to_string(pid) + ")");
-    ::kill(pid, SIGKILL);
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    kill_and_reap_child(pid);
     return e;
   }
-  // Start time is fixed at fork and kept across exec; the child is un-reaped, so it is there.
+  // Start time is fixed when the process is created and kept across exec; the child is un-reaped, so it is
+  // there.
   auto start = process_start_time(pid);
   if (!start.ok()) {
     (void)p.kill_and_reap();

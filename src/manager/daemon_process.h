@@ -5,14 +5,14 @@
 // It works for children (spawned here) and for daemons adopted after a manager restart (not
 // our children: their exit status cannot be collected, only noticed).
 //
-// spawn() forks and execs with: all fds but 0/1/2 closed (stdin /dev/null, stdout/stderr
-// appended to `log_file`), a new session (a terminal's Ctrl-C or the manager's own death does
-// not reach the daemon: daemons outlive the manager), default signal mask and dispositions, and
-// the manager's environment plus `extra_env`. The child never runs code that may allocate or
-// lock between fork and exec (argv/envp are prepared before fork).
+// spawn() starts the binary with posix_spawn (no copy of the manager's memory) with: all fds but
+// 0/1/2 closed (stdin /dev/null, stdout/stderr appended to `log_file`), a new session (a
+// terminal's Ctrl-C or the manager's own death does not reach the daemon: daemons outlive the
+// manager), default signal mask and dispositions, and the manager's environment plus
+// `extra_env` (argv/envp are prepared before the child exists).
 //
-// Errors: spawn() fails with ENOENT/EACCES naming the binary when exec fails (reported back to
-// the parent through a close-on-exec pipe, so "no such binary" is an error, not a dead child).
+// Errors: spawn() fails with ENOENT/EACCES naming the binary when exec fails (posix_spawn reports
+// it and reaps the child, so "no such binary" is an error, not a dead child).
 //
 // Thread-safety: one owner; is_alive()/pidfd() may be read from any thread.
 // Ownership: the destructor does NOT kill the process (daemons outlive the manager by design);
@@ -36,9 +36,9 @@ class DaemonProcess {
  public:
   DaemonProcess() = default;
   // Starts argv[0] (absolute path) with argv. Extra environment entries are added.
-  // With `idle_priority` the process starts at nice 19 (set between fork and exec, so its whole
-  // start-up, dynamic loading included, yields the CPU to the serving daemon and its readers
-  // but is never starved), with FERRY_SERVING_NICE=<the manager's nice> in its environment:
+  // With `idle_priority` the process runs at nice 19 (set right after its exec, before it has
+  // made a thread, so its start-up yields the CPU to the serving daemon and its readers but is
+  // never starved), with FERRY_SERVING_NICE=<the manager's nice> in its environment:
   // for a successor started while the current daemon serves (hot standby, upgrade). ferryd
   // returns every thread to FERRY_SERVING_NICE when it starts serving.
   static Result<DaemonProcess> spawn(const std::vector<std::string>& argv, const std::string& log_file,

@@ -4,7 +4,7 @@
 //
 // None of them opens a file INSIDE a managed mount: the mount table is read from
 // /proc/self/mountinfo, never by stat()ing a mountpoint (a dead or hung daemon would make that
-// block or fail, and an fd into a FUSE mount held across fork would make the child's exec send
+// block or fail, and an fd into a FUSE mount inherited by a spawned daemon would make its exec send
 // FLUSH to a possibly dead daemon).
 //
 // Thread-safety: pure functions of the system state.
