@@ -9,6 +9,7 @@ import argparse
 import statistics
 
 from doc_section import rewrite_section
+from report_rows import md_table
 
 HEADING = "## Filesystem: ferryd vs kernel erofs vs squashfuse"
 DOC_HEAD = (
@@ -94,31 +95,20 @@ def main():
         else:
             target_rows.append([desc, f"{q:.2f}x", "PASS" if q <= limit else "FAIL"])
 
-    # ---- plain text to stdout
-    def text_table(hdr, body):
-        widths = [max(len(r[i]) for r in [hdr] + body) for i in range(len(hdr))]
-        lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-                 for r in [hdr] + body]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(lines)
-
+    # Each table is rendered once (report_rows.md_table): printed, and written into the doc.
+    summary = md_table(header, rows, ["---", "---:", "---:", "---:", "---:", "---:"])
+    targets = md_table(["target (ferryd / kernel erofs)", "measured", "result"], target_rows, ["---", "---:", "---"])
     print()
     print(f"Medians over {meta.get('rounds')} round(s), tree {meta.get('tree')} "
           f"({meta.get('entries')} entries, {mib(meta.get('data_bytes', 0))} of file data); "
           "seconds: lower is better, reads/s: higher is better")
-    print(text_table(header, rows))
+    print(summary)
     print()
-    print(text_table(["target (ferryd / kernel erofs)", "measured", "result"], target_rows))
+    print(targets)
     print()
 
     if not args.out:
         return
-
-    # ---- markdown
-    def md_table(hdr, body, align):
-        out = ["| " + " | ".join(hdr) + " |", "|" + "|".join(align) + "|"]
-        out += ["| " + " | ".join(r) + " |" for r in body]
-        return "\n".join(out)
 
     mem_gib = int(meta.get("mem_kib", 0)) / 2**20
     erofs_desc = f"{meta.get('erofs_tool', 'mkfs.erofs')}, default layout: uncompressed"
@@ -167,11 +157,9 @@ Medians over {meta.get('rounds')} round(s); in each round every test runs on eve
 rotated each round. Seconds: lower is better; reads/s: higher is better. Ratios are the system's
 median divided by kernel erofs's.
 
-{md_table(header, rows, ["---", "---:", "---:", "---:", "---:", "---:"])}
+{summary}
 
-| target (ferryd / kernel erofs) | measured | result |
-|---|---:|---|
-""" + "\n".join(f"| {a} | {b} | {c} |" for a, b, c in target_rows) + f"""
+{targets}
 
 How each number is taken:
 

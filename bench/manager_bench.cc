@@ -78,6 +78,7 @@
 #include <vector>
 
 #include "common/guarded_main.h"
+#include "common/proc_files.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "http/http_client.h"
@@ -94,262 +95,24 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 // ---- the sample images -----------------------------------------------------------------------
 
-struct SampleImage {  // NOLINT(bugprone-exception-escape): implicit members of json
-  std::string tree;
-  std::string meta;  // the EROFS bootstrap
-  std::string blob;  // the blob device holding the file data
-  json config;       // nydusd-style daemon config naming the blob
-  int files = 0;
-  uint64_t bytes = 0;
-  std::vector<std::string> data_files;  // what the reader reads, relative to the image root
-};
-
 // Image 0 (the reader's): 24 small files in 4 directories plus data/f0..f3 (1 MiB + 13.2 KiB,
 // 512 KiB + 100 B, 256 KiB, 300,000 B: last reads short). Others: 8 small files (distinct content).
-Result<SampleImage> make_sample_image(const TempDir& dir, int index) {
-  SampleImage img;
-  std::string name = "img" + std::to_string(index);
-  img.tree = dir / ("trees/" + name);
-  img.meta = dir / ("images/" + name + ".erofs");
-  img.blob = dir / ("images/" + name + ".blob");
-  uint64_t seed = 1000 + static_cast<uint64_t>(index);
-  ImageTree tree{img.tree};
-  int small = index == 0 ? 24 : 8;
-  for (int i = 0; i < small; ++i) {
-    FERRY_TRY(tree.write("d" + std::to_string(i % 4) + "/f" + std::to_string(i),
-                         random_bytes(static_cast<size_t>(splitmix64(seed) % 40000), splitmix64(seed))));
-  }
+Result<SampleImage> make_image(const TempDir& dir, int index) {
+  SampleSpec spec;
+  spec.files = index == 0 ? 24 : 8;
+  spec.dirs = 4;
+  spec.max_size = 40000;
+  spec.seed = 1000 + static_cast<uint64_t>(index);
   if (index == 0) {
-    const size_t sizes[] = {(1U << 20) + 3 * kBlock + 1234, (512U << 10) + 100, 256U << 10, 300000};
-    for (size_t i = 0; i < std::size(sizes); ++i) {
-      std::string rel = "data/f" + std::to_string(i);
-      FERRY_TRY(tree.write(rel, random_bytes(sizes[i], splitmix64(seed))));
-      img.data_files.push_back(rel);
-    }
+    spec.named = {{"data/f0", (size_t{1} << 20) + 3 * 4096 + 1234},
+                  {"data/f1", (size_t{512} << 10) + 100},
+                  {"data/f2", size_t{256} << 10},
+                  {"data/f3", 300000}};
   }
-  img.files = tree.files;
-  img.bytes = tree.bytes;
-  fs::create_directories(dir / "images");
-  FERRY_TRY(build_erofs_image(img.tree, img.meta, img.blob, dir / "mkfs.erofs.log"));
-  img.config = localfs_blob_config(img.blob);
-  return img;
+  std::error_code ec;
+  fs::create_directories(dir / "images", ec);
+  return make_sample_image(dir / "images", "img" + std::to_string(index), spec);
 }
-
-// ---- the reader ------------------------------------------------------------------------------
-
-// The reader runs in a process of its own, forked at startup while this program is still
-// single-threaded, so that only it ever holds files of the mount (a process that forks while
-// holding one sends a FLUSH from the child's close, which no daemon answers right after a crash).
-//
-// It waits for "go" on a pipe, loads the source files, then runs `threads` threads; each opens
-// every data file once with O_DIRECT and loops 4 KiB preads at pseudo-random aligned offsets of
-// a pseudo-random file, each checked against the source, until told to stop. Each thread records
-// its completion times in a ring of its own in shared memory (one writer per ring; the main
-// process reads the recent past after each window, long before a ring wraps).
-class Reader {
- public:
-  static constexpr int kMaxThreads = 8;
-
-  using Window = GapWindow;
-
-  // Call before any thread exists.
-  static Result<std::unique_ptr<Reader>> fork_process() {
-    FERRY_ASSIGN(auto proc, ReaderProcess<Shared>::fork(&Reader::run));
-    return std::unique_ptr<Reader>(new Reader(std::move(proc)));
-  }
-
-  // Starts `threads` threads reading `files` (relative paths) under `mounted`, compared with the
-  // same names under `source`; returns once every thread has its files open.
-  Status go(const std::string& mounted, const std::string& source, const std::vector<std::string>& files,
-            int threads) {
-    std::string list;
-    for (const auto& f : files) list += f + "\n";
-    if (list.size() >= sizeof(shared_->files)) return Error{ENAMETOOLONG, "paths too long for the reader"};
-    std::memcpy(shared_->files, list.c_str(), list.size() + 1);
-    shared_->threads = std::clamp(threads, 1, kMaxThreads);
-    threads_ = shared_->threads;
-    return proc_->start(mounted, source, "its files under '" + mounted + "'");
-  }
-
-  void request_stop() { proc_->request_stop(); }
-  // Asks the reader to stop and waits up to `timeout` for its exit; true once it has exited.
-  bool stop(std::chrono::milliseconds timeout) { return proc_->stop(timeout); }
-  // Last resort, once the FUSE connection is gone: SIGKILL and reap.
-  void kill() { proc_->kill(); }
-
-  [[nodiscard]] uint64_t ops() const {
-    uint64_t n = 0;
-    for (int t = 0; t < threads_; ++t) n += count(t);
-    return n;
-  }
-  [[nodiscard]] uint64_t errors() const { return shared_->errors.load(); }
-  [[nodiscard]] uint64_t mismatches() const { return shared_->mismatches.load(); }
-  [[nodiscard]] std::vector<std::string> failures() const { return shared_->failure_list(); }
-  [[nodiscard]] int threads() const { return threads_; }
-
-  // The newest completion of any thread (0 before the first).
-  [[nodiscard]] int64_t latest() const {
-    int64_t t = 0;
-    for (int i = 0; i < threads_; ++i) {
-      uint64_t n = count(i);
-      if (n > 0) t = std::max(t, at(i, n - 1));
-    }
-    return t;
-  }
-
-  // Waits until `n` more reads completed.
-  Status wait_progress(uint64_t n, std::chrono::milliseconds timeout) {
-    uint64_t target = ops() + n;
-    int64_t deadline = now_ns() + ns_of(timeout);
-    while (ops() < target) {
-      FERRY_TRY(check_interrupt());
-      FERRY_TRY(proc_->check_alive());
-      if (now_ns() > deadline) {
-        return Error{ETIMEDOUT,
-                     "the reader made no progress (" + std::to_string(errors()) + " errors so far)"};
-      }
-      std::this_thread::sleep_for(200us);
-    }
-    return {};
-  }
-
-  // Waits for a completion after `t` (any thread); its time.
-  Result<int64_t> wait_completion_after(int64_t t, std::chrono::milliseconds timeout) {
-    int64_t deadline = now_ns() + ns_of(timeout);
-    while (true) {
-      if (int64_t l = latest(); l > t) return l;
-      FERRY_TRY(check_interrupt());
-      FERRY_TRY(proc_->check_alive());
-      if (now_ns() > deadline) {
-        return Error{ETIMEDOUT, "no read completed within " + std::to_string(timeout.count()) + " ms (" +
-                                    std::to_string(errors()) + " errors so far)"};
-      }
-      std::this_thread::sleep_for(50us);
-    }
-  }
-
-  // Waits until every thread has completed a read after `to` (so every completion before `to`
-  // has been published), then measures the window [from, to] over all threads' completions.
-  Result<Window> window(int64_t from, int64_t to, int64_t ref, std::chrono::milliseconds timeout) {
-    int64_t deadline = now_ns() + ns_of(timeout);
-    while (true) {
-      FERRY_TRY(check_interrupt());
-      bool all = true;
-      for (int i = 0; i < threads_ && all; ++i) {
-        uint64_t n = count(i);
-        all = n > 0 && at(i, n - 1) > to;
-      }
-      if (all) break;
-      FERRY_TRY(proc_->check_alive());
-      if (now_ns() > deadline)
-        return Error{ETIMEDOUT, "not every reader thread completed a read after the window"};
-      std::this_thread::sleep_for(200us);
-    }
-    std::vector<int64_t> ts;
-    for (int i = 0; i < threads_; ++i) shared_->rings[i].collect_since(from, 1U << 14, ts);
-    std::sort(ts.begin(), ts.end());
-    return measure_gaps(ts, from, to, ref);
-  }
-
- private:
-  static constexpr uint64_t kRing = uint64_t{1} << 19;
-
-  struct Shared : ReaderShared {
-    std::atomic<int> opened{0};
-    int threads = 1;
-    char files[4096]{};
-    struct alignas(64) Ring : CompletionRing<kRing> {};
-    Ring rings[kMaxThreads];
-  };
-  static_assert(std::atomic<int64_t>::is_always_lock_free && std::atomic<uint64_t>::is_always_lock_free);
-
-  explicit Reader(std::unique_ptr<ReaderProcess<Shared>> proc)
-      : proc_(std::move(proc)), shared_(&proc_->shared()) {}
-
-  [[nodiscard]] uint64_t count(int t) const { return shared_->rings[t].size(); }
-  [[nodiscard]] int64_t at(int t, uint64_t i) const { return shared_->rings[t].at(i); }
-
-  struct File {
-    std::string expected;
-    UniqueFd fd;
-  };
-
-  // The reader process's body.
-  static int run(Shared& sh, int go) {
-    char byte = 0;
-    if (::read(go, &byte, 1) != 1) return 0;  // never started
-    std::vector<std::string> names;
-    std::stringstream list(sh.files);
-    for (std::string n; std::getline(list, n);) {
-      if (!n.empty()) names.push_back(n);
-    }
-    std::vector<std::string> expected;
-    for (const auto& n : names) {
-      std::ifstream in(std::string(sh.source) + "/" + n, std::ios::binary);
-      expected.emplace_back(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-      if (expected.back().empty()) {
-        sh.state.store(-ENODATA);
-        return 1;
-      }
-    }
-    std::vector<std::thread> threads;
-    threads.reserve(static_cast<size_t>(sh.threads));
-    for (int t = 0; t < sh.threads; ++t) {
-      threads.emplace_back([&sh, &names, &expected, t] { thread_body(sh, names, expected, t); });
-    }
-    for (auto& th : threads) th.join();
-    return 0;
-  }
-
-  static void thread_body(Shared& sh, const std::vector<std::string>& names,
-                          const std::vector<std::string>& expected, int index) {
-    auto fail = [&sh](const std::string& what) { sh.fail(what); };
-    std::vector<UniqueFd> fds;
-    for (const auto& n : names) {
-      fds.emplace_back(::open((std::string(sh.mounted) + "/" + n).c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC));
-      if (!fds.back()) {
-        int expected_state = 0;
-        sh.state.compare_exchange_strong(expected_state, -errno);
-        return;
-      }
-    }
-    if (sh.opened.fetch_add(1) + 1 == sh.threads) {
-      int expected_state = 0;
-      sh.state.compare_exchange_strong(expected_state, 1);
-    }
-    AlignedBlock buf;
-    Shared::Ring& ring = sh.rings[index];
-    uint64_t rng = 7 + static_cast<uint64_t>(index) * 7919;
-    uint64_t done = 0;
-    while (!sh.stop.load(std::memory_order_relaxed)) {
-      size_t f = splitmix64(rng) % names.size();
-      const std::string& want_bytes = expected[f];
-      uint64_t blocks = (want_bytes.size() + kBlock - 1) / kBlock;
-      uint64_t off = (splitmix64(rng) % blocks) * kBlock;
-      ssize_t n = ::pread(fds[f].get(), buf.get(), kBlock, static_cast<off_t>(off));
-      int64_t t = now_ns();
-      if (n < 0) {
-        int err = errno;
-        sh.errors.fetch_add(1);
-        fail(names[f] + ": pread @" + std::to_string(off) + ": " + std::strerror(err));
-        std::this_thread::sleep_for(1ms);  // a dead mount must not turn into a busy loop
-        continue;
-      }
-      size_t want = std::min<size_t>(kBlock, want_bytes.size() - off);
-      if (static_cast<size_t>(n) != want || std::memcmp(buf.get(), want_bytes.data() + off, want) != 0) {
-        sh.mismatches.fetch_add(1);
-        fail(names[f] + ": wrong bytes @" + std::to_string(off) + " (" + std::to_string(n) + " bytes, want " +
-             std::to_string(want) + ")");
-        continue;
-      }
-      ring.push(t, done);
-    }
-  }
-
-  std::unique_ptr<ReaderProcess<Shared>> proc_;
-  Shared* shared_ = nullptr;  // proc_'s
-  int threads_ = 0;
-};
 
 // ---- the benchmark ---------------------------------------------------------------------------
 
@@ -439,7 +202,7 @@ std::string find_log_line(const std::string& log, const std::string& needle) {
 
 class Bench {
  public:
-  Bench(Options options, std::unique_ptr<Reader> reader)
+  Bench(Options options, std::unique_ptr<ReaderProcess> reader)
       : opt_(std::move(options)), reader_(std::move(reader)) {}
   ~Bench() {
     try {
@@ -455,7 +218,9 @@ class Bench {
   Status run();
   Status finish();
   [[nodiscard]] json report() const;
-  void print_table() const;
+  [[nodiscard]] std::string title() const;
+  [[nodiscard]] StatsTable table(const json& report) const;
+  [[nodiscard]] std::string footer(const json& report) const;
   [[nodiscard]] bool clean() const {
     return reader_errors_ == 0 && reader_mismatches_ == 0 && manager_failures_ == 0 && manager_restarts_ == 0;
   }
@@ -484,9 +249,9 @@ class Bench {
   void teardown();
 
   Options opt_;
-  std::unique_ptr<TempDir> dir_;
+  std::optional<TempDir> dir_;
   std::vector<SampleImage> images_;
-  std::unique_ptr<Reader> reader_;
+  std::unique_ptr<ReaderProcess> reader_;
   Process manager_;
   std::string daemon_id_;  // the reader's daemon
   std::vector<std::string> mounted_;
@@ -497,10 +262,7 @@ class Bench {
   std::string load_end_;
   std::vector<CrashRound> crash_;
   std::vector<UpgradeRound> upgrade_;
-  std::vector<double> idle_;
-  // The control for the hand-over: the longest gap overlapping a window as long as the last
-  // upgrade's hand-over window, inside the idle window that follows it.
-  std::vector<double> idle_handover_;
+  IdleControl idle_{200, 50};
   json rss_start_;
   json rss_end_;
   json events_;
@@ -641,13 +403,6 @@ json Bench::rss() const {
   return j;
 }
 
-std::string first_line_of(const std::string& path) {
-  std::string s = tail_of(path, 1);
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  s.erase(0, s.find_first_not_of(' '));
-  return s;
-}
-
 Status Bench::setup() {
   int64_t t0 = now_ns();
   load_start_ = loadavg();
@@ -656,11 +411,11 @@ Status Bench::setup() {
   FERRY_ASSIGN(dir_, TempDir::create("fmb-", /*kill_leftovers=*/true));
   std::fprintf(stderr, "manager_bench: work dir %s\n", dir_->path().c_str());
   FERRY_TRY(run_command({opt_.ferryd, "--version"}, *dir_ / "version.txt", 10s));
-  ferryd_version_ = first_line_of(*dir_ / "version.txt");
+  ferryd_version_ = last_line_of(*dir_ / "version.txt");
   FERRY_TRY(run_command({opt_.ferryd_next, "--version"}, *dir_ / "version-next.txt", 10s));
-  next_version_ = first_line_of(*dir_ / "version-next.txt");
+  next_version_ = last_line_of(*dir_ / "version-next.txt");
   for (int i = 0; i < opt_.images; ++i) {
-    FERRY_ASSIGN(SampleImage img, make_sample_image(*dir_, i));
+    FERRY_ASSIGN(SampleImage img, make_image(*dir_, i));
     images_.push_back(std::move(img));
     fs::create_directories(mountpoint(i));
   }
@@ -686,8 +441,8 @@ Status Bench::setup() {
   }
   current_binary_ = opt_.ferryd;
   // The manager's stderr (its log, flushed at every info line) is what LogFollower reads.
-  FERRY_ASSIGN(manager_,
-               Process::spawn({opt_.snapshotter, "--config", *dir_ / "config.toml"}, manager_log()));
+  FERRY_ASSIGN(manager_, Process::spawn({opt_.snapshotter, "--config", *dir_ / "config.toml"},
+                                        child_options(manager_log())));
   bool up = poll_until(
       [&] {
         if (manager_.exited()) return true;
@@ -704,8 +459,9 @@ Status Bench::setup() {
 
   int64_t t_mount = now_ns();
   for (int i = 0; i < opt_.images; ++i) {
-    json body = {
-        {"mountpoint", mountpoint(i)}, {"bootstrap", images_[i].meta}, {"config", images_[i].config}};
+    json body = {{"mountpoint", mountpoint(i)},
+                 {"bootstrap", images_[i].meta},
+                 {"config", json::parse(images_[i].config)}};
     auto r = call("POST", "/api/v1/mounts", body.dump(), 201, 60s);
     if (!r.ok()) return with_log(std::move(r).error().context("mounting image " + std::to_string(i)));
     mounted_.push_back(mountpoint(i));
@@ -713,7 +469,13 @@ Status Bench::setup() {
   }
   mount_s_ = to_ms(now_ns() - t_mount) / 1000;
   FERRY_TRY(wait_ready(0, 30s));
-  FERRY_TRY(reader_->go(mountpoint(0), images_[0].tree, images_[0].data_files, opt_.threads));
+  // Every thread keeps the data files open with O_DIRECT; 4 KiB reads: every read a FUSE request.
+  ReadOptions ro;
+  ro.threads = opt_.threads;
+  ro.direct = true;
+  ro.max_len = 4096;
+  ro.kept = -1;
+  FERRY_TRY(reader_->start(mountpoint(0), images_[0].tree, images_[0].named, ro));
   FERRY_TRY(reader_->wait_progress(2000, 10s));
   rss_start_ = rss();
   setup_s_ = to_ms(now_ns() - t0) / 1000;
@@ -731,7 +493,7 @@ Status Bench::crash_round() {
   FERRY_ASSIGN(json d, daemon_entry());
   pid_t pid = d.value("pid", 0);
   if (pid <= 0) return Error{ESRCH, "the daemon has no pid"};
-  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0U)));
+  UniqueFd pidfd = pidfd_open(pid);
   if (!pidfd) return errno_error("pidfd_open " + std::to_string(pid));
   CrashRound r;
   r.old_pid = pid;
@@ -747,7 +509,7 @@ Status Bench::crash_round() {
   // read completing between the kill and the end of the process may still be the dying
   // process's answer). Gaps after it are the successor's, not the crash's.
   FERRY_ASSIGN(Ready ready, wait_ready(pid, 30s, false));
-  FERRY_ASSIGN(Reader::Window w, reader_->window(t_kill, *first - 1, t_gone, 10s));
+  FERRY_ASSIGN(GapWindow w, reader_->window(t_kill, *first - 1, t_gone, 10s));
   auto rec = record_of("failover", pid, 10s);
   if (!rec.ok()) return with_log(std::move(rec).error());
   r.new_pid = ready.pid;
@@ -802,7 +564,7 @@ Status Bench::upgrade_round() {
   }
   if (!found)
     return Error{EIO, "the upgrade answer does not name daemon " + daemon_id_ + ": " + answer->body};
-  FERRY_ASSIGN(Reader::Window w, reader_->window(t_call, t_done, t_call, 10s));
+  FERRY_ASSIGN(GapWindow w, reader_->window(t_call, t_done, t_call, 10s));
   r.blackout = to_ms(w.max_gap_ns);
   r.call_ms = to_ms(t_done - t_call);
   r.gap_from = to_ms(w.gap_from - t_call);
@@ -813,7 +575,7 @@ Status Bench::upgrade_round() {
     for (const auto& st : a["daemons"]) {
       if (st.value("id", "") == daemon_id_) new_pid = st.value("new_pid", 0);
     }
-    std::string dlog = slurp(*dir_ / ("logs/" + daemon_id_ + ".log"));
+    std::string dlog = read_file(*dir_ / ("logs/" + daemon_id_ + ".log"));
     // ms after the call of the first log line containing `needle`, and the line.
     auto rel = [&](const std::string& needle, std::string* line = nullptr) {
       const std::string hit = find_log_line(dlog, needle);
@@ -837,7 +599,7 @@ Status Bench::upgrade_round() {
     if (!std::isnan(takeover_began) && !std::isnan(r.old_exited)) {
       const int64_t from = t_call + static_cast<int64_t>((takeover_began - 0.1) * kNsPerMs);
       const int64_t to = t_call + static_cast<int64_t>((r.old_exited + 1) * kNsPerMs);
-      FERRY_ASSIGN(Reader::Window hw, reader_->window(from, to, from, 10s));
+      FERRY_ASSIGN(GapWindow hw, reader_->window(from, to, from, 10s));
       r.handover = to_ms(hw.max_gap_ns);
       r.handover_window = to_ms(to - from);
     }
@@ -869,40 +631,24 @@ Status Bench::upgrade_round() {
 
 Status Bench::idle_round() {
   FERRY_TRY(settle());
-  int64_t t0 = now_ns();
-  // Not a synchronisation: the idle window is a fixed span of time in which nothing happens.
-  if (poll_until([] { return false; }, 200ms, 5ms)) return {};
-  FERRY_TRY(check_interrupt());
-  FERRY_ASSIGN(Reader::Window w, reader_->window(t0, t0 + 200 * kNsPerMs, t0, 10s));
-  idle_.push_back(to_ms(w.max_gap_ns));
-  if (!upgrade_.empty() && !std::isnan(upgrade_.back().handover_window)) {
-    const int64_t from = t0 + 50 * kNsPerMs;
-    const auto length = static_cast<int64_t>(upgrade_.back().handover_window * kNsPerMs);
-    FERRY_ASSIGN(Reader::Window hw, reader_->window(from, from + length, from, 10s));
-    idle_handover_.push_back(to_ms(hw.max_gap_ns));
-  }
-  return {};
+  return idle_.round(*reader_, upgrade_.empty() ? kNaN : upgrade_.back().handover_window);
 }
 
 Status Bench::run() {
-  bool crash = opt_.mode == "crash" || opt_.mode == "both";
-  bool upgrade = opt_.mode == "upgrade" || opt_.mode == "both";
-  for (int i = 0; i < opt_.rounds; ++i) {
-    if (crash) FERRY_TRY(crash_round());
-    if (upgrade) FERRY_TRY(upgrade_round());
-    FERRY_TRY(idle_round());
-  }
-  return {};
+  return run_rounds(opt_.rounds,
+                    {{opt_.mode == "crash" || opt_.mode == "both", [this] { return crash_round(); }},
+                     {opt_.mode == "upgrade" || opt_.mode == "both", [this] { return upgrade_round(); }}},
+                    [this] { return idle_round(); });
 }
 
 Status Bench::finish() {
   FERRY_TRY(settle());
   rss_end_ = rss();
   if (!reader_->stop(10s)) return Error{ETIMEDOUT, "the reader did not stop"};
-  reader_ops_ = reader_->ops();
-  reader_errors_ = reader_->errors();
-  reader_mismatches_ = reader_->mismatches();
-  reader_failures_ = reader_->failures();
+  reader_ops_ = reader_->board().ops();
+  reader_errors_ = reader_->board().errors.load();
+  reader_mismatches_ = reader_->board().mismatches.load();
+  reader_failures_ = reader_->board().failure_list();
   load_end_ = loadavg();
   FERRY_ASSIGN(json recs, call("GET", "/api/v1/daemons/records?limit=100000", {}, 200, 10s));
   events_ = json::object();
@@ -954,14 +700,14 @@ void Bench::teardown() {
       }
     }
     ::kill(manager_.pid(), SIGTERM);
-    if (manager_.wait_exit(20s, false)) {
+    if (manager_.wait_exit(20s)) {
       for (pid_t pid : daemons) ::kill(pid, SIGTERM);
       for (pid_t pid : daemons) {
         if (!wait_gone(pid, 10s))
           std::fprintf(stderr, "manager_bench: ferryd %d did not exit on SIGTERM\n", pid);
       }
     }
-    if (!manager_.wait_exit(20s, false)) {
+    if (!manager_.wait_exit(20s)) {
       std::fprintf(stderr, "manager_bench: ferry-snapshotter did not exit after SIGTERM; killing it\n");
     }
   }
@@ -990,7 +736,7 @@ json Bench::report() const {
                  {"reader_threads", opt_.threads},
                  {"ferryd_version", ferryd_version_},
                  {"ferryd_next_version", next_version_},
-                 {"image0_files", images_.empty() ? 0 : images_[0].files},
+                 {"image0_files", images_.empty() ? 0 : images_[0].files.size()},
                  {"image0_bytes", images_.empty() ? 0 : images_[0].bytes},
                  {"setup_s", setup_s_},
                  {"mount_s", mount_s_}};
@@ -1047,11 +793,7 @@ json Bench::report() const {
     u["rounds"] = rounds;
     j["upgrade"] = u;
   }
-  j["idle"] = {{"max_gap_ms", summarize(idle_)}, {"window_ms", 200}, {"rounds", idle_}};
-  if (!idle_handover_.empty()) {
-    j["idle"]["handover_length_max_gap_ms"] = summarize(idle_handover_);
-    j["idle"]["handover_length_rounds"] = idle_handover_;
-  }
+  j["idle"] = idle_.report();
   j["reader"] = {{"ops", reader_ops_},
                  {"errors", reader_errors_},
                  {"mismatches", reader_mismatches_},
@@ -1063,52 +805,54 @@ json Bench::report() const {
   return j;
 }
 
-void Bench::print_table() const {
-  json j = report();
-  std::printf(
-      "manager_bench: %s daemon, %d image(s), hot_standby %s, %d rounds, mode %s, %d reader threads; %s\n",
-      opt_.daemon_mode.c_str(), opt_.images, opt_.hot_standby ? "true" : "false", opt_.rounds,
-      opt_.mode.c_str(), opt_.threads, ferryd_version_.c_str());
-  std::printf("%-40s %9s %9s %9s %9s\n", "(ms)", "min", "median", "p99", "max");
-  auto row = [&](const char* label, const json& s) {
-    if (s.value("n", 0) == 0) return;
-    std::printf("%-40s %9.3f %9.3f %9.3f %9.3f\n", label, s["min"].get<double>(), s["median"].get<double>(),
-                s["p99"].get<double>(), s["max"].get<double>());
-  };
-  if (j.contains("crash")) {
-    const json& c = j["crash"];
-    row("crash: kill -> first read", c["kill_to_first_read_ms"]);
-    row("crash: longest gap around the kill", c["longest_gap_ms"]);
-    row("crash: kill -> old process gone", c["kill_to_gone_ms"]);
-    row("crash: manager's failover duration", c["manager_failover_ms"]);
-    std::printf("crash: successors: %s\n", c["sources"].dump().c_str());
-  }
-  if (j.contains("upgrade")) {
-    const json& u = j["upgrade"];
-    row("upgrade: blackout of the hand-over", u["handover_ms"]);
-    row("upgrade: longest gap in the whole call", u["blackout_ms"]);
-    row("upgrade: PUT nydusd/upgrade call", u["call_ms"]);
-    row("upgrade: manager's upgrade duration", u["manager_upgrade_ms"]);
-  }
-  row("idle: longest gap in 200 ms", j["idle"]["max_gap_ms"]);
-  if (j["idle"].contains("handover_length_max_gap_ms")) {
-    row("idle: longest gap, hand-over length", j["idle"]["handover_length_max_gap_ms"]);
-  }
-  std::printf("reader: %llu reads, %llu errors, %llu wrong bytes\n",
-              static_cast<unsigned long long>(reader_ops_), static_cast<unsigned long long>(reader_errors_),
-              static_cast<unsigned long long>(reader_mismatches_));
-  for (const auto& f : reader_failures_) std::printf("  %s\n", f.c_str());
-  std::printf("manager records: %s (%d failure(s))\n", events_.dump().c_str(), manager_failures_);
-  auto rss_line = [](const char* when, const json& r) {
+std::string Bench::title() const {
+  return "manager_bench: " + opt_.daemon_mode + " daemon, " + std::to_string(opt_.images) +
+         " image(s), hot_standby " + (opt_.hot_standby ? "true" : "false") + ", " +
+         std::to_string(opt_.rounds) + " rounds, mode " + opt_.mode + ", " + std::to_string(opt_.threads) +
+         " reader threads; " + ferryd_version_;
+}
+
+// The summary table: printed by run_benchmark and pasted into docs/benchmarks.md by
+// bench/manager_bench_report.py (rows not measured in this mode are left out).
+StatsTable Bench::table(const json& j) const {
+  return StatsTable::of(
+      j, {
+             {"crash", "kill_to_first_read_ms", "**crash: kill -> first read**"},
+             {"crash", "longest_gap_ms", "crash: longest gap between reads around the kill"},
+             {"crash", "kill_to_gone_ms", "crash: kill -> old process gone (pidfd)"},
+             {"crash", "manager_failover_ms", "crash: manager's failover (death notice -> start answered)"},
+             {"upgrade", "handover_ms", "**upgrade: hand-over blackout (takeover .. old process exited)**"},
+             {"upgrade", "blackout_ms", "upgrade: longest gap during the whole call"},
+             {"upgrade", "call_ms", "upgrade: `PUT /api/v1/nydusd/upgrade` call"},
+             {"upgrade", "manager_upgrade_ms", "upgrade: manager's duration_ms for the daemon"},
+             {"idle", "max_gap_ms", "idle: longest gap in 200 ms, nothing happening"},
+             {"idle", "handover_length_max_gap_ms",
+              "idle: longest gap in a window as long as the round's hand-over (the control)"},
+         });
+}
+
+std::string Bench::footer(const json& j) const {
+  std::string out;
+  char buf[512];
+  if (j.contains("crash")) out += "crash: successors: " + j["crash"]["sources"].dump() + "\n";
+  std::snprintf(buf, sizeof buf, "reader: %llu reads, %llu errors, %llu wrong bytes\n",
+                static_cast<unsigned long long>(reader_ops_), static_cast<unsigned long long>(reader_errors_),
+                static_cast<unsigned long long>(reader_mismatches_));
+  out += buf;
+  for (const auto& f : reader_failures_) out += "  " + f + "\n";
+  out += "manager records: " + events_.dump() + " (" + std::to_string(manager_failures_) + " failure(s))\n";
+  auto rss_line = [&](const char* when, const json& r) {
     if (!r.is_object()) return;
-    std::printf("VmRSS %s: manager %.1f MiB, %d daemon(s) %.1f MiB, %d hot standby(s) %.1f MiB\n", when,
-                r.value("manager_kib", 0) / 1024.0, r.value("daemons", 0), r.value("daemons_kib", 0) / 1024.0,
-                r.value("standbys", 0), r.value("standbys_kib", 0) / 1024.0);
+    std::snprintf(
+        buf, sizeof buf, "VmRSS %s: manager %.1f MiB, %d daemon(s) %.1f MiB, %d hot standby(s) %.1f MiB\n",
+        when, r.value("manager_kib", 0) / 1024.0, r.value("daemons", 0), r.value("daemons_kib", 0) / 1024.0,
+        r.value("standbys", 0), r.value("standbys_kib", 0) / 1024.0);
+    out += buf;
   };
   rss_line("after setup", rss_start_);
   rss_line("after the runs", rss_end_);
-  std::printf("load average: %s at the start, %s at the end\n", load_start_.c_str(), load_end_.c_str());
-  std::fflush(stdout);
+  out += "load average: " + load_start_ + " at the start, " + load_end_ + " at the end\n";
+  return out;
 }
 
 std::string next_to_self(const std::string& name) {
@@ -1151,7 +895,7 @@ int run_main(int argc, char** argv) {
       ->check(CLI::IsMember({"crash", "upgrade", "both"}));
   app.add_option("--threads", opt.threads, "Reader threads")
       ->capture_default_str()
-      ->check(CLI::Range(1, Reader::kMaxThreads));
+      ->check(CLI::Range(1, ReadBoard::kMaxThreads));
   app.add_option("--out-json", opt.out_json, "Write the results (summaries and every round) as JSON here");
   app.add_option("--keep-logs", opt.keep_logs,
                  "Copy the manager's and the daemons' logs into this directory at the end");
@@ -1171,7 +915,7 @@ int run_main(int argc, char** argv) {
   if (::geteuid() != 0)
     std::fprintf(stderr, "manager_bench: warning: not root; mounting will probably fail\n");
 
-  return run_benchmark<Bench>(opt, opt.out_json, Reader::fork_process,
+  return run_benchmark<Bench>(opt, opt.out_json,
                               "the reader saw errors or wrong bytes, or the manager recorded failures");
 }
 

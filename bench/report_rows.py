@@ -1,14 +1,19 @@
-"""Shared pieces of the benchmark reports (bench/takeover_bench_report.py and the report embedded
-in bench/manager_bench.sh): number formats, the PASS/FAIL verdict and the target row of the
-upgrade hand-over, which both benchmarks state the same way."""
+"""Shared pieces of the benchmark reports (bench/takeover_bench_report.py and
+bench/manager_bench_report.py): number formats, the PASS/FAIL verdict and the target row of the
+upgrade hand-over, which both benchmarks state the same way. The summary tables are not rendered
+here: the drivers render them (bench/support/table.h) and the reports paste their "table_md"."""
 
 
 def f2(x):
     return f"{x:.2f}"
 
 
-def f3(x):
-    return f"{x:.3f}"
+def md_table(header, rows, align):
+    """The one renderer of the reports' own tables: a markdown table of `header` and `rows` (lists of
+    cells), `align` one "---" / "---:" per column."""
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
 
 
 def verdict(ok):

@@ -92,42 +92,19 @@ using nlohmann::json;
 
 // ---- the sample image ------------------------------------------------------------------------
 
-struct SampleImage {
-  std::string tree;
-  std::string meta;  // the EROFS bootstrap
-  std::string blob;  // the blob device holding the file data
-  std::string config_json;
-  std::string config_path;
-  int files = 0;
-  uint64_t bytes = 0;
-  std::string reader_rel;    // the file the reader reads, relative to the image root
-  std::string reader_bytes;  // its content, the truth the reader compares with
-};
+// 40 files in 4 directories, ~1.7 MiB: 39 small ones and the reader's file (1 MiB + 3 blocks + a
+// partial block, so its last read is short).
+const char* const kReaderFile = "data/big.bin";
+constexpr size_t kReaderFileBytes = (size_t{1} << 20) + 3 * 4096 + 1234;
 
-// 40 files in 4 directories, ~2.6 MiB: 35 small ones, four of 256 KiB and the reader's file
-// (1 MiB + 3 blocks + a partial block, so its last read is short).
-Result<SampleImage> make_sample_image(const TempDir& dir) {
-  SampleImage img;
-  img.tree = dir / "tree";
-  img.meta = dir / "image.erofs";
-  img.blob = dir / "image.blob";
-  img.config_path = dir / "image.json";
-  uint64_t seed = 42;
-  ImageTree tree{img.tree};
-  for (int i = 0; i < 39; ++i) {
-    size_t size = i % 10 == 9 ? size_t{256} * 1024 : static_cast<size_t>(splitmix64(seed) % 40000);
-    FERRY_TRY(tree.write("d" + std::to_string(i % 4) + "/f" + std::to_string(i),
-                         random_bytes(size, splitmix64(seed))));
-  }
-  img.reader_rel = "data/big.bin";
-  img.reader_bytes = random_bytes((1U << 20) + 3 * kBlock + 1234, splitmix64(seed));
-  FERRY_TRY(tree.write(img.reader_rel, img.reader_bytes));
-  img.files = tree.files;
-  img.bytes = tree.bytes;
-  FERRY_TRY(build_erofs_image(img.tree, img.meta, img.blob, dir / "mkfs.erofs.log"));
-  img.config_json = localfs_blob_config(img.blob).dump();
-  std::ofstream(img.config_path) << img.config_json;
-  return img;
+Result<SampleImage> make_image(const TempDir& dir) {
+  SampleSpec spec;
+  spec.files = 39;
+  spec.dirs = 4;
+  spec.max_size = 40000;
+  spec.seed = 42;
+  spec.named = {{kReaderFile, kReaderFileBytes}};
+  return make_sample_image(dir.path(), "image", spec);
 }
 
 // ---- the daemon's API ------------------------------------------------------------------------
@@ -227,135 +204,6 @@ Result<uint64_t> live_rss_kib(pid_t pid) {
   return Error{ENOENT, "no VmRSS for pid " + std::to_string(pid)};
 }
 
-// ---- the reader ------------------------------------------------------------------------------
-
-// The reader runs in a process of its own, forked at startup while this program is still
-// single-threaded. It must: this process starts every successor ferryd, and a child closes the
-// fds it inherited (close-on-exec included), so an inherited fd on the FUSE mount would make
-// each start send a FLUSH, a request the kernel waits for uninterruptibly; right after a crash
-// no daemon answers it and the successor would never get to exec. So only the reader process
-// ever holds a file of the mount.
-//
-// It waits for "go" on a pipe, reads the source file, opens the mounted file once with O_DIRECT
-// and loops 4 KiB preads at pseudo-random aligned offsets, each checked against the source,
-// until told to stop. Completion times go to a ring in shared memory (one writer; the main
-// process reads the recent past after each window, long before the 4 Mi-entry ring wraps).
-class Reader {
- public:
-  using Window = GapWindow;
-
-  // Call before any thread exists.
-  static Result<std::unique_ptr<Reader>> fork_process() {
-    FERRY_ASSIGN(auto proc, ReaderProcess<Shared>::fork(&Reader::run));
-    return std::unique_ptr<Reader>(new Reader(std::move(proc)));
-  }
-
-  // Starts reading `mounted` (compared with `source`); returns once the file is open.
-  Status go(const std::string& mounted, const std::string& source) {
-    return proc_->start(mounted, source, "'" + mounted + "'");
-  }
-
-  void request_stop() { proc_->request_stop(); }
-  // Asks the reader to stop and waits up to `timeout` for its exit; true once it has exited.
-  bool stop(std::chrono::milliseconds timeout) { return proc_->stop(timeout); }
-  // Last resort, once the FUSE connection is gone: SIGKILL and reap.
-  void kill() { proc_->kill(); }
-
-  [[nodiscard]] uint64_t ops() const { return shared_->ring.size(); }
-  [[nodiscard]] uint64_t errors() const { return shared_->errors.load(); }
-  [[nodiscard]] uint64_t mismatches() const { return shared_->mismatches.load(); }
-  [[nodiscard]] std::vector<std::string> failures() const { return shared_->failure_list(); }
-
-  // Waits until `n` more reads completed.
-  Status wait_progress(uint64_t n, std::chrono::milliseconds timeout) {
-    uint64_t target = ops() + n;
-    int64_t deadline = now_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count();
-    while (ops() < target) {
-      FERRY_TRY(check_interrupt());
-      FERRY_TRY(proc_->check_alive());
-      if (now_ns() > deadline) {
-        return Error{ETIMEDOUT,
-                     "the reader made no progress (" + std::to_string(errors()) + " errors so far)"};
-      }
-      std::this_thread::sleep_for(200us);
-    }
-    return {};
-  }
-
-  // Waits for a completion after `to`, then measures the window [from, to].
-  Result<Window> window(int64_t from, int64_t to, int64_t ref, std::chrono::milliseconds timeout) {
-    int64_t deadline = now_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count();
-    while (true) {
-      FERRY_TRY(check_interrupt());
-      uint64_t n = ops();
-      if (n > 0 && at(n - 1) > to) break;
-      FERRY_TRY(proc_->check_alive());
-      if (now_ns() > deadline) return Error{ETIMEDOUT, "no read completed after the window"};
-      std::this_thread::sleep_for(200us);
-    }
-    std::vector<int64_t> ts;
-    shared_->ring.collect_since(from, 1U << 16, ts);
-    std::reverse(ts.begin(), ts.end());  // oldest first
-    return measure_gaps(ts, from, to, ref);
-  }
-
- private:
-  static constexpr uint64_t kRing = uint64_t{1} << 22;
-
-  struct Shared : ReaderShared {
-    CompletionRing<kRing> ring;
-  };
-  static_assert(std::atomic<int64_t>::is_always_lock_free && std::atomic<uint64_t>::is_always_lock_free);
-
-  explicit Reader(std::unique_ptr<ReaderProcess<Shared>> proc)
-      : proc_(std::move(proc)), shared_(&proc_->shared()) {}
-
-  [[nodiscard]] int64_t at(uint64_t i) const { return shared_->ring.at(i); }
-
-  // The reader process's body.
-  static int run(Shared& sh, int go) {
-    char byte = 0;
-    if (::read(go, &byte, 1) != 1) return 0;  // never started
-    auto fail = [&sh](const std::string& what) { sh.fail(what); };
-    std::ifstream in(sh.source, std::ios::binary);
-    std::string expected{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-    UniqueFd fd(::open(sh.mounted, O_RDONLY | O_DIRECT | O_CLOEXEC));
-    if (!fd || expected.empty()) {
-      sh.state.store(fd ? -ENODATA : -errno);
-      return 1;
-    }
-    AlignedBlock buf;
-    uint64_t blocks = (expected.size() + kBlock - 1) / kBlock;
-    uint64_t rng = 7;
-    uint64_t done = 0;
-    sh.state.store(1);
-    while (!sh.stop.load(std::memory_order_relaxed)) {
-      uint64_t off = (splitmix64(rng) % blocks) * kBlock;
-      ssize_t n = ::pread(fd.get(), buf.get(), kBlock, static_cast<off_t>(off));
-      int64_t t = now_ns();
-      if (n < 0) {
-        int err = errno;
-        sh.errors.fetch_add(1);
-        fail("pread @" + std::to_string(off) + ": " + std::strerror(err));
-        std::this_thread::sleep_for(1ms);  // a dead mount must not turn into a busy loop
-        continue;
-      }
-      size_t want = std::min<size_t>(kBlock, expected.size() - off);
-      if (static_cast<size_t>(n) != want || std::memcmp(buf.get(), expected.data() + off, want) != 0) {
-        sh.mismatches.fetch_add(1);
-        fail("wrong bytes @" + std::to_string(off) + " (" + std::to_string(n) + " bytes, want " +
-             std::to_string(want) + ")");
-        continue;
-      }
-      sh.ring.push(t, done);
-    }
-    return 0;
-  }
-
-  std::unique_ptr<ReaderProcess<Shared>> proc_;
-  Shared* shared_ = nullptr;  // proc_'s
-};
-
 // ---- the benchmark ---------------------------------------------------------------------------
 
 struct Options {
@@ -405,7 +253,7 @@ struct UpgradeRound {          // NOLINT(bugprone-exception-escape): implicit me
 
 class Bench {
  public:
-  Bench(Options options, std::unique_ptr<Reader> reader)
+  Bench(Options options, std::unique_ptr<ReaderProcess> reader)
       : opt_(std::move(options)), reader_(std::move(reader)) {}
   ~Bench() { teardown(); }
   Bench(const Bench&) = delete;
@@ -415,7 +263,9 @@ class Bench {
   Status run();
   Status finish();
   [[nodiscard]] json report() const;
-  void print_table() const;
+  [[nodiscard]] std::string title() const;
+  [[nodiscard]] StatsTable table(const json& report) const;
+  [[nodiscard]] std::string footer(const json& report) const;
   [[nodiscard]] bool clean() const { return reader_errors_ == 0 && reader_mismatches_ == 0; }
 
  private:
@@ -447,23 +297,20 @@ class Bench {
   void teardown();
 
   Options opt_;
-  std::unique_ptr<TempDir> dir_;
+  std::optional<TempDir> dir_;
   SampleImage image_;
   std::string mnt_;
   std::unique_ptr<ipc::Supervisor> supervisor_;
   Process daemon_;
   int gen_ = 0;
-  std::unique_ptr<Reader> reader_;
+  std::unique_ptr<ReaderProcess> reader_;
   std::string ferryd_version_;
   std::string load_start_;
   std::string load_end_;
   std::vector<CrashRound> crash_;
   std::vector<CrashRound> standby_;  // crash rounds with a hot standby successor
   std::vector<UpgradeRound> upgrade_;
-  std::vector<double> idle_;
-  // The control for the hand-over: the longest gap overlapping a window as long as the last
-  // upgrade's hand-over window, inside the idle window that follows it.
-  std::vector<double> idle_handover_;
+  IdleControl idle_{300, 100};
   uint64_t rss_start_kib_ = 0;
   uint64_t rss_end_kib_ = 0;
   size_t state_bytes_ = 0;
@@ -493,14 +340,14 @@ std::vector<std::string> Bench::daemon_argv(int gen, bool upgrade) const {
 }
 
 Result<Process> Bench::spawn_daemon(int gen, bool upgrade) {
-  return Process::spawn(daemon_argv(gen, upgrade), log(gen));
+  return Process::spawn(daemon_argv(gen, upgrade), child_options(log(gen)));
 }
 
 Result<Process> Bench::spawn_background_successor(int gen) {
   // As ferry-snapshotter starts an upgrade's successor or a hot standby: at a low priority, so
   // that its start-up yields the CPUs to the daemon that serves and its readers; ferryd returns
   // to FERRY_SERVING_NICE (set in main) when it starts serving.
-  return Process::spawn(daemon_argv(gen, true), log(gen), opt_.successor_nice);
+  return Process::spawn(daemon_argv(gen, true), child_options(log(gen), opt_.successor_nice));
 }
 
 Status Bench::wait_state(int gen, Process& p, const std::string& want, std::chrono::milliseconds timeout) {
@@ -574,7 +421,7 @@ Status Bench::takeover(int gen, Switch& s) {
 }
 
 Result<double> Bench::logged_takeover_start(int gen) const {
-  const std::string text = slurp(log(gen));
+  const std::string text = read_file(log(gen));
   // The number after `before_number` on the last line containing `key`.
   auto last_ms = [&](const std::string& key, const std::string& before_number) -> std::optional<double> {
     size_t at = text.rfind(key);
@@ -606,31 +453,33 @@ Status Bench::setup() {
   FERRY_ASSIGN(dir_, TempDir::create("ferry-takeover-bench-"));
   std::fprintf(stderr, "takeover_bench: work dir %s\n", dir_->path().c_str());
   FERRY_TRY(run_command({opt_.ferryd, "--version"}, *dir_ / "version.txt", 10s));
-  ferryd_version_ = tail_of(*dir_ / "version.txt", 1);
-  while (!ferryd_version_.empty() && (ferryd_version_.back() == '\n' || ferryd_version_.back() == ' ')) {
-    ferryd_version_.pop_back();
-  }
-  ferryd_version_.erase(0, ferryd_version_.find_first_not_of(' '));
-  FERRY_ASSIGN(image_, make_sample_image(*dir_));
+  ferryd_version_ = last_line_of(*dir_ / "version.txt");
+  FERRY_ASSIGN(image_, make_image(*dir_));
   mnt_ = *dir_ / "mnt";
   fs::create_directories(mnt_);
   FERRY_ASSIGN(supervisor_, ipc::Supervisor::listen(*dir_ / "sup.sock"));
 
   FERRY_ASSIGN(daemon_, spawn_daemon(0, false));
   FERRY_TRY(wait_state(0, daemon_, "RUNNING", 30s));
-  std::string reader_path = mnt_ + "/" + image_.reader_rel;
+  std::string reader_root = mnt_;
   if (shared()) {
     for (int i = 0; i < opt_.images; ++i) {
-      json body = {{"source", image_.meta}, {"config", image_.config_json}};
+      json body = {{"source", image_.meta}, {"config", image_.config}};
       FERRY_TRY(with_log(
           api_ok(sock(0), "POST", "/api/v1/mount?mountpoint=" + http::url_encode("/i" + std::to_string(i)),
                  body.dump()),
           0));
     }
-    reader_path = mnt_ + "/i0/" + image_.reader_rel;
+    reader_root = mnt_ + "/i0";
   }
   FERRY_TRY(save(0));
-  FERRY_TRY(reader_->go(reader_path, image_.tree + "/" + image_.reader_rel));
+  // One thread, one file kept open with O_DIRECT, 4 KiB reads: every read a FUSE request.
+  ReadOptions ro;
+  ro.threads = 1;
+  ro.direct = true;
+  ro.max_len = 4096;
+  ro.kept = -1;
+  FERRY_TRY(reader_->start(reader_root, image_.tree, image_.named, ro));
   FERRY_TRY(reader_->wait_progress(1000, 10s));
   FERRY_ASSIGN(rss_start_kib_, live_rss_kib(daemon_.pid()));
   return {};
@@ -648,7 +497,7 @@ Status Bench::crash_round() {
   int next = gen_ + 1;
   int64_t t_kill = now_ns();
   if (::kill(daemon_.pid(), SIGKILL) != 0) return errno_error("kill -9 " + std::to_string(daemon_.pid()));
-  if (!daemon_.wait_exit(10s)) return Error{ETIMEDOUT, "the killed daemon was not reaped"};
+  if (!daemon_.wait_exit(10s, interrupted)) return Error{ETIMEDOUT, "the killed daemon was not reaped"};
   int64_t t_reaped = now_ns();
   FERRY_ASSIGN(daemon_, spawn_daemon(next, true));
   gen_ = next;
@@ -656,7 +505,7 @@ Status Bench::crash_round() {
   int64_t t_init = now_ns();
   Switch s;
   FERRY_TRY(takeover_and_start(next, s));
-  FERRY_ASSIGN(Reader::Window w,
+  FERRY_ASSIGN(GapWindow w,
                reader_->window(t_kill - 50 * kNsPerMs, s.started + 200 * kNsPerMs, s.takeover_call, 10s));
   FERRY_TRY(save(next));  // after the window: a fresh state for the next crash
   r.blackout = to_ms(w.max_gap_ns);
@@ -695,14 +544,14 @@ Status Bench::standby_round() {
   CrashRound r;
   int64_t t_kill = now_ns();
   if (::kill(daemon_.pid(), SIGKILL) != 0) return errno_error("kill -9 " + std::to_string(daemon_.pid()));
-  if (!daemon_.wait_exit(10s)) return Error{ETIMEDOUT, "the killed daemon was not reaped"};
+  if (!daemon_.wait_exit(10s, interrupted)) return Error{ETIMEDOUT, "the killed daemon was not reaped"};
   int64_t t_reaped = now_ns();
   daemon_ = std::move(standby);
   gen_ = next;
   FERRY_TRY(wait_state(next, daemon_, "RUNNING", 10s));
   int64_t t_running = now_ns();
   // Reaped means gone: every read completed after that is the standby's.
-  FERRY_ASSIGN(Reader::Window w,
+  FERRY_ASSIGN(GapWindow w,
                reader_->window(t_kill - 50 * kNsPerMs, t_running + 200 * kNsPerMs, t_reaped, 10s));
   FERRY_TRY(save(next));
   r.blackout = to_ms(w.max_gap_ns);
@@ -743,7 +592,7 @@ Status Bench::upgrade_round() {
   FERRY_TRY(takeover_and_start(next, s));
   int64_t t_exit_call = now_ns();
   FERRY_TRY(with_log(fast_ok(sock(old_gen), "PUT", "/api/v1/daemon/exit"), old_gen));
-  auto st = daemon_.wait_exit(10s);
+  auto st = daemon_.wait_exit(10s, interrupted);
   FERRY_TRY(check_interrupt());
   if (!st) return with_log(Error{ETIMEDOUT, "the old daemon did not exit after PUT exit"}, old_gen);
   if (!WIFEXITED(*st) || WEXITSTATUS(*st) != 0) {
@@ -752,10 +601,10 @@ Status Bench::upgrade_round() {
   int64_t t_exit = daemon_.exit_ns();
   daemon_ = std::move(successor);
   gen_ = next;
-  FERRY_ASSIGN(Reader::Window w, reader_->window(t_begin, t_exit + 100 * kNsPerMs, t_begin, 10s));
+  FERRY_ASSIGN(GapWindow w, reader_->window(t_begin, t_exit + 100 * kNsPerMs, t_begin, 10s));
   r.blackout = to_ms(w.max_gap_ns);
   // The switch itself: from the takeover call to the old process's exit (both serve in between).
-  FERRY_ASSIGN(Reader::Window hw, reader_->window(s.takeover_call, t_exit, s.takeover_call, 10s));
+  FERRY_ASSIGN(GapWindow hw, reader_->window(s.takeover_call, t_exit, s.takeover_call, 10s));
   r.handover = to_ms(hw.max_gap_ns);
   r.handover_from = to_ms(hw.gap_from - t_begin);
   r.handover_window = to_ms(t_exit - s.takeover_call);
@@ -792,45 +641,30 @@ Status Bench::upgrade_round() {
 
 Status Bench::idle_round() {
   FERRY_TRY(settle());
-  int64_t t0 = now_ns();
-  FERRY_TRY(sleep_ns(300 * kNsPerMs));
-  FERRY_ASSIGN(Reader::Window w, reader_->window(t0, t0 + 300 * kNsPerMs, t0, 10s));
-  idle_.push_back(to_ms(w.max_gap_ns));
-  if (!upgrade_.empty()) {
-    const int64_t from = t0 + 100 * kNsPerMs;
-    const auto length = static_cast<int64_t>(upgrade_.back().handover_window * kNsPerMs);
-    FERRY_ASSIGN(Reader::Window hw, reader_->window(from, from + length, from, 10s));
-    idle_handover_.push_back(to_ms(hw.max_gap_ns));
-  }
-  return {};
+  return idle_.round(*reader_, upgrade_.empty() ? std::nan("") : upgrade_.back().handover_window);
 }
 
 Status Bench::run() {
   const std::string& m = opt_.mode;
-  bool crash = m == "crash" || m == "both" || m == "all";
-  bool standby = m == "standby" || m == "all";
-  bool upgrade = m == "upgrade" || m == "both" || m == "all";
-  for (int i = 0; i < opt_.rounds; ++i) {
-    if (crash) FERRY_TRY(crash_round());
-    if (standby) FERRY_TRY(standby_round());
-    if (upgrade) FERRY_TRY(upgrade_round());
-    FERRY_TRY(idle_round());
-  }
-  return {};
+  return run_rounds(opt_.rounds,
+                    {{m == "crash" || m == "both" || m == "all", [this] { return crash_round(); }},
+                     {m == "standby" || m == "all", [this] { return standby_round(); }},
+                     {m == "upgrade" || m == "both" || m == "all", [this] { return upgrade_round(); }}},
+                    [this] { return idle_round(); });
 }
 
 Status Bench::finish() {
   state_bytes_ = supervisor_->state_size();
   if (!reader_->stop(10s)) return Error{ETIMEDOUT, "the reader did not stop"};
-  reader_ops_ = reader_->ops();
-  reader_errors_ = reader_->errors();
-  reader_mismatches_ = reader_->mismatches();
-  reader_failures_ = reader_->failures();
+  reader_ops_ = reader_->board().ops();
+  reader_errors_ = reader_->board().errors.load();
+  reader_mismatches_ = reader_->board().mismatches.load();
+  reader_failures_ = reader_->board().failure_list();
   FERRY_ASSIGN(rss_end_kib_, live_rss_kib(daemon_.pid()));
   load_end_ = loadavg();
   // SIGTERM: the daemon stops serving, unmounts and exits 0.
   ::kill(daemon_.pid(), SIGTERM);
-  auto st = daemon_.wait_exit(15s, false);
+  auto st = daemon_.wait_exit(15s);
   if (!st) {
     daemon_.kill_and_reap();
     return with_log(Error{ETIMEDOUT, "ferryd did not exit after SIGTERM"}, gen_);
@@ -866,9 +700,9 @@ json Bench::report() const {
                  {"mode", opt_.mode},
                  {"ferryd", opt_.ferryd},
                  {"ferryd_version", ferryd_version_},
-                 {"image_files", image_.files},
+                 {"image_files", image_.files.size()},
                  {"image_bytes", image_.bytes},
-                 {"reader_file_bytes", image_.reader_bytes.size()}};
+                 {"reader_file_bytes", kReaderFileBytes}};
   j["loadavg_start"] = load_start_;
   j["loadavg_end"] = load_end_;
   auto crash_json = [&](const std::vector<CrashRound>& list) {
@@ -934,11 +768,7 @@ json Bench::report() const {
     u["rounds"] = rounds;
     j["upgrade"] = u;
   }
-  j["idle"] = {{"max_gap_ms", summarize(idle_)}, {"window_ms", 300}, {"rounds", idle_}};
-  if (!idle_handover_.empty()) {
-    j["idle"]["handover_length_max_gap_ms"] = summarize(idle_handover_);
-    j["idle"]["handover_length_rounds"] = idle_handover_;
-  }
+  j["idle"] = idle_.report();
   j["reader"] = {{"ops", reader_ops_},
                  {"errors", reader_errors_},
                  {"mismatches", reader_mismatches_},
@@ -951,56 +781,60 @@ json Bench::report() const {
   return j;
 }
 
-void Bench::print_table() const {
-  json j = report();
-  std::printf("takeover_bench: %d image(s), %s daemon, %d rounds, mode %s; %s\n", opt_.images,
-              shared() ? "shared" : "dedicated", opt_.rounds, opt_.mode.c_str(), ferryd_version_.c_str());
-  std::printf("%-34s %9s %9s %9s %9s\n", "(ms)", "min", "median", "p99", "max");
-  auto row = [&](const char* label, const json& s) {
-    if (s.value("n", 0) == 0) return;
-    std::printf("%-34s %9.3f %9.3f %9.3f %9.3f\n", label, s["min"].get<double>(), s["median"].get<double>(),
-                s["p99"].get<double>(), s["max"].get<double>());
-  };
-  if (j.contains("crash")) {
-    const json& c = j["crash"];
-    row("crash: blackout", c["blackout_ms"]);
-    row("crash: kill -> successor's 1st read", c["kill_to_first_read_ms"]);
-    row("crash: reaped -> successor in INIT", c["successor_to_init_ms"]);
-    row("crash: takeover call", c["takeover_ms"]);
-    row("crash: start call", c["start_ms"]);
-    row("crash: takeover+start", c["takeover_start_ms"]);
-    row("crash: start's 204 -> first read", c["started_to_first_read_ms"]);
-  }
-  if (j.contains("standby")) {
-    const json& c = j["standby"];
-    row("standby: blackout", c["blackout_ms"]);
-    row("standby: kill -> successor's 1st read", c["kill_to_first_read_ms"]);
-    row("standby: kill -> reaped", c["kill_to_reaped_ms"]);
-    row("standby: takeover (before the crash)", c["takeover_ms"]);
-    row("standby: kill -> seen RUNNING", c["kill_to_started_ms"]);
-  }
-  if (j.contains("upgrade")) {
-    const json& u = j["upgrade"];
-    row("upgrade: hand-over blackout", u["handover_ms"]);
-    row("upgrade: longest gap, spawn .. exit", u["blackout_ms"]);
-    row("upgrade: save", u["save_ms"]);
-    row("upgrade: takeover+start", u["takeover_start_ms"]);
-    row("upgrade: PUT exit -> old exited", u["exit_ms"]);
-  }
-  row("idle: longest gap in 300 ms", j["idle"]["max_gap_ms"]);
-  if (j["idle"].contains("handover_length_max_gap_ms")) {
-    row("idle: longest gap, hand-over length", j["idle"]["handover_length_max_gap_ms"]);
-  }
-  std::printf("reader: %llu reads, %llu errors, %llu wrong bytes\n",
-              static_cast<unsigned long long>(reader_ops_), static_cast<unsigned long long>(reader_errors_),
-              static_cast<unsigned long long>(reader_mismatches_));
-  for (const auto& f : reader_failures_) std::printf("  %s\n", f.c_str());
-  std::printf(
+std::string Bench::title() const {
+  return "takeover_bench: " + std::to_string(opt_.images) + " image(s), " +
+         (shared() ? "shared" : "dedicated") + " daemon, " + std::to_string(opt_.rounds) + " rounds, mode " +
+         opt_.mode + "; " + ferryd_version_;
+}
+
+// The summary table: printed by run_benchmark and pasted into docs/benchmarks.md by
+// bench/takeover_bench_report.py (rows not measured in this mode are left out).
+StatsTable Bench::table(const json& j) const {
+  return StatsTable::of(
+      j,
+      {
+          {"crash", "blackout_ms", "**crash: blackout**"},
+          {"crash", "kill_to_first_read_ms", "crash: kill -> first read served by the successor"},
+          {"crash", "successor_to_init_ms", "crash: reaped -> successor in INIT"},
+          {"crash", "takeover_ms", "crash: takeover call"},
+          {"crash", "start_ms", "crash: start call"},
+          {"crash", "inside_ms", "crash: takeover + start inside ferryd (its log)"},
+          {"crash", "takeover_start_ms", "crash: takeover + start around the API calls"},
+          {"crash", "started_to_first_read_ms", "crash: start's 204 -> first read"},
+          {"standby", "blackout_ms", "**crash with a hot standby: blackout**"},
+          {"standby", "kill_to_first_read_ms", "hot standby: kill -> first read served by the successor"},
+          {"standby", "kill_to_reaped_ms", "hot standby: kill -> reaped"},
+          {"standby", "kill_to_started_ms", "hot standby: kill -> seen RUNNING"},
+          {"standby", "takeover_ms", "hot standby: its takeover, before the crash"},
+          {"upgrade", "handover_ms", "**upgrade: hand-over blackout (takeover call .. old process exited)**"},
+          {"upgrade", "blackout_ms",
+           "upgrade: longest gap over the whole upgrade (successor spawned .. old process exited + 100 ms)"},
+          {"upgrade", "save_ms", "upgrade: save"},
+          {"upgrade", "inside_ms", "upgrade: takeover + start inside ferryd (its log)"},
+          {"upgrade", "takeover_start_ms", "upgrade: takeover + start around the API calls"},
+          {"upgrade", "exit_ms", "upgrade: PUT exit -> old process exited"},
+          {"idle", "max_gap_ms", "idle: longest gap in 300 ms, no switch"},
+          {"idle", "handover_length_max_gap_ms",
+           "idle: longest gap in a window as long as the round's hand-over (the control)"},
+      });
+}
+
+std::string Bench::footer(const json& /*report*/) const {
+  char buf[512];
+  std::string out;
+  std::snprintf(buf, sizeof buf, "reader: %llu reads, %llu errors, %llu wrong bytes\n",
+                static_cast<unsigned long long>(reader_ops_), static_cast<unsigned long long>(reader_errors_),
+                static_cast<unsigned long long>(reader_mismatches_));
+  out += buf;
+  for (const auto& f : reader_failures_) out += "  " + f + "\n";
+  std::snprintf(
+      buf, sizeof buf,
       "ferryd: VmRSS %.1f MiB at the start, %.1f MiB at the end; saved state %zu bytes; %d generations\n",
       static_cast<double>(rss_start_kib_) / 1024, static_cast<double>(rss_end_kib_) / 1024, state_bytes_,
       gen_ + 1);
-  std::printf("load average: %s at the start, %s at the end\n", load_start_.c_str(), load_end_.c_str());
-  std::fflush(stdout);
+  out += buf;
+  out += "load average: " + load_start_ + " at the start, " + load_end_ + " at the end\n";
+  return out;
 }
 
 std::string default_ferryd() {
@@ -1055,8 +889,7 @@ int run_main(int argc, char** argv) {
   if (::geteuid() != 0)
     std::fprintf(stderr, "takeover_bench: warning: not root; mounting will probably fail\n");
 
-  return run_benchmark<Bench>(opt, opt.out_json, Reader::fork_process,
-                              "the reader saw errors or wrong bytes");
+  return run_benchmark<Bench>(opt, opt.out_json, "the reader saw errors or wrong bytes");
 }
 
 }  // namespace

@@ -9,7 +9,7 @@ import json
 import sys
 
 from doc_section import rewrite_section
-from report_rows import f2, f3, handover_target_row, verdict
+from report_rows import f2, handover_target_row, verdict
 
 HEADING = "## Failover and hot upgrade blackout"
 
@@ -35,12 +35,6 @@ def config_name(r):
     if r["config"]["daemon"] == "dedicated":
         return "1 image, dedicated daemon"
     return f"{k} images, shared daemon"
-
-
-def stat_row(label, s, fmt=f3):
-    if not s or s.get("n", 0) == 0:
-        return f"| {label} | — | — | — | — |"
-    return f"| {label} | {fmt(s['min'])} | {fmt(s['median'])} | {fmt(s['p99'])} | {fmt(s['max'])} |"
 
 
 def render(meta, results):
@@ -141,32 +135,8 @@ def render(meta, results):
         w(f"{r['config']['rounds']} rounds of each of: {', '.join(modes)}; interleaved, each round followed by an "
           "idle window. Milliseconds.")
         w("")
-        w("| ms | min | median | p99 | max |")
-        w("|---|---:|---:|---:|---:|")
-        if "crash" in r:
-            c = r["crash"]
-            w(stat_row("**crash: blackout**", c["blackout_ms"]))
-            w(stat_row("crash: kill -> first read served by the successor", c["kill_to_first_read_ms"]))
-            w(stat_row("crash: takeover + start inside ferryd (its log)", c["inside_ms"]))
-            w(stat_row("crash: takeover + start around the API calls", c["takeover_start_ms"]))
-        if "standby" in r:
-            c = r["standby"]
-            w(stat_row("**crash with a hot standby: blackout**", c["blackout_ms"]))
-            w(stat_row("hot standby: kill -> first read served by the successor", c["kill_to_first_read_ms"]))
-            w(stat_row("hot standby: kill -> seen RUNNING", c["kill_to_started_ms"]))
-            w(stat_row("hot standby: its takeover, before the crash", c["takeover_ms"]))
-        if "upgrade" in r:
-            u = r["upgrade"]
-            w(stat_row("**upgrade: hand-over blackout (takeover call .. old process exited)**",
-                       u.get("handover_ms", {"n": 0})))
-            w(stat_row("upgrade: longest gap over the whole upgrade (successor spawned .. old process exited + 100 ms)",
-                       u["blackout_ms"]))
-            w(stat_row("upgrade: takeover + start inside ferryd (its log)", u["inside_ms"]))
-            w(stat_row("upgrade: takeover + start around the API calls", u["takeover_start_ms"]))
-        w(stat_row("idle: longest gap in 300 ms, no switch", r["idle"]["max_gap_ms"]))
-        if "handover_length_max_gap_ms" in r["idle"]:
-            w(stat_row("idle: longest gap in a window as long as the round's hand-over (the control)",
-                       r["idle"]["handover_length_max_gap_ms"]))
+        # The summary table as takeover_bench rendered it (bench/support/table.h): not rendered again here.
+        w(r["table_md"].rstrip("\n"))
         w("")
         errs = rd["errors"] + rd["mismatches"]
         w(f"Reader: {rd['ops']:,} reads, {rd['errors']} errors, {rd['mismatches']} with wrong bytes"

@@ -88,7 +88,7 @@ TEST_F(DaemonApiTest, SigtermStopsUnmountsAndExitsZero) {
   Ferryd d = start_dedicated();
   ASSERT_TRUE(wait_state(sock_, "RUNNING"));
   d.process().signal(SIGTERM);
-  int st = d.process().wait_for(10s);
+  int st = d.process().wait_exit(10s).value_or(-1);
   ASSERT_NE(st, -1) << "ferryd did not exit after SIGTERM";
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
   EXPECT_FALSE(is_mounted(mnt_));
@@ -99,7 +99,7 @@ TEST_F(DaemonApiTest, ExitLeavesTheMountAndExitsZero) {
   ASSERT_TRUE(wait_state(sock_, "RUNNING"));
   auto r = api(sock_, "PUT", "/api/v1/daemon/exit");
   EXPECT_EQ(r.status, 204) << r.body;
-  int st = d.process().wait_for(10s);
+  int st = d.process().wait_exit(10s).value_or(-1);
   ASSERT_NE(st, -1);
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
   EXPECT_TRUE(is_mounted(mnt_, "fuse")) << "exit must not unmount";
@@ -118,7 +118,7 @@ TEST_F(DaemonApiTest, UpgradeModeWaitsInInitAndMountsNothing) {
   EXPECT_EQ(api(sock_, "PUT", "/api/v1/daemon/fuse/sendfd").status, 503);
   EXPECT_EQ(daemon_state(sock_), "INIT");
   d.process().signal(SIGTERM);
-  int st = d.process().wait_for(10s);
+  int st = d.process().wait_exit(10s).value_or(-1);
   ASSERT_NE(st, -1);
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
@@ -129,7 +129,7 @@ TEST_F(DaemonApiTest, StopThenStartAgainAndStopFromReadyUnmounts) {
   // RUNNING --Stop--> READY is only reachable through the signal path in nydusd; the API
   // exposes start and exit. The signal path: SIGTERM = Stop, Stop.
   d.process().signal(SIGINT);
-  int st = d.process().wait_for(10s);
+  int st = d.process().wait_exit(10s).value_or(-1);
   ASSERT_NE(st, -1);
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
   EXPECT_FALSE(is_mounted(mnt_));
@@ -310,7 +310,7 @@ TEST_F(DaemonApiTest, ApiSocketIsPrivateAndASecondDaemonIsRefused) {
   Ferryd second = Ferryd::start({"--mountpoint", other_mnt, "--bootstrap", image_.meta, "--config",
                                  image_.config_path, "--apisock", sock_},
                                 dir_ / "second.log");
-  int rc = second.process().wait_for(10s);
+  int rc = second.process().wait_exit(10s).value_or(-1);
   ASSERT_NE(rc, -1) << "a second daemon on a live socket must exit";
   EXPECT_NE(WEXITSTATUS(rc), 0);
   EXPECT_NE(read_file(dir_ / "second.log").find(sock_), std::string::npos) << read_file(dir_ / "second.log");

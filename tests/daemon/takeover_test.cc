@@ -292,7 +292,7 @@ TEST_F(TakeoverTest, APreparedStandbyIsRefusedWithoutAStateAndLeavesTheMountAlon
   EXPECT_EQ(daemon_state(sock(1)), "READY");
 
   ASSERT_EQ(::kill(standby.pid(), SIGTERM), 0);
-  int st = standby.process().wait_for(10s);
+  int st = standby.process().wait_exit(10s).value_or(-1);
   ASSERT_NE(st, -1) << "the standby did not exit on SIGTERM";
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
   EXPECT_TRUE(is_mounted(mnt_)) << "a standby must not unmount its predecessor's mount";
@@ -317,7 +317,7 @@ TEST_F(TakeoverTest, TwentyHotUpgradesUnderLoadLoseNothing) {
     // It did start at 19: ferryd logs the move only when its nice differed.
     EXPECT_NE(read_file(log(gen)).find("back to nice 0"), std::string::npos) << read_file(log(gen));
     ASSERT_TRUE(api_ok(sock(gen - 1), "PUT", "/api/v1/daemon/exit").ok());
-    int st = old.process().wait_for(10s);
+    int st = old.process().wait_exit(10s).value_or(-1);
     ASSERT_NE(st, -1) << "old daemon did not exit";
     EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     old = std::move(next);

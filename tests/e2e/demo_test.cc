@@ -16,7 +16,7 @@ TEST(DemoTest, MainJobSummaryReportsZeroErrors) {
   std::string out;
   const std::string cmd = std::string("bash ") + FERRY_SOURCE_DIR +
                           "/scripts/demo.sh --no-build --crashes 3 --build-dir " + FERRY_BINARY_DIR;
-  const int status = run(cmd, &out);
+  const int status = run_shell(cmd, &out);
   std::smatch m;
   const std::regex summary(R"(summary: (\d+) verified reads, (\d+) errors, (\d+) wrong bytes)");
   ASSERT_TRUE(std::regex_search(out, m, summary)) << "no summary line in the demo's output:\n" << out;

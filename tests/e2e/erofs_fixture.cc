@@ -60,7 +60,7 @@ void run_mkfs(const std::vector<std::string>& args) {
   std::string cmd = "mkfs.erofs --quiet";
   for (const auto& a : args) cmd += " " + shell_quote(a);
   std::string out;
-  if (test::run(cmd, &out) != 0) throw std::runtime_error("`" + cmd + "` failed: " + out);
+  if (test::run_shell(cmd, &out) != 0) throw std::runtime_error("`" + cmd + "` failed: " + out);
 }
 
 ErofsImage make_erofs_image(const std::string& source, const std::string& out_dir, const Layout& layout) {
@@ -79,7 +79,7 @@ ErofsImage make_erofs_image(const std::string& source, const std::string& out_di
 
 std::string missing_prerequisite() {
   if (::geteuid() != 0) return "the e2e tests must run as root (mknod, chown, mount)";
-  if (test::run("command -v mkfs.erofs") != 0) return "mkfs.erofs not found: install erofs-utils";
+  if (test::run_shell("command -v mkfs.erofs") != 0) return "mkfs.erofs not found: install erofs-utils";
   std::string filesystems;
   if (!read_text_file("/proc/filesystems", &filesystems)) return "cannot read /proc/filesystems";
   if (filesystems.find("\terofs\n") == std::string::npos) return "the kernel has no erofs filesystem";
@@ -101,7 +101,7 @@ KernelErofsMount::KernelErofsMount(const ErofsImage& image, std::string mountpoi
   std::string out;
   const std::string cmd =
       "mount -t erofs -o " + shell_quote(options) + " " + shell_quote(image.image) + " " + shell_quote(mnt_);
-  if (test::run(cmd, &out) != 0) throw std::runtime_error("`" + cmd + "` failed: " + out);
+  if (test::run_shell(cmd, &out) != 0) throw std::runtime_error("`" + cmd + "` failed: " + out);
   if (!test::is_mounted(mnt_, "erofs")) {
     test::unmount_quietly(mnt_);
     throw std::runtime_error("`" + cmd + "` succeeded but no erofs is mounted at " + mnt_);
@@ -161,7 +161,7 @@ FerrydMount::FerrydMount(std::string mountpoint, const std::string& image, const
     argv.push_back(config);
   }
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
-  child_ = test::Child::spawn(die_with_parent(argv), log_path_);
+  child_ = test::Process::start(die_with_parent(argv), log_path_);
 }
 
 FerrydMount::~FerrydMount() {
@@ -180,7 +180,7 @@ std::string FerrydMount::wait_mounted(std::chrono::milliseconds timeout) {
       },
       timeout);
   if (ok && !exited) return {};
-  const int status = child_.wait_for(std::chrono::milliseconds(0));
+  const int status = child_.wait_exit(std::chrono::milliseconds(0)).value_or(-1);
   std::string why = exited ? "ferryd exited (wait status " + std::to_string(status) + ") before mounting"
                            : "no fuse mount at " + mnt_ + " after " + std::to_string(timeout.count()) + " ms";
   return why + "; ferryd log:\n" + log();
@@ -188,7 +188,7 @@ std::string FerrydMount::wait_mounted(std::chrono::milliseconds timeout) {
 
 int FerrydMount::terminate(std::chrono::milliseconds timeout) {
   child_.signal(SIGTERM);
-  return child_.wait_for(timeout);
+  return child_.wait_exit(timeout).value_or(-1);
 }
 
 std::string FerrydMount::log() const {
@@ -255,7 +255,7 @@ RunResult run_with_deadline(const std::vector<std::string>& argv, const std::str
   sh.insert(sh.end(), argv.begin(), argv.end());
   RunResult r;
   {
-    test::Child child = test::Child::spawn(die_with_parent(sh), {},
+    test::Process child = test::Process::start(die_with_parent(sh), {},
                                            {{"FERRY_E2E_OUT", out_path}, {"FERRY_E2E_ERR", err_path}});
     bool exited = false;
     const bool done = test::wait_until(
@@ -265,12 +265,12 @@ RunResult run_with_deadline(const std::vector<std::string>& argv, const std::str
         },
         timeout);
     if (exited) {
-      r.status = child.wait_for(std::chrono::milliseconds(0));
+      r.status = child.wait_exit(std::chrono::milliseconds(0)).value_or(-1);
     } else {
       r.timed_out = !done;
       r.stopped = done;
     }
-  }  // the Child kills it if it is still running
+  }  // the Process kills it if it is still running
   read_text_file(out_path, &r.out);
   read_text_file(err_path, &r.err);
   ::unlink(out_path.c_str());
@@ -288,8 +288,8 @@ std::vector<std::string> compare_access_as(uid_t uid, gid_t gid, const std::stri
   }
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) return {"pipe2 failed: " + errno_text(errno)};
-  Fd rd(fds[0]);
-  Fd wr(fds[1]);
+  UniqueFd rd(fds[0]);
+  UniqueFd wr(fds[1]);
   const pid_t pid = ::fork();
   if (pid < 0) return {"fork failed: " + errno_text(errno)};
   if (pid == 0) {
@@ -352,13 +352,13 @@ std::string prefer_tmpfs_tmpdir() {
   }
   // Probe what the tree needs.
   std::string probe = std::string(kShm) + "/ferry-probe-XXXXXX";
-  Fd fd(::mkstemp(probe.data()));
+  UniqueFd fd(::mkstemp(probe.data()));
   if (!fd.valid()) return "/tmp";
   bool ok = ::fsetxattr(fd.get(), "user.ferry_probe", "1", 1, 0) == 0 &&
             ::fsetxattr(fd.get(), "trusted.ferry_probe", "1", 1, 0) == 0;
   fd.reset();
   if (ok) {
-    Fd direct(::open(probe.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC));
+    UniqueFd direct(::open(probe.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC));
     ok = direct.valid();
   }
   ::unlink(probe.c_str());

@@ -101,7 +101,7 @@ class FerrydMount {
   std::string wait_mounted(std::chrono::milliseconds timeout);
   void signal(int sig) const { child_.signal(sig); }
   // Waits for ferryd to exit; returns the wait status, or -1 on timeout.
-  int wait_exit(std::chrono::milliseconds timeout) { return child_.wait_for(timeout); }
+  int wait_exit(std::chrono::milliseconds timeout) { return child_.wait_exit(timeout).value_or(-1); }
   // SIGTERM, then wait_exit().
   int terminate(std::chrono::milliseconds timeout);
   [[nodiscard]] std::string log() const;
@@ -111,7 +111,7 @@ class FerrydMount {
  private:
   std::string mnt_;
   std::string log_path_;
-  test::Child child_;
+  test::Process child_;
 };
 
 // SIGKILLs `pid` if still alive when `timeout` passes: a FUSE request that hangs then fails with

@@ -25,7 +25,7 @@ class FerryctlManagerTest : public ::testing::Test {
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root (FUSE mounts)";
     if (::access("/dev/fuse", R_OK | W_OK) != 0) GTEST_SKIP() << "no /dev/fuse";
-    if (test::run("command -v mkfs.erofs >/dev/null") != 0) GTEST_SKIP() << "mkfs.erofs not installed";
+    if (test::run_shell("command -v mkfs.erofs >/dev/null") != 0) GTEST_SKIP() << "mkfs.erofs not installed";
     image_ = test::make_sample_image(dir_.path(), "img", 12, 7);
     std::filesystem::create_directories(mnt_);
     std::ofstream(config_) << "version = 1\n"
@@ -37,7 +37,7 @@ class FerryctlManagerTest : public ::testing::Test {
                            << "hot_standby = false\n"
                            << "[system]\n"
                            << "address = \"" << sock_ << "\"\n";
-    manager_ = test::Child::spawn({test::binary_path("ferry-snapshotter"), "--config", config_},
+    manager_ = test::Process::start({test::binary_path("ferry-snapshotter"), "--config", config_},
                                   dir_ / "manager.log");
     ASSERT_TRUE(test::wait_until([&] { return ctl({"daemons"}).rc == 0 || !manager_.running(); }, 20s));
     ASSERT_TRUE(manager_.running()) << test::read_file(dir_ / "manager.log");
@@ -54,7 +54,7 @@ class FerryctlManagerTest : public ::testing::Test {
       }
     }
     manager_.signal(SIGTERM);
-    if (manager_.wait_for(10s) < 0) manager_.kill_and_reap();
+    if (!manager_.wait_exit(10s)) manager_.kill_and_reap();
     test::unmount_quietly(mnt_);
   }
 
@@ -66,7 +66,7 @@ class FerryctlManagerTest : public ::testing::Test {
     std::string command = "'" + test::binary_path("ferryctl") + "' --socket '" + sock_ + "'";
     for (const auto& a : args) command += " '" + a + "'";
     Outcome o;
-    o.rc = test::run("(" + command + " 2>'" + (dir_ / "ctl.err") + "')", &o.out);
+    o.rc = test::run_shell("(" + command + " 2>'" + (dir_ / "ctl.err") + "')", &o.out);
     return o;
   }
   std::string err() { return test::read_file(dir_ / "ctl.err"); }
@@ -76,7 +76,7 @@ class FerryctlManagerTest : public ::testing::Test {
   std::string sock_ = dir_ / "system.sock";
   std::string config_ = dir_ / "config.toml";
   test::SampleImage image_;
-  test::Child manager_;
+  test::Process manager_;
 };
 
 TEST_F(FerryctlManagerTest, MountListDaemonsRecordsUmount) {

@@ -57,7 +57,7 @@ class FerryctlTest : public ::testing::Test {
     for (const auto& a : args) command += " " + shell_quote(a);
     command += " 2>" + shell_quote(dir_ / "stderr") + ")";
     Outcome o;
-    o.rc = test::run(command, &o.out);
+    o.rc = test::run_shell(command, &o.out);
     o.err = test::read_file(dir_ / "stderr");
     return o;
   }
@@ -116,9 +116,9 @@ TEST_F(FerryctlTest, StaleSocketSaysConnectionRefused) {
 
 TEST_F(FerryctlTest, SocketOfAnotherUserSaysPermissionDenied) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to run ferryctl as another user";
-  if (test::run("command -v setpriv >/dev/null") != 0) GTEST_SKIP() << "setpriv (util-linux) not installed";
+  if (test::run_shell("command -v setpriv >/dev/null") != 0) GTEST_SKIP() << "setpriv (util-linux) not installed";
   const std::string as_nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups";
-  if (test::run(as_nobody + " test -x " + shell_quote(test::binary_path("ferryctl"))) != 0) {
+  if (test::run_shell(as_nobody + " test -x " + shell_quote(test::binary_path("ferryctl"))) != 0) {
     GTEST_SKIP() << "the build directory is not accessible to user nobody";
   }
   // A live server on a root-only socket in a directory everyone may enter: connect(2) is what

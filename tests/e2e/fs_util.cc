@@ -8,26 +8,11 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "kit/sample_image.h"
+
 namespace ferry::e2e {
 
-Fd& Fd::operator=(Fd&& other) noexcept {
-  if (this != &other) reset(std::exchange(other.fd_, -1));
-  return *this;
-}
-
-void Fd::reset(int fd) {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = fd;
-}
-
 namespace {
-
-uint64_t splitmix64(uint64_t& x) {
-  uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
 
 uint64_t rotl(uint64_t x, int k) {
   return (x << k) | (x >> (64 - k));
@@ -36,7 +21,7 @@ uint64_t rotl(uint64_t x, int k) {
 }  // namespace
 
 Rng::Rng(uint64_t seed) {
-  for (auto& s : s_) s = splitmix64(seed);
+  for (auto& s : s_) s = testkit::splitmix64(seed);
 }
 
 uint64_t Rng::next() {
@@ -122,7 +107,7 @@ std::string shell_quote(std::string_view s) {
 }
 
 bool read_text_file(const std::string& path, std::string* out) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return false;
   out->clear();
   char buf[65536];
@@ -136,7 +121,7 @@ bool read_text_file(const std::string& path, std::string* out) {
 }
 
 void write_text_file(const std::string& path, std::string_view content) {
-  Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (!fd.valid()) throw std::runtime_error("open " + path + ": " + errno_text(errno));
   size_t done = 0;
   while (done < content.size()) {

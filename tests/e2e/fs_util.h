@@ -1,5 +1,5 @@
-// Small POSIX helpers shared by the e2e tree builder, the tree comparator and the fixtures:
-// an owning file descriptor, a seeded deterministic PRNG, and formatting of paths and errno
+// Small POSIX helpers shared by the e2e tree builder, the tree comparator and the fixtures
+// (files are owned by common/unique_fd.h's UniqueFd): a seeded deterministic PRNG, and formatting of paths and errno
 // values for human-readable difference reports.
 #pragma once
 
@@ -9,26 +9,9 @@
 #include <string_view>
 #include <utility>
 
+#include "common/unique_fd.h"
+
 namespace ferry::e2e {
-
-// Owns a file descriptor; closes it on destruction.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  Fd& operator=(Fd&& other) noexcept;
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-
-  [[nodiscard]] int get() const { return fd_; }
-  [[nodiscard]] bool valid() const { return fd_ >= 0; }
-  void reset(int fd = -1);
-
- private:
-  int fd_ = -1;
-};
 
 // xoshiro256** seeded through splitmix64: fast, deterministic across platforms for a seed.
 class Rng {

@@ -33,7 +33,7 @@ std::string install(const std::string& prefix, const std::string& destdir = {}) 
   std::string command = destdir.empty() ? "" : "DESTDIR='" + destdir + "' ";
   command += "cmake --install '" FERRY_BINARY_DIR "' --prefix '" + prefix + "'";
   std::string out;
-  EXPECT_EQ(test::run(command, &out), 0) << command << "\n" << out;
+  EXPECT_EQ(test::run_shell(command, &out), 0) << command << "\n" << out;
   return out;
 }
 
@@ -65,11 +65,11 @@ TEST(InstallTest, PrefixInstallPutsEverythingInItsPlaceAndTheBinariesRun) {
     const std::string path = prefix + "/bin/" + binary;
     ASSERT_TRUE(executable(path)) << path;
     std::string out;
-    EXPECT_EQ(test::run("'" + path + "' --version", &out), 0) << path << ": " << out;
+    EXPECT_EQ(test::run_shell("'" + path + "' --version", &out), 0) << path << ": " << out;
     EXPECT_EQ(out.rfind(std::string(binary) + " ", 0), 0U) << out;
   }
   std::string help;
-  EXPECT_EQ(test::run("'" + prefix + "/bin/ferryctl' --help", &help), 0) << help;
+  EXPECT_EQ(test::run_shell("'" + prefix + "/bin/ferryctl' --help", &help), 0) << help;
 
   const std::string unit = test::read_file(prefix + "/lib/systemd/system/ferry-snapshotter.service");
   ASSERT_FALSE(unit.empty()) << "no unit installed";
@@ -81,10 +81,10 @@ TEST(InstallTest, PrefixInstallPutsEverythingInItsPlaceAndTheBinariesRun) {
   EXPECT_FALSE(test::read_file(prefix + "/share/doc/ferry/operations.md").empty());
 
   // systemd's own check of the unit, where systemd is installed (it also needs ExecStart's binary).
-  if (test::run("command -v systemd-analyze >/dev/null") == 0) {
+  if (test::run_shell("command -v systemd-analyze >/dev/null") == 0) {
     std::string out;
     EXPECT_EQ(
-        test::run("systemd-analyze verify '" + prefix + "/lib/systemd/system/ferry-snapshotter.service'",
+        test::run_shell("systemd-analyze verify '" + prefix + "/lib/systemd/system/ferry-snapshotter.service'",
                   &out),
         0)
         << out;

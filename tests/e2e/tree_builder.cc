@@ -124,8 +124,8 @@ class Builder {
     }
   }
 
-  Fd create(const std::string& rel) {
-    Fd fd(::open(abs(rel).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  UniqueFd create(const std::string& rel) {
+    UniqueFd fd(::open(abs(rel).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (!fd.valid()) fail("create", abs(rel), errno);
     return fd;
   }
@@ -133,7 +133,7 @@ class Builder {
   // A regular file of `size` random bytes drawn from a stream seeded from the tree's seed.
   Meta& file(const std::string& rel, uint64_t size, mode_t perm = 0644) {
     Rng content(rng_.next());
-    Fd fd = create(rel);
+    UniqueFd fd = create(rel);
     std::string buf;
     for (uint64_t off = 0; off < size;) {
       size_t n = static_cast<size_t>(std::min<uint64_t>(size - off, kMiB));
@@ -147,7 +147,7 @@ class Builder {
   }
 
   Meta& file_content(const std::string& rel, std::string_view data, mode_t perm = 0644) {
-    Fd fd = create(rel);
+    UniqueFd fd = create(rel);
     write_all(fd.get(), abs(rel), data.data(), data.size(), 0);
     stats_.content_bytes += data.size();
     return record(rel, Kind::kFile, perm);
@@ -156,7 +156,7 @@ class Builder {
   // A file of apparent `size` whose only data are random bytes in `ranges` ([begin, end)).
   Meta& sparse(const std::string& rel, uint64_t size,
                const std::vector<std::pair<uint64_t, uint64_t>>& ranges) {
-    Fd fd = create(rel);
+    UniqueFd fd = create(rel);
     if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) fail("ftruncate", abs(rel), errno);
     for (const auto& [begin, end] : ranges) {
       std::string data = rng_.bytes(static_cast<size_t>(end - begin));

@@ -474,16 +474,16 @@ class Comparer {
   }
 
   struct FilePair {
-    Fd a;
-    Fd b;
+    UniqueFd a;
+    UniqueFd b;
     std::string error;
   };
 
   FilePair open_pair(const std::string& rel, int extra_flags) {
     FilePair p;
-    p.a = Fd(::open(join(root_a_, rel).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | extra_flags));
+    p.a = UniqueFd(::open(join(root_a_, rel).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | extra_flags));
     int ea = p.a.valid() ? 0 : errno;
-    p.b = Fd(::open(join(root_b_, rel).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | extra_flags));
+    p.b = UniqueFd(::open(join(root_b_, rel).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | extra_flags));
     int eb = p.b.valid() ? 0 : errno;
     if (ea != 0 || eb != 0) {
       p.error = "A " + (ea ? errno_text(ea) : std::string("ok")) + ", B " +

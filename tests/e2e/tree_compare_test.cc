@@ -118,7 +118,7 @@ TEST_F(ComparatorSelfTest, SameTreeAgainstItself) {
 TEST_F(ComparatorSelfTest, ReportsOneFlippedByte) {
   const std::string rel = tp::kBoundaryFile;
   mutate_keeping_times(rel, [&] {
-    Fd fd(::open(b(rel).c_str(), O_RDWR));
+    UniqueFd fd(::open(b(rel).c_str(), O_RDWR));
     ASSERT_TRUE(fd.valid());
     char c = 0;
     ASSERT_EQ(::pread(fd.get(), &c, 1, 65536), 1);  // the last byte, just past a 64 KiB chunk
@@ -189,7 +189,7 @@ TEST_F(ComparatorSelfTest, ReportsExtraAndMissingPaths) {
   expect_reported("only in B (regular file)", {extra, tp::kBigDir});
   mutate_keeping_times(extra, [&] { ASSERT_EQ(::unlink(b(extra).c_str()), 0); });
   const std::string gone = "empty/nested/a";
-  mutate_keeping_times(gone, [&] { ASSERT_EQ(test::run("rm -rf " + shell_quote(b(gone))), 0); });
+  mutate_keeping_times(gone, [&] { ASSERT_EQ(test::run_shell("rm -rf " + shell_quote(b(gone))), 0); });
   // The parent loses the subdirectory's ".." link: its nlink differs too.
   expect_reported("only in A (directory) with 2 entries below it", {gone, "empty/nested"});
 }
@@ -200,7 +200,7 @@ TEST_F(ComparatorSelfTest, ReportsBrokenHardLink) {
     struct stat st {};
     ASSERT_EQ(::lstat(b(rel).c_str(), &st), 0);
     const std::string copy = b(rel) + ".copy";
-    ASSERT_EQ(test::run("cp -a " + shell_quote(b(rel)) + " " + shell_quote(copy)), 0);
+    ASSERT_EQ(test::run_shell("cp -a " + shell_quote(b(rel)) + " " + shell_quote(copy)), 0);
     ASSERT_EQ(::rename(copy.c_str(), b(rel).c_str()), 0);
   });
   // pair_a now has nlink 1 and pair_b is its own inode: nothing else differs.
@@ -238,7 +238,7 @@ TEST_F(ComparatorSelfTest, ReportsChangedSize) {
 TEST_F(ComparatorSelfTest, ReportsByteInsideAHole) {
   const std::string rel = "sparse/hole_middle";
   mutate_keeping_times(rel, [&] {
-    Fd fd(::open(b(rel).c_str(), O_WRONLY));
+    UniqueFd fd(::open(b(rel).c_str(), O_WRONLY));
     ASSERT_TRUE(fd.valid());
     ASSERT_EQ(::pwrite(fd.get(), "x", 1, 1 << 20), 1);
   });
@@ -246,7 +246,7 @@ TEST_F(ComparatorSelfTest, ReportsByteInsideAHole) {
 }
 
 TEST_F(ComparatorSelfTest, CapsTheReportButCountsEverything) {
-  ASSERT_EQ(test::run("find " + shell_quote(b_ + "/bigdir") + " -type f -exec chmod 0601 {} +"), 0);
+  ASSERT_EQ(test::run_shell("find " + shell_quote(b_ + "/bigdir") + " -type f -exec chmod 0601 {} +"), 0);
   CompareResult r = compare_trees(a_, b_, CompareOptions::strict());
   EXPECT_EQ(r.differences.size(), 50U);
   EXPECT_GT(r.total_differences, 100U);
@@ -269,14 +269,14 @@ TEST_F(ComparatorSelfTest, RelaxedOptionsIgnoreOnlyWhatTheySay) {
 
 // The harness's own guards: a hung server is killed, a command's streams are kept apart.
 TEST(HarnessSelfTest, WatchdogKillsAHungProcessAndOnlyThen) {
-  test::Child sleeper = test::Child::spawn({"/bin/sleep", "60"});
+  test::Process sleeper = test::Process::start({"/bin/sleep", "60"});
   {
     Watchdog quiet(sleeper.pid(), std::chrono::seconds(60));
     EXPECT_FALSE(quiet.fired());
   }
   EXPECT_TRUE(sleeper.running());
   Watchdog dog(sleeper.pid(), std::chrono::milliseconds(50));
-  EXPECT_NE(sleeper.wait_for(std::chrono::seconds(10)), -1);
+  EXPECT_NE(sleeper.wait_exit(std::chrono::seconds(10)).value_or(-1), -1);
   EXPECT_TRUE(dog.fired());
 }
 

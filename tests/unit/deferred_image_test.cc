@@ -22,7 +22,7 @@ class DeferredImageTest : public ::testing::Test {
     std::filesystem::create_directories(dir_ / "src");
     std::ofstream(dir_ / "src/hello") << "hello, deferred\n";
     std::string out;
-    ASSERT_EQ(test::run("mkfs.erofs --quiet '" + image_ + "' '" + std::string(dir_ / "src") + "'", &out), 0)
+    ASSERT_EQ(test::run_shell("mkfs.erofs --quiet '" + image_ + "' '" + std::string(dir_ / "src") + "'", &out), 0)
         << out;
   }
   DeferredImage::Opener opener() {

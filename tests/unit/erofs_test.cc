@@ -28,6 +28,7 @@
 #include "common/crc32c.h"
 #include "erofs/erofs_image.h"
 #include "storage/local_file.h"
+#include "kit/memory_source.h"
 #include "support/test_support.h"
 
 // Counts heap allocations made on this thread while enabled, so a test can hold the reader to
@@ -57,6 +58,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using test::TempDir;
+using testkit::random_bytes;
 
 // ---- bytes and files -------------------------------------------------------------------------
 
@@ -70,13 +72,6 @@ void write_file(const std::string& path, std::string_view data) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(data.data(), static_cast<std::streamsize>(data.size()));
   if (!out) throw std::runtime_error("cannot write " + path);
-}
-
-std::string random_bytes(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::string out(n, '\0');
-  for (auto& c : out) c = static_cast<char>(rng() & 0xFFU);
-  return out;
 }
 
 template <typename T>
@@ -102,33 +97,8 @@ void fix_checksum(std::string& image) {
 constexpr uint64_t kSb = 1024;  // superblock offset, for patching fields by their on-disk offset
 constexpr uint32_t kNullAddrForTests = 0xFFFFFFFF;
 
-// A ByteSource over bytes in memory, with or without a view(), as a fuzzer or a test needs.
-class MemorySource final : public ByteSource {
- public:
-  MemorySource(std::string bytes, bool mapped, std::string name)
-      : bytes_(std::move(bytes)), mapped_(mapped), name_(std::move(name)) {}
-  [[nodiscard]] uint64_t size() const override { return bytes_.size(); }
-  Status read_exact(uint64_t offset, std::span<std::byte> out) const override {
-    if (offset > bytes_.size() || out.size() > bytes_.size() - offset) {
-      return Error{EIO, "read past the end of " + name_};
-    }
-    if (!out.empty()) std::memcpy(out.data(), bytes_.data() + offset, out.size());
-    return {};
-  }
-  [[nodiscard]] std::span<const std::byte> view() const override {
-    if (!mapped_) return {};
-    return std::as_bytes(std::span(bytes_.data(), bytes_.size()));
-  }
-  [[nodiscard]] const std::string& name() const override { return name_; }
-
- private:
-  std::string bytes_;
-  bool mapped_;
-  std::string name_;
-};
-
 std::shared_ptr<const ByteSource> memory(std::string bytes, bool mapped, std::string name = "memory image") {
-  return std::make_shared<MemorySource>(std::move(bytes), mapped, std::move(name));
+  return std::make_shared<testkit::MemorySource>(bytes, mapped, std::move(name));
 }
 
 template <typename T>
@@ -145,7 +115,7 @@ void mkfs(const std::string& options, const std::string& image, const std::strin
   if (!blob.empty()) cmd += " --blobdev='" + blob + "'";
   cmd += " '" + image + "' '" + source + "'";
   std::string out;
-  if (test::run(cmd, &out) != 0) throw std::runtime_error(cmd + " failed: " + out);
+  if (test::run_shell(cmd, &out) != 0) throw std::runtime_error(cmd + " failed: " + out);
 }
 
 ErofsImage::DeviceResolver resolver_for(const std::shared_ptr<const ByteSource>& blob) {

@@ -54,7 +54,7 @@ bool same_inode(int a, int b) {
 class Ferryctl : public ::testing::Test {
  protected:
   void start() {
-    child_ = test::Child::spawn(
+    child_ = test::Process::start(
         {test::binary_path("ferryctl"), "supervisor", "--socket", socket_, "--state-file", state_file_},
         log_);
     ASSERT_TRUE(test::wait_until([&] { return log_has("listening on " + socket_); }, 10s))
@@ -66,21 +66,21 @@ class Ferryctl : public ::testing::Test {
   std::string socket_ = dir_ / "daemon.sock";
   std::string state_file_ = dir_ / "daemon.state";
   std::string log_ = dir_ / "ferryctl.log";
-  test::Child child_;
+  test::Process child_;
 };
 
 TEST_F(Ferryctl, HelpExplainsHowSavesAndTakeoversAreToldApart) {
   std::string out;
-  ASSERT_EQ(test::run(test::binary_path("ferryctl") + " supervisor --help", &out), 0) << out;
+  ASSERT_EQ(test::run_shell(test::binary_path("ferryctl") + " supervisor --help", &out), 0) << out;
   EXPECT_NE(out.find("--socket"), std::string::npos) << out;
   EXPECT_NE(out.find("--state-file"), std::string::npos) << out;
   EXPECT_NE(out.find("--window"), std::string::npos) << out;
   EXPECT_NE(out.find("SAVE"), std::string::npos) << out;
   EXPECT_NE(out.find("TAKEOVER"), std::string::npos) << out;
   EXPECT_NE(out.find("SIGUSR1"), std::string::npos) << out;
-  ASSERT_EQ(test::run(test::binary_path("ferryctl") + " --help", &out), 0) << out;
+  ASSERT_EQ(test::run_shell(test::binary_path("ferryctl") + " --help", &out), 0) << out;
   EXPECT_NE(out.find("supervisor"), std::string::npos) << out;
-  EXPECT_NE(test::run(test::binary_path("ferryctl") + " supervisor", &out), 0) << "--socket is required";
+  EXPECT_NE(test::run_shell(test::binary_path("ferryctl") + " supervisor", &out), 0) << "--socket is required";
 }
 
 TEST_F(Ferryctl, SaveThenTakeoverThroughARealProcess) {
@@ -126,7 +126,7 @@ TEST_F(Ferryctl, SaveThenTakeoverThroughARealProcess) {
       << test::read_file(log_);
 
   child_.signal(SIGTERM);
-  int status = child_.wait_for(10s);
+  int status = child_.wait_exit(10s).value_or(-1);
   ASSERT_NE(status, -1) << "ferryctl did not exit on SIGTERM";
   ASSERT_TRUE(WIFEXITED(status)) << status;
   EXPECT_EQ(WEXITSTATUS(status), 0);
@@ -178,7 +178,7 @@ TEST_F(Ferryctl, RefusesBadSavesAndEmptyTakeoversWithoutLosingTheHeldState) {
 
   // A second holder on the same socket is refused and leaves the first one alone.
   std::string out;
-  EXPECT_EQ(test::run(test::binary_path("ferryctl") + " supervisor --socket " + socket_, &out), 1) << out;
+  EXPECT_EQ(test::run_shell(test::binary_path("ferryctl") + " supervisor --socket " + socket_, &out), 1) << out;
   EXPECT_NE(out.find("another process is listening"), std::string::npos) << out;
   EXPECT_TRUE(child_.running());
   EXPECT_TRUE(std::filesystem::exists(socket_));

@@ -31,13 +31,6 @@ std::string largest_file(const SampleImage& img) {
   return best;
 }
 
-void expect_clean(const Readers& r, const std::string& label) {
-  std::cout << describe(r, label) << "\n";
-  EXPECT_EQ(r.errors(), 0U) << describe(r, label);
-  EXPECT_EQ(r.mismatches(), 0U) << describe(r, label);
-  EXPECT_GT(r.ops(), 0U) << label << " never read anything";
-}
-
 TEST(ManagerFailover, FiftyCrashesInARowLoseNothing) {
   constexpr int kCrashes = 50;
   ManagerHarness h(ManagerOptions().with_policy("failover"));
@@ -61,8 +54,8 @@ TEST(ManagerFailover, FiftyCrashesInARowLoseNothing) {
   ASSERT_GT(pids[0], 0);
   for (int i = 1; i <= kCrashes; ++i) {
     ASSERT_TRUE(direct.wait_progress(3, 20s))
-        << "no reads completed before crash " << i << "; " << describe(direct, "direct");
-    ASSERT_TRUE(kill_pid_and_wait_gone(pids.back())) << "daemon " << pids.back() << " survived SIGKILL";
+        << "no reads completed before crash " << i << "; " << direct.describe("direct");
+    ASSERT_TRUE(kill_and_wait_gone(pids.back())) << "daemon " << pids.back() << " survived SIGKILL";
     pid_t next = h.wait_for_pid_change(id, pids.back(), 20s);
     ASSERT_NE(next, 0) << "no RUNNING successor after crash " << i << ": " << h.daemon(id).dump();
     pids.push_back(next);
@@ -183,7 +176,7 @@ TEST(ManagerFailover, DaemonThatDiedWhileTheManagerWasDownIsRestarted) {
   ASSERT_FALSE(id.empty());
   pid_t pid = h.daemon_pid(id);
   h.kill_manager();
-  ASSERT_TRUE(kill_pid_and_wait_gone(pid));
+  ASSERT_TRUE(kill_and_wait_gone(pid));
   ASSERT_TRUE(h.start());
   pid_t next = h.wait_for_pid_change(id, pid, 20s);
   ASSERT_NE(next, 0) << h.daemons().dump(1) << "\n" << h.records(id).dump(1);
@@ -215,7 +208,7 @@ TEST(ManagerFailover, DaemonThatDiesWhileTheManagerIsDownIsTakenOverByItsStandby
   ASSERT_TRUE(readers.wait_progress(10));
 
   h.kill_manager();
-  ASSERT_TRUE(kill_pid_and_wait_gone(pid));
+  ASSERT_TRUE(kill_and_wait_gone(pid));
   readers.reset_gap();
   EXPECT_TRUE(readers.wait_progress(100, 20s)) << "the standby did not take over without a manager";
   EXPECT_TRUE(process_alive(standby));

@@ -44,16 +44,6 @@ std::string toml_string(const std::string& s) {
 
 }  // namespace
 
-bool process_alive(pid_t pid) {
-  return live_process_start_time(pid) != 0;
-}
-
-bool kill_pid_and_wait_gone(pid_t pid, std::chrono::milliseconds timeout) {
-  if (pid <= 0) return true;
-  ::kill(pid, SIGKILL);
-  return wait_until([&] { return !process_alive(pid); }, timeout);
-}
-
 std::optional<std::string> run_with_deadline(std::function<std::string()> action,
                                              std::chrono::milliseconds timeout) {
   auto result = std::make_shared<std::promise<std::string>>();
@@ -100,15 +90,6 @@ std::optional<std::string> read_with_deadline(const std::string& path, std::chro
       timeout);
 }
 
-std::string describe(const Readers& readers, const std::string& label) {
-  std::ostringstream os;
-  os << label << ": ops=" << readers.ops() << " errors=" << readers.errors()
-     << " mismatches=" << readers.mismatches() << " max_gap=" << readers.max_gap().count() << "us";
-  auto failures = readers.failures();
-  if (!failures.empty()) os << " failures=" << ::testing::PrintToString(failures);
-  return os.str();
-}
-
 // ---- ManagerHarness ------------------------------------------------------------------------
 
 ManagerHarness::ManagerHarness(ManagerOptions options) : options_(std::move(options)) {
@@ -146,7 +127,8 @@ void ManagerHarness::write_config() const {
   if (manager_.running()) return ::testing::AssertionFailure() << "manager already running";
   auto env = options_.env;
   env[kMarker] = dir();
-  manager_ = Child::spawn({binary_path("ferry-snapshotter"), "--config", config_path()}, manager_log(), env);
+  manager_ =
+      Process::start({binary_path("ferry-snapshotter"), "--config", config_path()}, manager_log(), env);
   bool up = wait_until(
       [&] {
         if (!manager_.running()) return true;  // stop polling; reported below
@@ -167,9 +149,9 @@ void ManagerHarness::write_config() const {
 }
 
 int ManagerHarness::stop(std::chrono::milliseconds timeout) {
-  if (!manager_.running()) return manager_.wait_for(0ms);
+  if (!manager_.running()) return manager_.wait_exit(0ms).value_or(-1);
   manager_.signal(SIGTERM);
-  int st = manager_.wait_for(timeout);
+  int st = manager_.wait_exit(timeout).value_or(-1);
   if (st == -1) {
     ADD_FAILURE() << "ferry-snapshotter did not exit within " << timeout.count() << " ms of SIGTERM";
     manager_.kill_and_reap();
@@ -330,7 +312,7 @@ pid_t ManagerHarness::wait_for_pid_change(const std::string& id, pid_t old_pid,
 
 pid_t ManagerHarness::crash_and_wait_successor(const std::string& id, pid_t pid,
                                                std::chrono::milliseconds timeout) const {
-  if (!kill_pid_and_wait_gone(pid)) {
+  if (!kill_and_wait_gone(pid)) {
     ADD_FAILURE() << "daemon " << id << ": pid " << pid << " did not die on SIGKILL";
     return 0;
   }
@@ -349,35 +331,8 @@ bool ManagerHarness::wait_daemon_state(const std::string& id, const std::string&
 }
 
 std::set<pid_t> ManagerHarness::our_processes() const {
-  std::set<pid_t> out;
-  const std::string marker = std::string(kMarker) + "=" + dir();
-  pid_t self = ::getpid();
-  DIR* proc = ::opendir("/proc");
-  if (proc == nullptr) return out;
-  while (dirent* e = ::readdir(proc)) {
-    char* end = nullptr;
-    long pid = std::strtol(e->d_name, &end, 10);
-    if (end == e->d_name || *end != '\0' || pid <= 0 || pid == self) continue;
-    std::string base = std::string("/proc/") + e->d_name;
-    std::string environ = read_file(base + "/environ");
-    bool ours = false;
-    for (size_t pos = 0; pos < environ.size();) {
-      size_t nul = environ.find('\0', pos);
-      if (nul == std::string::npos) nul = environ.size();
-      if (environ.compare(pos, nul - pos, marker) == 0) {
-        ours = true;
-        break;
-      }
-      pos = nul + 1;
-    }
-    if (!ours) {
-      std::string cmdline = read_file(base + "/cmdline");
-      ours = cmdline.find(dir() + "/") != std::string::npos;
-    }
-    if (ours && process_alive(static_cast<pid_t>(pid))) out.insert(static_cast<pid_t>(pid));
-  }
-  ::closedir(proc);
-  return out;
+  auto pids = processes_naming(dir(), std::string(kMarker) + "=" + dir());
+  return {pids.begin(), pids.end()};
 }
 
 void ManagerHarness::cleanup() {
@@ -389,7 +344,7 @@ void ManagerHarness::cleanup() {
     if (pids.empty()) break;
     for (pid_t pid : pids) ::kill(pid, SIGKILL);
     for (pid_t pid : pids) {
-      if (!wait_until([&] { return !process_alive(pid); }, 10s)) {
+      if (!wait_gone(pid, 10s)) {
         std::cerr << "cleanup: process " << pid << " survived SIGKILL for 10 s\n";
       }
     }

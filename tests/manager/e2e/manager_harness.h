@@ -4,7 +4,7 @@
 // What it promises:
 // - Each harness has its own root, system socket, logs and mountpoints under its own TempDir,
 //   so tests may run in parallel with each other.
-// - The manager runs as a Child of the test with FERRY_E2E_ROOT=<temp dir> in its environment;
+// - The manager runs as a Process of the test with FERRY_E2E_ROOT=<temp dir> in its environment;
 //   every process it starts (daemons, hot standbys, upgrade candidates, their exec'd shells)
 //   inherits the marker. cleanup() (run by the destructor, also after a failed assertion)
 //   SIGKILLs the manager by pid, then every process whose environment or command line names
@@ -192,13 +192,8 @@ class ManagerHarness {
 
   ManagerOptions options_;
   TempDir dir_;
-  Child manager_;
+  Process manager_;
 };
-
-// Kills a process by pid (SIGKILL) and waits (deadline) until it is gone.
-bool kill_pid_and_wait_gone(pid_t pid, std::chrono::milliseconds timeout = 10s);
-// True when /proc/<pid> exists and is not a zombie.
-bool process_alive(pid_t pid);
 
 // Reads the file through the mount in a helper thread; returns the bytes, or the error text
 // prefixed with "error: " (e.g. "error: Transport endpoint is not connected"), or nullopt when
@@ -213,8 +208,5 @@ std::optional<std::string> run_with_deadline(std::function<std::string()> action
 int open_file(const std::string& path);
 // Reads the whole file through an fd opened earlier (pread from 0): its bytes, or "error: ...".
 std::string pread_all(int fd, size_t size);
-
-// Prints the readers' totals and max gap, and the first failures.
-std::string describe(const Readers& readers, const std::string& label);
 
 }  // namespace ferry::test

@@ -20,13 +20,6 @@ namespace {
 
 using nlohmann::json;
 
-void expect_clean(const Readers& r, const std::string& label) {
-  std::cout << describe(r, label) << "\n";
-  EXPECT_EQ(r.errors(), 0U) << describe(r, label);
-  EXPECT_EQ(r.mismatches(), 0U) << describe(r, label);
-  EXPECT_GT(r.ops(), 0U) << label << " never read anything";
-}
-
 // An error a reader of a mount whose daemon is gone may see, instead of hanging.
 bool is_disconnect_error(const std::string& text) {
   for (int e : {ENOTCONN, ECONNABORTED, EIO}) {
@@ -147,8 +140,8 @@ TEST(ManagerLifecycle, ABadConfigurationIsRefusedNamingTheKey) {
   std::ofstream(config) << "version = 1\nroot = \"" << dir.path()
                         << "/root\"\n[daemon]\nrecover_policy = \"sometimes\"\n"
                         << "[system]\naddress = \"" << dir.path() << "/system.sock\"\n";
-  Child c = Child::spawn({binary_path("ferry-snapshotter"), "--config", config}, dir / "log");
-  int st = c.wait_for(20s);
+  Process c = Process::start({binary_path("ferry-snapshotter"), "--config", config}, dir / "log");
+  int st = c.wait_exit(20s).value_or(-1);
   ASSERT_NE(st, -1) << "ferry-snapshotter must refuse to start, not run";
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) != 0);
   EXPECT_NE(read_file(dir / "log").find("recover_policy"), std::string::npos) << read_file(dir / "log");
@@ -156,8 +149,8 @@ TEST(ManagerLifecycle, ABadConfigurationIsRefusedNamingTheKey) {
   std::ofstream(config, std::ios::trunc)
       << "version = 1\nroot = \"" << dir.path() << "/root\"\nbogus_key = 3\n"
       << "[system]\naddress = \"" << dir.path() << "/system.sock\"\n";
-  Child c2 = Child::spawn({binary_path("ferry-snapshotter"), "--config", config}, dir / "log2");
-  st = c2.wait_for(20s);
+  Process c2 = Process::start({binary_path("ferry-snapshotter"), "--config", config}, dir / "log2");
+  st = c2.wait_exit(20s).value_or(-1);
   ASSERT_NE(st, -1);
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) != 0);
   EXPECT_NE(read_file(dir / "log2").find("bogus_key"), std::string::npos) << read_file(dir / "log2");
@@ -222,7 +215,7 @@ TEST(ManagerLifecycle, NonePolicyRecordsTheDeathAndReadsFailFast) {
   ASSERT_FALSE(id.empty());
   ManagerHarness::CleanupGuard guard(h);
   pid_t pid = h.daemon_pid(id);
-  ASSERT_TRUE(kill_pid_and_wait_gone(pid));
+  ASSERT_TRUE(kill_and_wait_gone(pid));
   EXPECT_TRUE(h.wait_daemon_state(id, "DEAD", 10s)) << h.daemon(id).dump();
   EXPECT_TRUE(wait_until([&] { return h.records_of("death", id).size() == 1; }, 10s))
       << h.records(id).dump(1);
@@ -267,7 +260,7 @@ TEST(ManagerLifecycle, SigtermLeavesDaemonsServingAndANewManagerReattaches) {
       << h.records(id).dump(1);
   EXPECT_TRUE(readers.wait_progress(50, 20s));
   // The reattached daemon is the new manager's to manage: a crash fails over.
-  ASSERT_TRUE(kill_pid_and_wait_gone(pid));
+  ASSERT_TRUE(kill_and_wait_gone(pid));
   EXPECT_NE(h.wait_for_pid_change(id, pid, 20s), 0) << h.records(id).dump(1);
   EXPECT_TRUE(readers.wait_progress(50, 20s));
   readers.stop();

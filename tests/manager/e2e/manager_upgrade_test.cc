@@ -20,13 +20,6 @@ namespace {
 
 using nlohmann::json;
 
-void expect_clean(const Readers& r, const std::string& label) {
-  std::cout << describe(r, label) << "\n";
-  EXPECT_EQ(r.errors(), 0U) << describe(r, label);
-  EXPECT_EQ(r.mismatches(), 0U) << describe(r, label);
-  EXPECT_GT(r.ops(), 0U) << label << " never read anything";
-}
-
 // An executable shell script at `path`.
 std::string write_script(const std::string& path, const std::string& body) {
   std::ofstream(path) << "#!/bin/sh\n" << body;

@@ -307,7 +307,7 @@ struct Grandchild {
   uint64_t start_time = 0;
   Grandchild() {
     std::string out;
-    if (run("/bin/sh -c 'sleep 30 </dev/null >/dev/null 2>&1 & echo $!'", &out) != 0) return;
+    if (run_shell("/bin/sh -c 'sleep 30 </dev/null >/dev/null 2>&1 & echo $!'", &out) != 0) return;
     pid = static_cast<pid_t>(std::stol(out));
     auto st = manager::process_start_time(pid);
     if (st.ok()) start_time = *st;
