@@ -5,10 +5,11 @@
 // daemons with real FUSE mounts, driven only through its system API (docs/manager-api.md).
 // It builds K sample EROFS images (blob device, 64 KiB chunks), mounts them through
 // POST /api/v1/mounts (daemon_mode "dedicated": one daemon per image; "shared": one daemon with
-// all K attached), and starts a reader on the first image: a process of its own (see Reader)
-// running several threads, each looping 4 KiB O_DIRECT preads at random aligned offsets of the
-// image's data files (every one a FUSE request the daemon must answer), verifying every byte and
-// recording the steady-clock time of every successful completion. Then, round after round:
+// all K attached), and starts a reader on the first image: a process of its own
+// (testkit::ReaderProcess, tests/kit/readers.h) running several threads, each looping 4 KiB
+// O_DIRECT preads at random aligned offsets of the image's data files (every one a FUSE request the
+// daemon must answer), verifying every byte and recording the steady-clock time of every successful
+// completion. Then, round after round:
 //
 //   crash    `kill -9` of the serving daemon's pid (from GET /api/v1/daemons); the manager sees
 //            the death on its pidfd and fails over (hot standby or cold successor).

@@ -3,11 +3,11 @@
 // This process plays the manager. It builds a small sample EROFS image (blob device, 64 KiB
 // chunks) in a private temp dir, holds the supervisor socket in-process (ferry::ipc::Supervisor)
 // and starts ferryd: a dedicated daemon serving the image at the root (--images 1) or a shared
-// daemon with K copies of it attached through POST /api/v1/mount (--images K > 1). A reader
-// (a process of its own, see Reader) keeps one file open with O_DIRECT and loops 4 KiB preads at
-// varying aligned offsets (every one a FUSE request the daemon must answer), verifies every byte
-// against the source and records the steady-clock time of every successful completion. Then,
-// round after round, the daemon is replaced under the reader:
+// daemon with K copies of it attached through POST /api/v1/mount (--images K > 1). A reader (a
+// process of its own: testkit::ReaderProcess, tests/kit/readers.h) keeps one file open with
+// O_DIRECT and loops 4 KiB preads at varying aligned offsets (every one a FUSE request the daemon
+// must answer), verifies every byte against the source and records the steady-clock time of every
+// successful completion. Then, round after round, the daemon is replaced under the reader:
 //
 //   crash    kill -9 the daemon and reap it, start `ferryd --upgrade` at once, poll it until INIT,
 //            takeover (Supervisor::send + PUT fuse/takeover), PUT start; then, once the window
