@@ -9,7 +9,7 @@ import json
 import sys
 
 from doc_section import rewrite_section
-from report_rows import f2, handover_target_row, verdict
+from report_rows import TARGET_HEADER, f2, handover_target_row, md_table, verdict
 
 HEADING = "## End to end: ferry-snapshotter failover and hot upgrade"
 CRASH_P99_TARGET = 10.0  # ms, kill -> first read
@@ -72,22 +72,22 @@ w("")
 
 w("### Targets")
 w("")
-w("| target | configuration | measured | result |")
-w("|---|---|---:|---|")
+targets = []
 for name, r in results:
     if "crash" in r:
         s = r["crash"]["kill_to_first_read_ms"]
-        w(f"| crash blackout p99 < {CRASH_P99_TARGET:g} ms (kill -> first read) | {title(r)} | {f2(s['p99'])} ms "
-          f"(median {f2(s['median'])}) | {verdict(s['p99'] < CRASH_P99_TARGET)} |")
+        targets.append([f"crash blackout p99 < {CRASH_P99_TARGET:g} ms (kill -> first read)", title(r),
+                        f"{f2(s['p99'])} ms (median {f2(s['median'])})", verdict(s["p99"] < CRASH_P99_TARGET)])
 for name, r in results:
     if "upgrade" in r:
         whole = r["upgrade"]["blackout_ms"]
-        w(handover_target_row(title(r), r["upgrade"], r["idle"], UPGRADE_P99_TARGET,
-                              f"whole call: p99 {f2(whole['p99'])}, median {f2(whole['median'])}"))
+        targets.append(handover_target_row(title(r), r["upgrade"], r["idle"], UPGRADE_P99_TARGET,
+                                           f"whole call: p99 {f2(whole['p99'])}, median {f2(whole['median'])}"))
 errors = sum(r["reader"]["errors"] + r["reader"]["mismatches"] for _, r in results)
 fails = sum(r.get("manager_failures", 0) for _, r in results)
-w(f"| no read errors, no wrong bytes, no failure recorded by the manager | all | {errors} errors / wrong "
-  f"reads, {fails} failures | {verdict(errors == 0 and fails == 0)} |")
+targets.append(["no read errors, no wrong bytes, no failure recorded by the manager", "all",
+                f"{errors} errors / wrong reads, {fails} failures", verdict(errors == 0 and fails == 0)])
+w(md_table(TARGET_HEADER[0], targets, TARGET_HEADER[1]))
 w("")
 
 for name, r in results:
@@ -123,25 +123,26 @@ if up:
       "`--version` check, successor start-up), takeover and start, the old process leaving, and after the "
       "switch (the call then starts a new hot standby).")
     w("")
-    w("| configuration | " + " | ".join(phases) + " |")
-    w("|---|" + "---:|" * len(phases))
+    phase_rows = []
     for name, r in up:
         cells = []
         for ph in phases:
             g = sorted(x["blackout_ms"] for x in r["upgrade"]["rounds"] if x.get("phase") == ph)
             cells.append(f"{len(g)} ({f2(g[len(g) // 2])})" if g else "0")
-        w(f"| {title(r)} | " + " | ".join(cells) + " |")
+        phase_rows.append([title(r)] + cells)
+    w(md_table(["configuration"] + phases, phase_rows, ["---"] + ["---:"] * len(phases)))
     w("")
 
 w("### Memory (VmRSS, MiB)")
 w("")
-w("| configuration | manager | daemon(s) | hot standby | manager after setup | daemon(s) after setup |")
-w("|---|---:|---:|---:|---:|---:|")
+memory = []
 for name, r in results:
     e, s = r.get("rss_end", {}), r.get("rss_start", {})
-    w(f"| {title(r)} | {mib(e.get('manager_kib', 0))} | {mib(e.get('daemons_kib', 0))} "
-      f"({e.get('daemons', 0)}) | {mib(e.get('standbys_kib', 0))} ({e.get('standbys', 0)}) | "
-      f"{mib(s.get('manager_kib', 0))} | {mib(s.get('daemons_kib', 0))} |")
+    memory.append([title(r), mib(e.get("manager_kib", 0)), f"{mib(e.get('daemons_kib', 0))} ({e.get('daemons', 0)})",
+                   f"{mib(e.get('standbys_kib', 0))} ({e.get('standbys', 0)})", mib(s.get("manager_kib", 0)),
+                   mib(s.get("daemons_kib", 0))])
+w(md_table(["configuration", "manager", "daemon(s)", "hot standby", "manager after setup", "daemon(s) after setup"],
+           memory, ["---"] + ["---:"] * 5))
 w("")
 w("After the last round (the first columns) and after setup; `/proc/PID/status` VmRSS of the "
   "ferry-snapshotter process, of the serving ferryd process(es) listed by `GET /api/v1/daemons` and of "
@@ -189,21 +190,22 @@ w("")
 for name, r in results:
     w(f"**{title(r)}**")
     w("")
-    w("| round | crash: kill -> first read | crash: longest gap | manager failover | successor | "
-      "upgrade hand-over | upgrade: whole call's longest gap | gap starts at | phase | upgrade call | idle |")
-    w("|---:|---:|---:|---:|---|---:|---:|---:|---|---:|---:|")
+    per_round = []
     cr = r.get("crash", {}).get("rounds", [])
     ur = r.get("upgrade", {}).get("rounds", [])
     idle = r["idle"].get("rounds", [])
     for i in range(max(len(cr), len(ur), len(idle))):
         c = cr[i] if i < len(cr) else None
         u = ur[i] if i < len(ur) else None
-        w(f"| {i + 1} | {f2(c['kill_to_first_read_ms']) if c else '—'} | {f2(c['longest_gap_ms']) if c else '—'} | "
-          f"{f2(c['manager_failover_ms']) if c else '—'} | {c['source'] if c else '—'} | "
-          f"{f2(u['handover_ms']) if u and u.get('handover_ms') is not None else '—'} | "
-          f"{f2(u['blackout_ms']) if u else '—'} | {f2(u['gap_ms_after_call'][0]) if u else '—'} | "
-          f"{u.get('phase', '?') if u else '—'} | "
-          f"{f2(u['call_ms']) if u else '—'} | {f2(idle[i]) if i < len(idle) else '—'} |")
+        per_round.append([i + 1, f2(c["kill_to_first_read_ms"]) if c else "—", f2(c["longest_gap_ms"]) if c else "—",
+                          f2(c["manager_failover_ms"]) if c else "—", c["source"] if c else "—",
+                          f2(u["handover_ms"]) if u and u.get("handover_ms") is not None else "—",
+                          f2(u["blackout_ms"]) if u else "—", f2(u["gap_ms_after_call"][0]) if u else "—",
+                          u.get("phase", "?") if u else "—", f2(u["call_ms"]) if u else "—",
+                          f2(idle[i]) if i < len(idle) else "—"])
+    w(md_table(["round", "crash: kill -> first read", "crash: longest gap", "manager failover", "successor",
+                "upgrade hand-over", "upgrade: whole call's longest gap", "gap starts at", "phase", "upgrade call",
+                "idle"], per_round, ["---:", "---:", "---:", "---:", "---", "---:", "---:", "---:", "---", "---:", "---:"]))
     w("")
 w("</details>")
 body = "\n".join(out) + "\n"

@@ -21,15 +21,18 @@ def verdict(ok):
 
 
 def handover_target_row(label, upgrade, idle, target, whole_text):
-    """The target row "upgrade hand-over blackout p99 < target" for one configuration: the
-    hand-over's p99 and median, `whole_text` (the caller's figure over the whole upgrade), and the
-    idle control of the same length when the run measured one."""
+    """The cells of the target row "upgrade hand-over blackout p99 < target" for one configuration:
+    the hand-over's p99 and median, `whole_text` (the caller's figure over the whole upgrade), and
+    the idle control of the same length when the run measured one."""
     name = f"upgrade hand-over blackout p99 < {target:g} ms"
     s = upgrade.get("handover_ms", {"n": 0})
     if s.get("n", 0) == 0:
-        return f"| {name} | {label} | not measured | {verdict(False)} |"
+        return [name, label, "not measured", verdict(False)]
     control = idle.get("handover_length_max_gap_ms")
     control_text = (f"; idle control of the same length: p99 {f2(control['p99'])}, median "
                     f"{f2(control['median'])}" if control else "")
-    return (f"| {name} | {label} | {f2(s['p99'])} ms (median {f2(s['median'])}; {whole_text}{control_text}) | "
-            f"{verdict(s['p99'] < target)} |")
+    return [name, label, f"{f2(s['p99'])} ms (median {f2(s['median'])}; {whole_text}{control_text})",
+            verdict(s["p99"] < target)]
+
+
+TARGET_HEADER = (["target", "configuration", "measured", "result"], ["---", "---", "---:", "---"])

@@ -9,7 +9,7 @@ import json
 import sys
 
 from doc_section import rewrite_section
-from report_rows import f2, handover_target_row, verdict
+from report_rows import TARGET_HEADER, f2, handover_target_row, md_table, verdict
 
 HEADING = "## Failover and hot upgrade blackout"
 
@@ -94,8 +94,7 @@ def render(meta, results):
     # --- targets ---
     w("### Targets")
     w("")
-    w("| target | configuration | measured | result |")
-    w("|---|---|---:|---|")
+    targets = []
     by_k = {r["config"]["images"]: r for r in results}
     if 100 in by_k and by_k[100]["config"]["daemon"] == "shared":
         r = by_k[100]
@@ -107,22 +106,23 @@ def render(meta, results):
                 s = r[mode]["inside_ms"]
                 parts.append(f"{mode}: median {f2(s['median'])}, p99 {f2(s['p99'])}")
                 ok = ok and s["median"] < TAKEOVER_START_TARGET
-        w(f"| takeover + start inside ferryd < {TAKEOVER_START_TARGET:g} ms (median) | 100 images, shared | "
-          f"{'; '.join(parts)} ms | {verdict(ok and bool(parts))} |")
+        targets.append([f"takeover + start inside ferryd < {TAKEOVER_START_TARGET:g} ms (median)",
+                        "100 images, shared", f"{'; '.join(parts)} ms", verdict(ok and bool(parts))])
     else:
-        w(f"| takeover + start < {TAKEOVER_START_TARGET:g} ms (median) | 100 images, shared | "
-          "not measured (no 100-image run) | — |")
+        targets.append([f"takeover + start < {TAKEOVER_START_TARGET:g} ms (median)", "100 images, shared",
+                        "not measured (no 100-image run)", "—"])
     for mode, what in (("crash", "cold successor"), ("standby", "hot standby")):
         for r in results:
             if mode in r:
                 s = r[mode]["blackout_ms"]
-                w(f"| crash blackout median < {CRASH_MEDIAN_TARGET:g} ms ({what}) | {config_name(r)} | "
-                  f"{f2(s['median'])} ms | {verdict(s['median'] < CRASH_MEDIAN_TARGET)} |")
+                targets.append([f"crash blackout median < {CRASH_MEDIAN_TARGET:g} ms ({what})", config_name(r),
+                                f"{f2(s['median'])} ms", verdict(s["median"] < CRASH_MEDIAN_TARGET)])
     for r in results:
         if "upgrade" in r:
             whole = r["upgrade"]["blackout_ms"]
-            w(handover_target_row(config_name(r), r["upgrade"], r["idle"], UPGRADE_P99_TARGET,
-                                  f"whole upgrade: p99 {f2(whole['p99'])}"))
+            targets.append(handover_target_row(config_name(r), r["upgrade"], r["idle"], UPGRADE_P99_TARGET,
+                                               f"whole upgrade: p99 {f2(whole['p99'])}"))
+    w(md_table(TARGET_HEADER[0], targets, TARGET_HEADER[1]))
     w("")
 
     # --- one table per configuration ---
@@ -158,10 +158,7 @@ def render(meta, results):
       "`PUT fuse/takeover` answered -> `PUT start` answered -> the first read served. Upgrade: the save, and "
       "`PUT exit` until the old process is gone (it finishes the requests in its hands first).")
     w("")
-    w("| configuration | crash: kill -> reaped | crash: reaped -> successor in INIT | crash: takeover call | "
-      "crash: start call | crash: start's 204 -> first read | crash: kill -> first read | upgrade: save | "
-      "upgrade: PUT exit -> old process gone |")
-    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    where = []
     for r in results:
         c = r.get("crash", {})
         u = r.get("upgrade", {})
@@ -169,23 +166,23 @@ def render(meta, results):
         def med(d, k):
             return f2(d[k]["median"]) if k in d and d[k].get("n", 0) else "—"
 
-        w(f"| {config_name(r)} | {med(c, 'kill_to_reaped_ms')} | {med(c, 'successor_to_init_ms')} | "
-          f"{med(c, 'takeover_ms')} | {med(c, 'start_ms')} | {med(c, 'started_to_first_read_ms')} | "
-          f"{med(c, 'kill_to_first_read_ms')} | {med(u, 'save_ms')} | {med(u, 'exit_ms')} |")
+        where.append([config_name(r), med(c, "kill_to_reaped_ms"), med(c, "successor_to_init_ms"),
+                      med(c, "takeover_ms"), med(c, "start_ms"), med(c, "started_to_first_read_ms"),
+                      med(c, "kill_to_first_read_ms"), med(u, "save_ms"), med(u, "exit_ms")])
+    w(md_table(["configuration", "crash: kill -> reaped", "crash: reaped -> successor in INIT", "crash: takeover call",
+                "crash: start call", "crash: start's 204 -> first read", "crash: kill -> first read", "upgrade: save",
+                "upgrade: PUT exit -> old process gone"], where, ["---"] + ["---:"] * 8))
     w("")
     sb_cfgs = [r for r in results if "standby" in r]
     if sb_cfgs:
         w("Crash with a prepared hot standby (medians, ms): the standby took the state over before the "
           "kill and starts by itself when the daemon exits; the harness only reaps.")
         w("")
-        w("| configuration | kill -> reaped | kill -> first read | blackout | kill -> seen RUNNING (polled) | "
-          "its takeover, before the crash |")
-        w("|---|---:|---:|---:|---:|---:|")
-        for r in sb_cfgs:
-            c = r["standby"]
-            w(f"| {config_name(r)} | {f2(c['kill_to_reaped_ms']['median'])} | "
-              f"{f2(c['kill_to_first_read_ms']['median'])} | {f2(c['blackout_ms']['median'])} | "
-              f"{f2(c['kill_to_started_ms']['median'])} | {f2(c['takeover_ms']['median'])} |")
+        keys = ["kill_to_reaped_ms", "kill_to_first_read_ms", "blackout_ms", "kill_to_started_ms", "takeover_ms"]
+        w(md_table(["configuration", "kill -> reaped", "kill -> first read", "blackout", "kill -> seen RUNNING (polled)",
+                    "its takeover, before the crash"],
+                   [[config_name(r)] + [f2(r["standby"][k]["median"]) for k in keys] for r in sb_cfgs],
+                   ["---"] + ["---:"] * 5))
         w("")
     crash_cfgs = [r for r in results if "crash" in r]
     if crash_cfgs:
@@ -207,8 +204,7 @@ def render(meta, results):
                   "after that"]
         w("Where the longest gap of each upgrade round starts (number of rounds):")
         w("")
-        w("| configuration | " + " | ".join(phases) + " |")
-        w("|---|" + "---:|" * len(phases))
+        phase_rows = []
         for r in up_cfgs:
             counts = [0] * len(phases)
             for rd in r["upgrade"]["rounds"]:
@@ -224,7 +220,8 @@ def render(meta, results):
                     counts[3] += 1
                 else:
                     counts[4] += 1
-            w(f"| {config_name(r)} | " + " | ".join(str(x) for x in counts) + " |")
+            phase_rows.append([config_name(r)] + counts)
+        w(md_table(["configuration"] + phases, phase_rows, ["---"] + ["---:"] * len(phases)))
         w("")
     w("How the numbers are taken:")
     w("")
@@ -278,9 +275,7 @@ def render(meta, results):
     for r in results:
         w(f"**{config_name(r)}**")
         w("")
-        w("| round | crash blackout | crash: reaped -> successor in INIT | crash: takeover + start | "
-          "hot standby blackout | upgrade hand-over | upgrade: whole | upgrade: takeover + start | idle |")
-        w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        per_round = []
         sr = r.get("standby", {}).get("rounds", [])
         cr = r.get("crash", {}).get("rounds", [])
         ur = r.get("upgrade", {}).get("rounds", [])
@@ -289,11 +284,14 @@ def render(meta, results):
             sb = sr[i] if i < len(sr) else None
             c = cr[i] if i < len(cr) else None
             u = ur[i] if i < len(ur) else None
-            w(f"| {i + 1} | {f2(c['blackout_ms']) if c else '—'} | {f2(c['successor_to_init_ms']) if c else '—'} | "
-              f"{f2(c['takeover_start_ms']) if c else '—'} | {f2(sb['blackout_ms']) if sb else '—'} | "
-              f"{f2(u['handover_ms']) if u and 'handover_ms' in u else '—'} | "
-              f"{f2(u['blackout_ms']) if u else '—'} | "
-              f"{f2(u['takeover_start_ms']) if u else '—'} | {f2(idle[i]) if i < len(idle) else '—'} |")
+            per_round.append([i + 1, f2(c["blackout_ms"]) if c else "—", f2(c["successor_to_init_ms"]) if c else "—",
+                              f2(c["takeover_start_ms"]) if c else "—", f2(sb["blackout_ms"]) if sb else "—",
+                              f2(u["handover_ms"]) if u and "handover_ms" in u else "—",
+                              f2(u["blackout_ms"]) if u else "—", f2(u["takeover_start_ms"]) if u else "—",
+                              f2(idle[i]) if i < len(idle) else "—"])
+        w(md_table(["round", "crash blackout", "crash: reaped -> successor in INIT", "crash: takeover + start",
+                    "hot standby blackout", "upgrade hand-over", "upgrade: whole", "upgrade: takeover + start",
+                    "idle"], per_round, ["---:"] * 9))
         w("")
     w("</details>")
     return "\n".join(out) + "\n"
