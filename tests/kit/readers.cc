@@ -165,13 +165,14 @@ bool Readers::wait_progress(uint64_t n, std::chrono::milliseconds timeout) const
 }
 
 std::chrono::microseconds Readers::max_gap() const {
+  // The reset counts as a completion; the time since the last completion does not (as a gap
+  // between two completions, it is not over yet).
   const int64_t from = gap_since_.load();
-  const int64_t to = now_ns();
-  std::vector<int64_t> ts{from, to};
+  std::vector<int64_t> ts{from};
   for (int i = 0; i < board_->threads.load(); ++i) board_->rings[i].collect_since(from, 1U << 14, ts);
   std::sort(ts.begin(), ts.end());
-  ts.erase(ts.begin(), std::find(ts.begin(), ts.end(), from));  // from the reset on
-  return std::chrono::microseconds(measure_gaps(ts, from, to, from).max_gap_ns / 1000);
+  ts.erase(ts.begin(), std::find(ts.begin(), ts.end(), from));
+  return std::chrono::microseconds(measure_gaps(ts, from, ts.back(), from).max_gap_ns / 1000);
 }
 
 void Readers::reset_gap() {

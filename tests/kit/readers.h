@@ -144,7 +144,8 @@ class Readers {
   [[nodiscard]] std::vector<std::string> failures() const { return board_->failure_list(); }
   // Waits until `n` more reads completed (deadline).
   bool wait_progress(uint64_t n, std::chrono::milliseconds timeout = std::chrono::seconds(10)) const;
-  // Longest gap between two successful completions (any thread) since reset_gap() (or the start).
+  // Longest gap between two successful completions (any thread) since reset_gap() (or the start),
+  // over at most the last ReadBoard::kRing completions of each thread.
   [[nodiscard]] std::chrono::microseconds max_gap() const;
   void reset_gap();
   // "label: ops=N errors=N mismatches=N max_gap=Nus failures=[...]" for a test's output.
