@@ -92,18 +92,21 @@ using nlohmann::json;
 
 // ---- the sample image ------------------------------------------------------------------------
 
-// 40 files in 4 directories, ~1.7 MiB: 39 small ones and the reader's file (1 MiB + 3 blocks + a
-// partial block, so its last read is short).
+// 40 files, ~2.5 MiB: 36 small ones in 4 directories, three of 256 KiB and the reader's file (1 MiB
+// + 3 blocks + a partial block, so its last read is short).
 const char* const kReaderFile = "data/big.bin";
 constexpr size_t kReaderFileBytes = (size_t{1} << 20) + 3 * 4096 + 1234;
 
 Result<SampleImage> make_image(const TempDir& dir) {
   SampleSpec spec;
-  spec.files = 39;
+  spec.files = 36;
   spec.dirs = 4;
   spec.max_size = 40000;
   spec.seed = 42;
-  spec.named = {{kReaderFile, kReaderFileBytes}};
+  spec.named = {{kReaderFile, kReaderFileBytes},
+                {"d1/big0", size_t{256} << 10},
+                {"d2/big1", size_t{256} << 10},
+                {"d3/big2", size_t{256} << 10}};
   return make_sample_image(dir.path(), "image", spec);
 }
 
@@ -479,7 +482,7 @@ Status Bench::setup() {
   ro.direct = true;
   ro.max_len = 4096;
   ro.kept = -1;
-  FERRY_TRY(reader_->start(reader_root, image_.tree, image_.named, ro));
+  FERRY_TRY(reader_->start(reader_root, image_.tree, {kReaderFile}, ro));
   FERRY_TRY(reader_->wait_progress(1000, 10s));
   FERRY_ASSIGN(rss_start_kib_, live_rss_kib(daemon_.pid()));
   return {};

@@ -118,6 +118,7 @@ SpawnOptions child_options(const std::string& log, int nice) {
   o.log = log;
   o.nice = nice;
   o.own_group = true;
+  o.close_fds = true;
   return o;
 }
 

@@ -89,7 +89,7 @@ class SignalWatcher {
 
 // How the benchmarks start their children (testkit::Process::spawn): in a process group of their
 // own (a Ctrl-C at the terminal reaches only the benchmark, which then stops them itself), at
-// `nice`, output appended to `log`.
+// `nice`, output appended to `log`, no fd of ours inherited.
 SpawnOptions child_options(const std::string& log, int nice = 0);
 // The last line of a file (a `--version` output), trimmed.
 std::string last_line_of(const std::string& path);

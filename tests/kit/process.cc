@@ -56,6 +56,7 @@ struct ExecChild {
   pid_t parent;
   int nice;
   bool own_group;
+  bool close_fds;
 };
 
 // The child of Process::spawn, on a stack of its own and in the parent's memory until execve:
@@ -83,7 +84,7 @@ int exec_child(void* arg) {
   }
   int in = ::open("/dev/null", O_RDONLY);
   if (in >= 0) ::dup2(in, 0);
-  ::syscall(SYS_close_range, 3U, ~0U, 0U);
+  if (c.close_fds) ::syscall(SYS_close_range, 3U, ~0U, 0U);
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -120,8 +121,9 @@ Result<Process> Process::spawn(const std::vector<std::string>& argv, const Spawn
   }
   for (const auto& [k, v] : options.env) envp.push_back(strings.add(k + "=" + v));
   envp.push_back(nullptr);
-  ExecChild child{args.data(), envp.data(),  options.log.empty() ? nullptr : options.log.c_str(),
-                  ::getpid(),  options.nice, options.own_group};
+  ExecChild child{args.data(),      envp.data(),  options.log.empty() ? nullptr : options.log.c_str(),
+                  ::getpid(),       options.nice, options.own_group,
+                  options.close_fds};
   // Not fork(): the child shares our memory until it execs (as ferry-snapshotter's posix_spawn),
   // so a large process (a benchmark's completion rings) pays no page-table copy per start.
   constexpr size_t kStack = size_t{64} << 10;

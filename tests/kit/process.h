@@ -26,6 +26,11 @@ struct SpawnOptions {
   std::map<std::string, std::string> env;  // set in the child's environment (over ours)
   int nice = 0;                            // set in the child before exec
   bool own_group = false;                  // its own process group (a Ctrl-C reaches only us)
+  // Close every fd beyond 2 in the child. Off by default: closing an fd of a FUSE mount sends a
+  // FLUSH, which no daemon answers while the mount's daemon is dead or stalled, and the starter
+  // (sharing the child's memory until exec) would wait for it. Only for a starter that holds no
+  // file of a mount (a benchmark, whose reader is a process of its own).
+  bool close_fds = false;
 };
 
 class Process {
@@ -37,9 +42,9 @@ class Process {
   Process& operator=(const Process&) = delete;
   ~Process() { kill_and_reap(); }
 
-  // Execs argv (argv[0] a path); stdin is /dev/null and no fd beyond 2 is inherited. The child
-  // shares our memory until it execs (no page tables copied: a large test or benchmark process
-  // starts children as fast as a small one).
+  // Execs argv (argv[0] a path); stdin is /dev/null; fds without O_CLOEXEC are inherited unless
+  // `close_fds`. The child shares our memory until it execs (no page tables copied: a large test
+  // or benchmark process starts children as fast as a small one).
   static Result<Process> spawn(const std::vector<std::string>& argv, const SpawnOptions& options = {});
   // spawn() for tests, logging to `log` (empty: inherited) with `env` set: throws
   // std::runtime_error when the child cannot be started.

@@ -1,6 +1,5 @@
 #include "manager/e2e/manager_harness.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
