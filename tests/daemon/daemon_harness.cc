@@ -80,8 +80,10 @@ SampleImage make_sample_image(const std::string& dir, const std::string& name, i
 }
 
 Ferryd Ferryd::start(const std::vector<std::string>& args, const std::string& log,
-                     const std::map<std::string, std::string>& env) {
-  std::vector<std::string> argv = {binary_path("ferryd"), "fuse"};
+                     const std::map<std::string, std::string>& env, const std::vector<std::string>& binary) {
+  std::vector<std::string> argv = binary;
+  argv[0] = binary_path(argv[0]);
+  argv.emplace_back("fuse");
   argv.insert(argv.end(), args.begin(), args.end());
   Ferryd d;
   d.child_ = Child::spawn(argv, log, env);

@@ -8,6 +8,9 @@
 #include <random>
 #include <vector>
 
+#include "kit/capturing_writer.h"
+#include "kit/fuse_request.h"
+
 namespace ferry::fuse {
 namespace {
 
@@ -45,41 +48,12 @@ class TinyFs final : public Filesystem {
   }
 };
 
-struct Reply {
-  fuse_out_header header{};
-  std::vector<std::byte> payload;
-};
-
-class CaptureWriter final : public ReplyWriter {
- public:
-  int write(std::span<const iovec> iov) override {
-    std::vector<std::byte> all;
-    for (const auto& v : iov) {
-      const auto* p = static_cast<const std::byte*>(v.iov_base);
-      all.insert(all.end(), p, p + v.iov_len);
-    }
-    Reply r;
-    EXPECT_GE(all.size(), sizeof(fuse_out_header));
-    std::memcpy(&r.header, all.data(), sizeof r.header);
-    EXPECT_EQ(r.header.len, all.size()) << "header length must match the bytes written";
-    r.payload.assign(all.begin() + sizeof(fuse_out_header), all.end());
-    replies.push_back(std::move(r));
-    return 0;
-  }
-  std::vector<Reply> replies;
-};
+using Reply = testkit::CapturedReply;
+using CaptureWriter = testkit::CapturingWriter;
 
 std::vector<std::byte> request(uint32_t opcode, uint64_t nodeid, uint64_t unique, const void* args,
                                size_t len) {
-  fuse_in_header h{};
-  h.len = static_cast<uint32_t>(sizeof h + len);
-  h.opcode = opcode;
-  h.unique = unique;
-  h.nodeid = nodeid;
-  std::vector<std::byte> out(sizeof h + len);
-  std::memcpy(out.data(), &h, sizeof h);
-  if (len != 0) std::memcpy(out.data() + sizeof h, args, len);
-  return out;
+  return testkit::fuse_request(opcode, nodeid, unique, args, len);
 }
 
 class FuseServerTest : public ::testing::Test {
@@ -90,7 +64,9 @@ class FuseServerTest : public ::testing::Test {
     size_t before = writer_.replies.size();
     server_.handle(req, scratch_, writer_);
     EXPECT_EQ(writer_.replies.size(), before + 1) << "expected exactly one reply";
-    return writer_.replies.empty() ? Reply{} : writer_.replies.back();
+    if (writer_.replies.empty()) return Reply{};
+    EXPECT_TRUE(writer_.replies.back().framed) << "header length must match the bytes written";
+    return writer_.replies.back();
   }
   bool no_reply(const std::vector<std::byte>& req) {
     size_t before = writer_.replies.size();
