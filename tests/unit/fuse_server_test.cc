@@ -262,5 +262,57 @@ TEST_F(FuseServerTest, RandomBytesNeverCrashTheServer) {
   EXPECT_TRUE(server_.init_params().has_value());
 }
 
+TEST_F(FuseServerTest, NotificationsAreEncodedAsTheKernelParsesThem) {
+  EXPECT_TRUE(server_.notify_inval_entry(writer_, 1, "img").ok());
+  EXPECT_TRUE(writer_.replies.empty()) << "before FUSE_INIT the kernel caches nothing: nothing to say";
+  init();
+  writer_.replies.clear();
+  ASSERT_TRUE(server_.notify_inval_entry(writer_, 1, "img").ok());
+  ASSERT_EQ(writer_.replies.size(), 1U);
+  const Reply& entry = writer_.replies[0];
+  EXPECT_TRUE(entry.framed);
+  EXPECT_EQ(entry.header.unique, 0U) << "a notification, not a reply";
+  EXPECT_EQ(entry.header.error, FUSE_NOTIFY_INVAL_ENTRY);
+  ASSERT_EQ(entry.payload.size(), sizeof(fuse_notify_inval_entry_out) + 4);
+  auto e = entry.as<fuse_notify_inval_entry_out>();
+  EXPECT_EQ(e.parent, 1U);
+  EXPECT_EQ(e.namelen, 3U);
+  EXPECT_EQ(std::memcmp(entry.payload.data() + sizeof e, "img", 4), 0) << "the name and its NUL";
+
+  ASSERT_TRUE(server_.notify_inval_inode(writer_, 1, 0, 0).ok());
+  const Reply& inode = writer_.replies.at(1);
+  EXPECT_EQ(inode.header.error, FUSE_NOTIFY_INVAL_INODE);
+  ASSERT_EQ(inode.payload.size(), sizeof(fuse_notify_inval_inode_out));
+  auto i = inode.as<fuse_notify_inval_inode_out>();
+  EXPECT_EQ(i.ino, 1U);
+  EXPECT_EQ(i.off, 0);
+  EXPECT_EQ(i.len, 0);
+
+  ASSERT_TRUE(FuseServer::notify_resend(writer_).ok());
+  EXPECT_EQ(writer_.replies.at(2).header.error, kNotifyResend);
+  EXPECT_TRUE(writer_.replies.at(2).payload.empty());
+
+  writer_.result = -ENOENT;  // the kernel had nothing cached under that name
+  EXPECT_TRUE(server_.notify_inval_entry(writer_, 1, "absent").ok());
+  writer_.result = -ENODEV;  // the connection is gone
+  auto gone = server_.notify_inval_inode(writer_, 1, 0, 0);
+  ASSERT_FALSE(gone.ok());
+  EXPECT_EQ(gone.error().code, ENODEV);
+  writer_.result = 0;
+  const size_t before = writer_.replies.size();
+  EXPECT_EQ(server_.notify_inval_entry(writer_, 1, "").error().code, EINVAL);
+  EXPECT_EQ(server_.notify_inval_entry(writer_, 1, std::string(256, 'n')).error().code, EINVAL);
+  EXPECT_EQ(writer_.replies.size(), before) << "a bad name is refused before anything is written";
+}
+
+TEST(FuseServerNames, OpcodeNamesComeFromTheTable) {
+  EXPECT_EQ(FuseServer::opcode_name(FUSE_READ), "read");
+  EXPECT_EQ(FuseServer::opcode_name(FUSE_READDIRPLUS), "readdirplus");
+  EXPECT_EQ(FuseServer::opcode_name(FUSE_FLUSH), "flush");
+  EXPECT_EQ(FuseServer::opcode_name(FUSE_WRITE), "write");
+  EXPECT_TRUE(FuseServer::opcode_name(63).empty());
+  EXPECT_TRUE(FuseServer::opcode_name(4096).empty());
+}
+
 }  // namespace
 }  // namespace ferry::fuse
