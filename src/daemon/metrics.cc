@@ -1,8 +1,7 @@
 #include "daemon/metrics.h"
 
-#include <linux/fuse.h>
-
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <ctime>
 #include <string>
@@ -25,14 +24,14 @@ void bump(std::atomic<uint64_t>& c, uint64_t n = 1) {
 
 }  // namespace
 
-void Counters::record(uint32_t opcode, int error, uint64_t bytes) {
+void Counters::record(uint32_t opcode, int error, uint64_t data_bytes) {
   if (opcode < by_opcode.size()) {
     bump(by_opcode[opcode]);
   } else {
     bump(other_opcodes);
   }
   if (error != 0 && error != ENOENT && error != ENODATA && error != ENOSYS) bump(errors);
-  if (opcode == FUSE_READ && error == 0) bump(bytes_read, bytes);
+  if (error == 0 && data_bytes != 0) bump(bytes_read, data_bytes);
 }
 
 void Counters::record_latency(uint64_t micros) {
@@ -137,20 +136,20 @@ void DaemonMetrics::on_begin(unsigned worker, uint32_t opcode, uint64_t nodeid, 
   w.sample_started_ns.store(n % kLatencySampleEvery == 0 ? steady_ns() : 0, std::memory_order_relaxed);
 }
 
-void DaemonMetrics::on_end(unsigned worker, uint32_t opcode, int error, uint64_t bytes) {
+void DaemonMetrics::on_end(unsigned worker, uint32_t opcode, int error, uint64_t data_bytes) {
   const unsigned i = index(worker);
   Worker& w = workers_[i];
   w.unique.store(0, std::memory_order_release);
   const uint64_t sampled = w.sample_started_ns.load(std::memory_order_relaxed);
   const uint64_t micros = sampled != 0 ? (steady_ns() - sampled) / 1000U : 0;
-  w.total.record(opcode, error, bytes);
+  w.total.record(opcode, error, data_bytes);
   if (sampled != 0) w.total.record_latency(micros);
   const uint32_t slot = w.slot.load(std::memory_order_relaxed);
   if (slot == 0) return;
   EpochDomain::Guard guard(epochs_, i);
   if (const ImageCounters* image = table_.load(std::memory_order_acquire)->find(slot)) {
     Counters& c = image->per_worker[i];
-    c.record(opcode, error, bytes);
+    c.record(opcode, error, data_bytes);
     if (sampled != 0) c.record_latency(micros);
   }
 }

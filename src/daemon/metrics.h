@@ -42,8 +42,8 @@ struct alignas(64) Counters {
                                                           1000, 2500, 10000, 50000, 250000, 1000000};
   std::array<std::atomic<uint64_t>, kBucketsUs.size() + 1> latency{};
 
-  // Only the owning worker calls these.
-  void record(uint32_t opcode, int error, uint64_t bytes);
+  // Only the owning worker calls these. `data_bytes`: file data the reply carried.
+  void record(uint32_t opcode, int error, uint64_t data_bytes);
   void record_latency(uint64_t micros);
 };
 
@@ -66,7 +66,7 @@ class DaemonMetrics final : public fuse::RequestObserver {
   explicit DaemonMetrics(unsigned workers = fuse::kMaxWorkers);
 
   void on_begin(unsigned worker, uint32_t opcode, uint64_t nodeid, uint64_t unique) override;
-  void on_end(unsigned worker, uint32_t opcode, int error, uint64_t bytes) override;
+  void on_end(unsigned worker, uint32_t opcode, int error, uint64_t data_bytes) override;
 
   void add_image(uint32_t slot);
   void remove_image(uint32_t slot);

@@ -305,6 +305,49 @@ TEST_F(FuseServerTest, NotificationsAreEncodedAsTheKernelParsesThem) {
   EXPECT_EQ(writer_.replies.size(), before) << "a bad name is refused before anything is written";
 }
 
+// Records what the server tells its observer.
+class RecordingObserver final : public RequestObserver {
+ public:
+  struct Call {
+    unsigned worker;
+    uint32_t opcode;
+    int error;
+    uint64_t data_bytes;
+  };
+  void on_begin(unsigned worker, uint32_t opcode, uint64_t, uint64_t) override { begun.push_back({worker, opcode, 0, 0}); }
+  void on_end(unsigned worker, uint32_t opcode, int error, uint64_t data_bytes) override {
+    ended.push_back({worker, opcode, error, data_bytes});
+  }
+  std::vector<Call> begun, ended;
+};
+
+TEST(FuseServerObserver, SeesEveryRequestWithItsWorkerErrorAndFileDataBytes) {
+  TinyFs fs;
+  RecordingObserver seen;
+  FuseServer server(fs, ServerOptions{}, &seen);
+  std::vector<std::byte> scratch(server.reply_buffer_size());
+  testkit::CapturingWriter out;
+  fuse_init_in init{};
+  init.major = 7;
+  init.minor = 40;
+  server.handle(request(FUSE_INIT, 0, 1, &init, sizeof init), scratch, out, 3);
+  fuse_read_in in{};
+  in.size = 100;
+  server.handle(request(FUSE_READ, 2, 2, &in, sizeof in), scratch, out, 1);
+  server.handle(testkit::fuse_request_named(FUSE_LOOKUP, 1, 3, "f"), scratch, out, 2);
+  server.handle(testkit::fuse_request_named(FUSE_LOOKUP, 1, 4, "absent"), scratch, out, 2);
+  ASSERT_EQ(seen.begun.size(), 4U);
+  ASSERT_EQ(seen.ended.size(), 4U);
+  EXPECT_EQ(seen.ended[0].worker, 3U);
+  EXPECT_EQ(seen.ended[0].data_bytes, 0U) << "INIT's reply is no file data";
+  EXPECT_EQ(seen.ended[1].opcode, static_cast<uint32_t>(FUSE_READ));
+  EXPECT_EQ(seen.ended[1].worker, 1U);
+  EXPECT_EQ(seen.ended[1].data_bytes, 5U) << "the file's five bytes";
+  EXPECT_EQ(seen.ended[2].data_bytes, 0U) << "an entry is no file data";
+  EXPECT_EQ(seen.ended[2].error, 0);
+  EXPECT_EQ(seen.ended[3].error, ENOENT);
+}
+
 TEST(FuseServerNames, OpcodeNamesComeFromTheTable) {
   EXPECT_EQ(FuseServer::opcode_name(FUSE_READ), "read");
   EXPECT_EQ(FuseServer::opcode_name(FUSE_READDIRPLUS), "readdirplus");

@@ -267,7 +267,7 @@ void FuseServer::handle(std::span<const std::byte> request, std::span<std::byte>
   } else {
     (this->*(op->handler))(r);
   }
-  if (observer_ != nullptr) observer_->on_end(worker, r.in.opcode, r.error, r.bytes);
+  if (observer_ != nullptr) observer_->on_end(worker, r.in.opcode, r.error, r.in.opcode == FUSE_READ ? r.bytes : 0);
 }
 
 // ---- notifications -------------------------------------------------------------------------

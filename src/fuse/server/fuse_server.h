@@ -38,12 +38,14 @@ class ReplyWriter {
 };
 
 // Sees every request begin and end (metrics, in-flight tracking). Called on the request's
-// thread with its worker index, on_end() always after the reply went out.
+// thread with its worker index, on_end() always after the reply went out, with the reply's
+// errno (0 = success) and the bytes of file data it carried (a READ's; 0 for every other
+// opcode), so that an observer needs to know no opcode.
 class RequestObserver {
  public:
   virtual ~RequestObserver() = default;
   virtual void on_begin(unsigned worker, uint32_t opcode, uint64_t nodeid, uint64_t unique) = 0;
-  virtual void on_end(unsigned worker, uint32_t opcode, int error, uint64_t bytes) = 0;
+  virtual void on_end(unsigned worker, uint32_t opcode, int error, uint64_t data_bytes) = 0;
 };
 
 struct ServerOptions {
