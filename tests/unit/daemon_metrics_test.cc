@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <linux/fuse.h>
 
+#include <atomic>
 #include <thread>
 #include <vector>
 
@@ -19,8 +20,8 @@ uint64_t node(uint32_t slot, uint64_t nid) {
 }
 
 void request(DaemonMetrics& m, unsigned worker, uint32_t opcode, uint64_t nodeid, int error = 0, uint64_t bytes = 0) {
-  static uint64_t unique = 1;
-  m.on_begin(worker, opcode, nodeid, ++unique);
+  static std::atomic<uint64_t> unique{1};
+  m.on_begin(worker, opcode, nodeid, unique.fetch_add(1) + 1);
   m.on_end(worker, opcode, error, bytes);
 }
 
