@@ -9,8 +9,10 @@
 // The image table a request reads: an immutable SlotTable (every resolvable image by slot,
 // the pseudo root's children by name), published through one atomic pointer. A request
 // (every Filesystem method, by its worker index) enters an EpochDomain, loads the pointer and
-// binary-searches the slot: no lock, no reference count, no write to a line another worker
-// writes (EpochDomain: one store to the worker's own line and a fence). attach(), detach(),
+// binary-searches the slot: no lock, no reference count (EpochDomain: one store to the
+// worker's own cache line and a fence). A READ, GETATTR or READLINK writes nothing shared;
+// LOOKUP and READDIRPLUS add to the image's lookup count (one atomic add per entry: the
+// kernel's references, which FORGET subtracts, decide when a detached image closes). attach(), detach(),
 // replace() and the forget that drops a detached image's last reference build a new table
 // under a mutex, publish it, and retire the old one to the domain, which destroys it (and
 // with it the last reference to an image no table holds: its files and mappings close) once
