@@ -130,7 +130,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {  // NO
   if (size > 0) std::memcpy(image.data(), data, size);
   if (size == 0 || data[size - 1] % 8 != 0) fix_checksum(image);
   std::shared_ptr<const ByteSource> source =
-      std::make_shared<ferry::testkit::MemorySource>(std::move(image), size % 2 == 0, "fuzz input");
+      std::make_shared<ferry::testkit::MemorySource>(std::move(image), "fuzz input", size % 2 == 0);
   auto resolve = [&](const DeviceSlot&) -> Result<std::shared_ptr<const ByteSource>> { return source; };
   auto opened = ErofsImage::open(source, resolve);
   if (!opened.ok()) return 0;

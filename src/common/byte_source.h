@@ -1,7 +1,7 @@
 // ByteSource: random-access, read-only bytes (an image file, a blob device).
 //
 // The EROFS reader reads everything through this seam, so it never knows where bytes live.
-// Implementations must be safe for concurrent read_at() calls from many threads.
+// Implementations must be safe for concurrent read_exact() calls from many threads.
 #pragma once
 
 #include <cstddef>

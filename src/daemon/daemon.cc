@@ -6,11 +6,13 @@
 
 #include <ctime>
 #include <thread>
+#include <utility>
 
 #include "common/build_info.h"
 #include "common/proc_files.h"
 #include "daemon/daemon_config.h"
 #include "daemon/scheduling.h"
+#include "daemon/session_writer.h"
 #include "imagefs/deferred_image.h"
 #include "imagefs/image_loader.h"
 #include "ipc/supervisor_wire.h"
@@ -96,10 +98,13 @@ int http_status_for(const Error& e) {
   }
 }
 
-Daemon::Daemon(DaemonOptions options, const EventWaiter& events)
+Daemon::Daemon(DaemonOptions options, const EventWaiter& events, const FilesystemDecorator& decorate)
     : options_(std::move(options)),
       events_(events),
-      server_(fs_, fuse::ServerOptions{}, &metrics_),
+      metrics_(options_.threads),
+      fs_(imagefs::ImageFsOptions{}, options_.threads),
+      decorated_(decorate ? decorate(fs_) : nullptr),
+      server_(decorated_ ? *decorated_ : static_cast<fuse::Filesystem&>(fs_), fuse::ServerOptions{}, &metrics_),
       workers_(std::make_unique<FuseWorkers>(server_,
                                              [this] {
                                                connection_lost_.store(true);
@@ -269,7 +274,6 @@ Status Daemon::do_mount() {
   session_ = std::move(session);
   spdlog::info("mounted at '{}'{}", options_.mountpoint,
                options_.bootstrap.empty() ? " (shared daemon)" : " serving '" + options_.bootstrap + "'");
-  arm_test_stall();
   return {};
 }
 
@@ -348,7 +352,6 @@ Status Daemon::do_takeover() {
       "receiving the state)",
       options_.mountpoint, state->pid, state->images.size(), state->fuse.minor, ms(t_done - t0),
       ms(t_received - t0));
-  arm_test_stall();
   return {};
 }
 
@@ -378,12 +381,13 @@ Status Daemon::do_start() {
     } else if (!params || !params->kernel_can_resend()) {
       spdlog::warn(
           "the kernel cannot resend requests (no FUSE_HAS_RESEND): requests the dead daemon held wait");
-    } else if (auto st = session_->notify_resend(); !st.ok()) {
+    } else if (auto st = resend(); !st.ok()) {
       spdlog::error("{}", st.error().message);
     } else {
       spdlog::info("asked the kernel to resend the requests pid {} had not answered", saver_pid_);
     }
   }
+  for (const auto& name : std::exchange(pending_invalidations_, {})) notify_child_changed(name);
   spdlog::info("serving with {} threads (start took {:.3f} ms)", options_.threads,
                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   return {};
@@ -400,28 +404,6 @@ Status Daemon::do_unmount() {
   if (session_) FERRY_TRY(session_->unmount());
   session_.reset();
   return {};
-}
-
-void Daemon::arm_test_stall() {
-  if (options_.test_stall_path.empty()) return;
-  uint64_t node = imagefs::kRootNodeId;
-  std::string path = options_.test_stall_path;
-  size_t pos = 0;
-  while (pos < path.size()) {
-    size_t next = path.find('/', pos);
-    if (next == std::string::npos) next = path.size();
-    if (next > pos) {
-      auto e = fs_.lookup({}, node, std::string_view(path).substr(pos, next - pos));
-      if (!e.ok() || e->nodeid == 0) {
-        spdlog::warn("test stall path '{}' not found", path);
-        return;
-      }
-      node = e->nodeid;
-    }
-    pos = next + 1;
-  }
-  metrics_.set_stall_node(node);
-  spdlog::warn("TEST ONLY: reads of '{}' (node {}) will never be answered", path, node);
 }
 
 // ---- state hand-over -----------------------------------------------------------------------
@@ -484,6 +466,7 @@ Status Daemon::attach(const std::string& sub, const std::string& source, const s
   FERRY_TRY(fs_.attach(std::move(image)));
   metrics_.add_image(slot);
   spdlog::info("attached '{}' at '{}' (slot {})", source, sub, slot);
+  invalidate_child(name);
   return {};
 }
 
@@ -496,6 +479,7 @@ Status Daemon::replace(const std::string& sub, const std::string& source, const 
   FERRY_TRY(fs_.replace(std::move(image)));
   metrics_.add_image(slot);
   spdlog::info("replaced the image at '{}' with '{}' (slot {})", sub, source, slot);
+  invalidate_child(name);
   return {};
 }
 
@@ -504,7 +488,35 @@ Status Daemon::detach(const std::string& sub) {
   std::lock_guard lock(ops_mu_);
   FERRY_ASSIGN(auto image, fs_.detach(name));
   spdlog::info("detached '{}' from '{}'", image->source, sub);
+  invalidate_child(name);
   return {};
+}
+
+Status Daemon::resend() const {
+  SessionWriter writer(*session_);
+  return fuse::FuseServer::notify_resend(writer);
+}
+
+void Daemon::invalidate_child(const std::string& name) {
+  // The kernel's INVAL_ENTRY takes the pseudo root's lock, so it waits for the lookups in the
+  // root it has queued. Only running workers answer those: before start() (a takeover in
+  // READY), the notification waits for start(), which sends it.
+  if (machine_.state() != DaemonState::kRunning || !session_) {
+    pending_invalidations_.push_back(name);
+    return;
+  }
+  notify_child_changed(name);
+}
+
+void Daemon::notify_child_changed(const std::string& name) {
+  SessionWriter writer(*session_);
+  if (auto st = server_.notify_inval_entry(writer, imagefs::kRootNodeId, name); !st.ok()) {
+    spdlog::warn("telling the kernel that '/{}' changed: {}", name, st.error().message);
+  }
+  // The root's attributes (link count, mtime) and its cached listing.
+  if (auto st = server_.notify_inval_inode(writer, imagefs::kRootNodeId, 0, 0); !st.ok()) {
+    spdlog::warn("telling the kernel that the root changed: {}", st.error().message);
+  }
 }
 
 // ---- observability -------------------------------------------------------------------------

@@ -20,11 +20,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "daemon/event_waiter.h"
 #include "daemon/fuse_workers.h"
@@ -48,12 +50,15 @@ struct DaemonOptions {
   std::string failover_policy = "resend";
   unsigned threads = 4;
   std::chrono::milliseconds supervisor_timeout{10000};
-  std::string test_stall_path;  // test-only: READs of this path never complete
 };
+
+// What the FUSE server serves instead of the daemon's ImageFs: a decorator around it (test
+// daemons inject faults this way, e.g. a READ that never completes). Empty: the ImageFs.
+using FilesystemDecorator = std::function<std::unique_ptr<fuse::Filesystem>(fuse::Filesystem& images)>;
 
 class Daemon {
  public:
-  Daemon(DaemonOptions options, const EventWaiter& events);
+  Daemon(DaemonOptions options, const EventWaiter& events, const FilesystemDecorator& decorate = {});
   ~Daemon();
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
@@ -102,7 +107,13 @@ class Daemon {
   Result<imagefs::AttachedImage> open_attached(const std::string& name, const std::string& source,
                                                const std::string& config_json);
   [[nodiscard]] SavedState snapshot() const;
-  void arm_test_stall();
+  [[nodiscard]] Status resend() const;
+  // Tells the kernel that the pseudo root's child `name` changed (attached, replaced or
+  // detached): its dentry and the root's attributes and listing go, so the next lookup sees
+  // the new truth; files open under the old one keep their inode. Deferred until start()
+  // when not RUNNING.
+  void invalidate_child(const std::string& name);
+  void notify_child_changed(const std::string& name);  // the notifications themselves
   void on_predecessor_exit();
   void disarm_locked();
 
@@ -110,12 +121,14 @@ class Daemon {
   const EventWaiter& events_;
   DaemonMetrics metrics_;
   imagefs::ImageFs fs_;
+  std::unique_ptr<fuse::Filesystem> decorated_;  // served instead of fs_ when set
   fuse::FuseServer server_;
   std::optional<fuse::FuseSession> session_;
   std::unique_ptr<FuseWorkers> workers_;
   StateMachine machine_;
   mutable std::mutex ops_mu_;     // serialises every public operation (the API is concurrent)
   bool resend_on_start_ = false;  // set by a takeover whose saver is gone
+  std::vector<std::string> pending_invalidations_;  // children changed before start()
   pid_t saver_pid_ = 0;
   uint64_t saver_start_time_ = 0;
   std::atomic<bool> armed_{false};  // READY, waiting for the saver to exit (changed under ops_mu_)

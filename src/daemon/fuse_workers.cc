@@ -10,25 +10,12 @@
 #include <memory>
 #include <span>
 
+#include "daemon/session_writer.h"
+
 namespace ferry::daemon {
 namespace {
 
 void on_wakeup_signal(int /*sig*/) {}
-
-// Adapts the session to the server's reply interface.
-class SessionReplyWriter final : public fuse::ReplyWriter {
- public:
-  explicit SessionReplyWriter(const fuse::FuseSession& session) : session_(session) {}
-  int write(std::span<const iovec> iov) override {
-    int rc = session_.write(iov);
-    // ENOENT: the kernel stopped waiting (interrupted, or resent elsewhere). Not an error.
-    if (rc != 0 && rc != -ENOENT) spdlog::debug("reply write failed: {}", std::strerror(-rc));
-    return rc;
-  }
-
- private:
-  const fuse::FuseSession& session_;
-};
 
 }  // namespace
 
@@ -52,8 +39,10 @@ void FuseWorkers::prepare(unsigned threads) {
   if (!threads_.empty()) return;
   stopping_.store(false);
   released_.store(false);
+  threads = std::min(threads, fuse::kMaxWorkers);
   for (unsigned i = 0; i < threads; ++i) {
     auto w = std::make_unique<Worker>();
+    w->index = i;
     Worker* raw = w.get();
     threads_.push_back(std::move(w));
     raw->thread = std::thread([this, raw] { run(*raw); });
@@ -115,7 +104,7 @@ void FuseWorkers::run(Worker& self) {
     mark_done(self);
     return;
   }
-  SessionReplyWriter writer(*session);
+  SessionWriter writer(*session);
   while (!stopping_.load(std::memory_order_acquire)) {
     size_t len = 0;
     auto outcome = session->read_request(std::span<std::byte>(request.get(), request_size), len);
@@ -129,7 +118,7 @@ void FuseWorkers::run(Worker& self) {
       break;
     }
     server_.handle(std::span<const std::byte>(request.get(), len),
-                   std::span<std::byte>(scratch.get(), scratch_size), writer);
+                   std::span<std::byte>(scratch.get(), scratch_size), writer, self.index);
   }
   mark_done(self);
 }

@@ -11,8 +11,9 @@
 // interrupted read takes nothing from the kernel's queue.
 //
 // Thread-safety: prepare()/start()/quiesce()/stop() from one controlling thread at a time (the daemon
-// serialises them). Each worker owns its buffers; the hot path allocates nothing and takes no
-// lock.
+// serialises them). Each worker owns its buffers and its worker index (0 .. threads-1, at most
+// fuse::kMaxWorkers), which it passes to FuseServer::handle; the loop allocates nothing and
+// takes no lock: read(2), handle, writev(2).
 #pragma once
 
 #include <atomic>
@@ -53,6 +54,7 @@ class FuseWorkers {
 
  private:
   struct Worker {
+    unsigned index = 0;  // the server's worker index: per-worker state is kept by it
     std::thread thread;
     std::atomic<bool> done{false};
   };

@@ -1,6 +1,7 @@
-// ferryd: serves read-only EROFS container images through its own kernel FUSE engine, with a
-// nydusd-compatible control API, and hands its state and FUSE fd to a supervisor so that a
-// successor can take over without the mount noticing.
+// ferryd's command line and process life (ferryd_main, daemon/ferryd_main.h): serves read-only
+// EROFS container images through its own kernel FUSE engine, with a nydusd-compatible control
+// API, and hands its state and FUSE fd to a supervisor so that a successor can take over
+// without the mount noticing.
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
@@ -23,6 +24,7 @@
 #include "daemon/daemon.h"
 #include "daemon/daemon_config.h"
 #include "daemon/event_waiter.h"
+#include "daemon/ferryd_main.h"
 #include "daemon/fuse_workers.h"
 #include "daemon/scheduling.h"
 #include "fuse/transport/fuse_session.h"
@@ -96,7 +98,7 @@ bool earlier_daemon_left_its_mount(const CliOptions& o) {
   return !socket_answers(o.apisock);
 }
 
-int run_fuse(const CliOptions& opt) {
+int run_fuse(const CliOptions& opt, const FilesystemDecorator& decorate) {
   if (auto st = log::init(opt.log_level, opt.log_file, "ferryd"); !st.ok()) return fail(st.error());
   g_logging_to_file = !opt.log_file.empty();
   auto waiter = EventWaiter::create({SIGTERM, SIGINT, SIGHUP});
@@ -112,7 +114,6 @@ int run_fuse(const CliOptions& opt) {
   d.supervisor = opt.supervisor.empty() ? "" : absolute(opt.supervisor);
   d.failover_policy = opt.failover_policy;
   d.threads = opt.threads;
-  if (const char* stall = std::getenv("FERRY_TEST_STALL_PATH"); stall != nullptr) d.test_stall_path = stall;
   if (!opt.config.empty()) {
     std::ifstream in(opt.config);
     if (!in) return fail(errno_error(errno != 0 ? errno : ENOENT, "cannot read config '" + opt.config + "'"));
@@ -136,7 +137,7 @@ int run_fuse(const CliOptions& opt) {
     wait_for_takeover = true;
   }
 
-  Daemon daemon(d, *waiter);
+  Daemon daemon(d, *waiter, decorate);
   std::unique_ptr<http::HttpServer> api;
   if (!d.apisock.empty()) {
     auto server = http::HttpServer::listen_unix(d.apisock, make_api_handler(daemon));
@@ -186,18 +187,12 @@ int run_fuse(const CliOptions& opt) {
   }
 }
 
-}  // namespace
-}  // namespace ferry::daemon
-
-namespace {
-
-int cli_main(int argc, char** argv) {
-  using ferry::daemon::CliOptions;
+int cli_main(int argc, char** argv, const FilesystemDecorator& decorate) {
   CLI::App app{
       "ferryd: serves read-only EROFS container images (Nydus RAFS v6) through kernel FUSE, with a\n"
       "nydusd-compatible HTTP API, and survives its own crash or upgrade by handing its state and\n"
       "/dev/fuse fd to a supervisor."};
-  app.set_version_flag("--version,-V", ferry::daemon::version_text());
+  app.set_version_flag("--version,-V", version_text());
   app.require_subcommand(1);
   CliOptions opt;
   auto* fuse =
@@ -230,18 +225,17 @@ int cli_main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
   fuse->add_option("--log-file,-L", opt.log_file, "Write the log to this file instead of stderr");
-  fuse->footer(
-      "Environment: FERRY_TEST_STALL_PATH=/path/in/mount makes READs of that file never complete\n"
-      "(test-only, to simulate a daemon that dies while holding a request).");
   app.failure_message([](const CLI::App* /*app*/, const CLI::Error& e) {
     return std::string("ferryd: error: ") + e.what() + " (see ferryd --help)\n";
   });
   CLI11_PARSE(app, argc, argv);
-  return ferry::daemon::run_fuse(opt);
+  return run_fuse(opt, decorate);
 }
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  return ferry::guarded_main("ferryd", [&] { return cli_main(argc, argv); });
+int ferryd_main(int argc, char** argv, const FilesystemDecorator& decorate) {
+  return guarded_main("ferryd", [&] { return cli_main(argc, argv, decorate); });
 }
+
+}  // namespace ferry::daemon

@@ -1,10 +1,10 @@
 #include "daemon/metrics.h"
 
-#include <linux/fuse.h>
-
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
-#include <mutex>
-#include <thread>
+#include <ctime>
+#include <string>
 
 #include "imagefs/node_id.h"
 
@@ -17,152 +17,174 @@ uint64_t steady_ns() {
                                    .count());
 }
 
-const char* opcode_name(uint32_t op) {
-  switch (op) {
-    case FUSE_LOOKUP:
-      return "lookup";
-    case FUSE_FORGET:
-      return "forget";
-    case FUSE_GETATTR:
-      return "getattr";
-    case FUSE_READLINK:
-      return "readlink";
-    case FUSE_OPEN:
-      return "open";
-    case FUSE_READ:
-      return "read";
-    case FUSE_STATFS:
-      return "statfs";
-    case FUSE_RELEASE:
-      return "release";
-    case FUSE_GETXATTR:
-      return "getxattr";
-    case FUSE_LISTXATTR:
-      return "listxattr";
-    case FUSE_FLUSH:
-      return "flush";
-    case FUSE_INIT:
-      return "init";
-    case FUSE_OPENDIR:
-      return "opendir";
-    case FUSE_READDIR:
-      return "readdir";
-    case FUSE_RELEASEDIR:
-      return "releasedir";
-    case FUSE_ACCESS:
-      return "access";
-    case FUSE_INTERRUPT:
-      return "interrupt";
-    case FUSE_DESTROY:
-      return "destroy";
-    case FUSE_BATCH_FORGET:
-      return "batch_forget";
-    case FUSE_READDIRPLUS:
-      return "readdirplus";
-    case FUSE_LSEEK:
-      return "lseek";
-    default:
-      return nullptr;
-  }
+// One writer per counter: a load and a store, no locked read-modify-write.
+void bump(std::atomic<uint64_t>& c, uint64_t n = 1) {
+  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
 
 }  // namespace
 
-void Counters::record(uint32_t opcode, int error, uint64_t bytes, uint64_t micros) {
+void Counters::record(uint32_t opcode, int error, uint64_t data_bytes) {
   if (opcode < by_opcode.size()) {
-    by_opcode[opcode].fetch_add(1, std::memory_order_relaxed);
+    bump(by_opcode[opcode]);
   } else {
-    other_opcodes.fetch_add(1, std::memory_order_relaxed);
+    bump(other_opcodes);
   }
-  if (error != 0 && error != ENOENT && error != ENODATA && error != ENOSYS) {
-    errors.fetch_add(1, std::memory_order_relaxed);
-  }
-  if (opcode == FUSE_READ && error == 0) bytes_read.fetch_add(bytes, std::memory_order_relaxed);
-  size_t b = 0;
-  while (b < kBucketsUs.size() && micros > kBucketsUs[b]) ++b;
-  latency[b].fetch_add(1, std::memory_order_relaxed);
+  if (error != 0 && error != ENOENT && error != ENODATA && error != ENOSYS) bump(errors);
+  if (error == 0 && data_bytes != 0) bump(bytes_read, data_bytes);
 }
 
-nlohmann::json Counters::to_json() const {
+void Counters::record_latency(uint64_t micros) {
+  size_t b = 0;
+  while (b < kBucketsUs.size() && micros > kBucketsUs[b]) ++b;
+  bump(latency[b]);
+}
+
+void CounterTotals::add(const Counters& c) {
+  for (size_t i = 0; i < by_opcode.size(); ++i) by_opcode[i] += c.by_opcode[i].load(std::memory_order_relaxed);
+  other_opcodes += c.other_opcodes.load(std::memory_order_relaxed);
+  bytes_read += c.bytes_read.load(std::memory_order_relaxed);
+  errors += c.errors.load(std::memory_order_relaxed);
+  for (size_t i = 0; i < latency.size(); ++i) latency[i] += c.latency[i].load(std::memory_order_relaxed);
+}
+
+nlohmann::json CounterTotals::to_json() const {
   nlohmann::json ops = nlohmann::json::object();
-  uint64_t total = other_opcodes.load();
+  uint64_t total = other_opcodes;
   for (uint32_t op = 0; op < by_opcode.size(); ++op) {
-    uint64_t n = by_opcode[op].load(std::memory_order_relaxed);
+    uint64_t n = by_opcode[op];
     total += n;
     if (n == 0) continue;
-    const char* name = opcode_name(op);
-    ops[name != nullptr ? name : "opcode_" + std::to_string(op)] = n;
+    std::string_view name = fuse::FuseServer::opcode_name(op);
+    ops[name.empty() ? "opcode_" + std::to_string(op) : std::string(name)] = n;
   }
   nlohmann::json hist = nlohmann::json::array();
   for (size_t b = 0; b < latency.size(); ++b) {
-    hist.push_back({{"le_us", b < kBucketsUs.size() ? nlohmann::json(kBucketsUs[b]) : nlohmann::json("+Inf")},
-                    {"count", latency[b].load(std::memory_order_relaxed)}});
+    hist.push_back({{"le_us", b < Counters::kBucketsUs.size() ? nlohmann::json(Counters::kBucketsUs[b])
+                                                              : nlohmann::json("+Inf")},
+                    {"count", latency[b]}});
   }
   return {{"requests", total},
           {"requests_by_opcode", ops},
-          {"bytes_read", bytes_read.load()},
-          {"errors", errors.load()},
-          {"latency_histogram", hist}};
+          {"bytes_read", bytes_read},
+          {"errors", errors},
+          {"latency_histogram", hist},
+          {"latency_sample_every", DaemonMetrics::kLatencySampleEvery}};
 }
 
-DaemonMetrics::InflightSlot& DaemonMetrics::my_slot() {
-  thread_local size_t index = next_thread_.fetch_add(1) % kMaxThreads;
-  return inflight_[index];
+// ---- the image table -----------------------------------------------------------------------
+
+const DaemonMetrics::ImageCounters* DaemonMetrics::ImageTable::find(uint32_t slot) const {
+  auto it = std::lower_bound(images.begin(), images.end(), slot,
+                             [](const auto& i, uint32_t s) { return i->slot < s; });
+  return it != images.end() && (*it)->slot == slot ? it->get() : nullptr;
 }
 
-void DaemonMetrics::on_begin(uint32_t opcode, uint64_t nodeid, uint64_t unique) {
-  InflightSlot& s = my_slot();
-  s.started_ns.store(steady_ns(), std::memory_order_relaxed);
-  s.started_unix_s.store(static_cast<int64_t>(::time(nullptr)), std::memory_order_relaxed);
-  s.nodeid.store(nodeid, std::memory_order_relaxed);
-  s.opcode.store(opcode, std::memory_order_relaxed);
-  uint32_t slot = nodeid == imagefs::kRootNodeId ? root_slot_.load(std::memory_order_relaxed)
-                                                 : static_cast<uint32_t>(nodeid >> imagefs::kNidBits);
-  s.slot.store(slot, std::memory_order_relaxed);
-  s.unique.store(unique, std::memory_order_release);
-  if (opcode == FUSE_READ && nodeid != 0 && nodeid == stall_node_.load(std::memory_order_relaxed)) {
-    // Test-only: hold this request forever, as a daemon that dies mid-request would.
-    while (true) std::this_thread::sleep_for(std::chrono::seconds(1));
-  }
+DaemonMetrics::DaemonMetrics(unsigned workers)
+    : workers_count_(std::clamp(workers, 1U, fuse::kMaxWorkers)),
+      workers_(std::make_unique<Worker[]>(workers_count_)),
+      epochs_(workers_count_),
+      current_(std::make_shared<const ImageTable>()) {
+  table_.store(current_.get(), std::memory_order_release);
 }
 
-void DaemonMetrics::on_end(uint32_t opcode, int error, uint64_t bytes) {
-  InflightSlot& s = my_slot();
-  uint64_t micros = (steady_ns() - s.started_ns.load(std::memory_order_relaxed)) / 1000U;
-  s.unique.store(0, std::memory_order_release);
-  total_.record(opcode, error, bytes, micros);
-  uint32_t slot = s.slot.load(std::memory_order_relaxed);
-  std::shared_lock lock(images_mu_);
-  auto it = images_.find(slot);
-  if (it != images_.end()) it->second->record(opcode, error, bytes, micros);
+void DaemonMetrics::publish_locked(ImageTable next) {
+  std::shared_ptr<const ImageTable> old = std::move(current_);
+  current_ = std::make_shared<const ImageTable>(std::move(next));
+  table_.store(current_.get(), std::memory_order_seq_cst);
+  epochs_.retire(std::move(old));
 }
 
 void DaemonMetrics::add_image(uint32_t slot) {
-  std::unique_lock lock(images_mu_);
-  images_.try_emplace(slot, std::make_unique<Counters>());
+  std::lock_guard lock(mu_);
+  if (current_->find(slot) != nullptr) return;
+  auto counters = std::make_shared<ImageCounters>();
+  counters->slot = slot;
+  counters->per_worker = std::make_unique<Counters[]>(workers_count_);
+  ImageTable next = *current_;
+  auto it = std::lower_bound(next.images.begin(), next.images.end(), slot,
+                             [](const auto& i, uint32_t s) { return i->slot < s; });
+  next.images.insert(it, std::move(counters));
+  publish_locked(std::move(next));
 }
 
 void DaemonMetrics::remove_image(uint32_t slot) {
-  std::unique_lock lock(images_mu_);
-  images_.erase(slot);
+  std::lock_guard lock(mu_);
+  if (current_->find(slot) == nullptr) return;
+  ImageTable next = *current_;
+  std::erase_if(next.images, [slot](const auto& i) { return i->slot == slot; });
+  publish_locked(std::move(next));
+}
+
+// ---- the hot path --------------------------------------------------------------------------
+
+void DaemonMetrics::on_begin(unsigned worker, uint32_t opcode, uint64_t nodeid, uint64_t unique) {
+  Worker& w = workers_[index(worker)];
+  w.started_unix_s.store(static_cast<int64_t>(::time(nullptr)), std::memory_order_relaxed);
+  w.nodeid.store(nodeid, std::memory_order_relaxed);
+  w.opcode.store(opcode, std::memory_order_relaxed);
+  uint32_t slot = 0;
+  if (nodeid == imagefs::kRootNodeId) {
+    slot = root_slot_.load(std::memory_order_relaxed);
+  } else if (auto ref = imagefs::decode_node(nodeid)) {
+    slot = ref->slot;
+  }
+  w.slot.store(slot, std::memory_order_relaxed);
+  w.unique.store(unique, std::memory_order_release);
+  const uint64_t n = w.requests.load(std::memory_order_relaxed);
+  w.requests.store(n + 1, std::memory_order_relaxed);
+  w.sample_started_ns.store(n % kLatencySampleEvery == 0 ? steady_ns() : 0, std::memory_order_relaxed);
+}
+
+void DaemonMetrics::on_end(unsigned worker, uint32_t opcode, int error, uint64_t data_bytes) {
+  const unsigned i = index(worker);
+  Worker& w = workers_[i];
+  w.unique.store(0, std::memory_order_release);
+  const uint64_t sampled = w.sample_started_ns.load(std::memory_order_relaxed);
+  const uint64_t micros = sampled != 0 ? (steady_ns() - sampled) / 1000U : 0;
+  w.total.record(opcode, error, data_bytes);
+  if (sampled != 0) w.total.record_latency(micros);
+  const uint32_t slot = w.slot.load(std::memory_order_relaxed);
+  if (slot == 0) return;
+  EpochDomain::Guard guard(epochs_, i);
+  if (const ImageCounters* image = table_.load(std::memory_order_acquire)->find(slot)) {
+    Counters& c = image->per_worker[i];
+    c.record(opcode, error, data_bytes);
+    if (sampled != 0) c.record_latency(micros);
+  }
+}
+
+// ---- snapshots -----------------------------------------------------------------------------
+
+nlohmann::json DaemonMetrics::totals() const {
+  CounterTotals sum;
+  for (unsigned i = 0; i < workers_count_; ++i) sum.add(workers_[i].total);
+  return sum.to_json();
 }
 
 nlohmann::json DaemonMetrics::image(uint32_t slot) const {
-  std::shared_lock lock(images_mu_);
-  auto it = images_.find(slot);
-  if (it == images_.end()) return nullptr;
-  return it->second->to_json();
+  std::shared_ptr<const ImageTable> table;
+  {
+    std::lock_guard lock(mu_);
+    table = current_;
+  }
+  const ImageCounters* image = table->find(slot);
+  if (image == nullptr) return nullptr;
+  CounterTotals sum;
+  for (unsigned i = 0; i < workers_count_; ++i) sum.add(image->per_worker[i]);
+  return sum.to_json();
 }
 
 nlohmann::json DaemonMetrics::inflight() const {
   nlohmann::json out = nlohmann::json::array();
-  for (const auto& s : inflight_) {
-    uint64_t unique = s.unique.load(std::memory_order_acquire);
+  for (unsigned i = 0; i < workers_count_; ++i) {
+    const Worker& w = workers_[i];
+    uint64_t unique = w.unique.load(std::memory_order_acquire);
     if (unique == 0) continue;
-    out.push_back({{"inode", s.nodeid.load()},
-                   {"opcode", s.opcode.load()},
+    out.push_back({{"inode", w.nodeid.load(std::memory_order_relaxed)},
+                   {"opcode", w.opcode.load(std::memory_order_relaxed)},
                    {"unique", unique},
-                   {"timestamp_secs", s.started_unix_s.load()}});
+                   {"timestamp_secs", w.started_unix_s.load(std::memory_order_relaxed)}});
   }
   return out;
 }

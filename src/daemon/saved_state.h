@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "common/result.h"
-#include "fuse/server/init_params.h"
+#include "fuse/abi/init_params.h"
 
 namespace ferry::daemon {
 

@@ -1,5 +1,5 @@
-// StateMachine: the daemon's life cycle, exactly nydusd's (see
-// shared/seed/images/nydusd-sate-machine.png):
+// StateMachine: the daemon's life cycle, exactly nydusd's state machine (the transitions of
+// nydusd's daemon, which nydus-snapshotter drives over the API; this table is the reference):
 //
 //   INIT    --Mount-->    READY     mount the filesystem instances
 //   INIT    --Takeover--> READY     restore fd + state from the supervisor

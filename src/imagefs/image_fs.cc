@@ -4,10 +4,11 @@
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <mutex>
 
-#include "fuse/server/init_params.h"
+#include "fuse/abi/init_params.h"
 
 namespace ferry::imagefs {
 namespace {
@@ -48,92 +49,154 @@ uint64_t now_ns() {
 
 }  // namespace
 
-ImageFs::ImageFs(ImageFsOptions options) : options_(options), root_mtime_(now_ns()) {}
+// ---- the slot table ------------------------------------------------------------------------
 
-// ---- image table ---------------------------------------------------------------------------
+const AttachedImage* SlotTable::find_slot(uint32_t slot) const {
+  if (slots.size() == 1) return slots.front()->slot == slot ? slots.front().get() : nullptr;
+  auto it = std::lower_bound(slots.begin(), slots.end(), slot,
+                             [](const auto& image, uint32_t s) { return image->slot < s; });
+  return it != slots.end() && (*it)->slot == slot ? it->get() : nullptr;
+}
+
+const AttachedImage* SlotTable::find_child(std::string_view name) const {
+  auto it = std::lower_bound(children.begin(), children.end(), name,
+                             [](const AttachedImage* image, std::string_view n) { return image->name < n; });
+  return it != children.end() && (*it)->name == name ? *it : nullptr;
+}
+
+ImageFs::ImageFs(ImageFsOptions options, unsigned workers)
+    : options_(options), epochs_(workers) {
+  SlotTable first;
+  first.root_mtime_ns = now_ns();
+  current_ = std::make_shared<const SlotTable>(std::move(first));
+  table_.store(current_.get(), std::memory_order_release);
+}
+
+void ImageFs::publish_locked(SlotTable next) {
+  std::shared_ptr<const SlotTable> old = std::move(current_);
+  current_ = std::make_shared<const SlotTable>(std::move(next));
+  table_.store(current_.get(), std::memory_order_seq_cst);
+  // Requests that loaded the old table may still use it (and the images only it holds).
+  epochs_.retire(std::move(old));
+}
+
+void ImageFs::remove_slot(SlotTable& t, uint32_t slot) {
+  std::erase_if(t.slots, [slot](const auto& image) { return image->slot == slot; });
+}
+
+void ImageFs::insert_slot(SlotTable& t, std::shared_ptr<const AttachedImage> image) {
+  auto it = std::lower_bound(t.slots.begin(), t.slots.end(), image->slot,
+                             [](const auto& i, uint32_t s) { return i->slot < s; });
+  t.slots.insert(it, std::move(image));
+}
+
+void ImageFs::rebuild_children(SlotTable& t, const std::vector<std::shared_ptr<const AttachedImage>>& named) {
+  t.children.clear();
+  for (const auto& image : named) t.children.push_back(image.get());
+  t.root_mtime_ns = now_ns();
+}
 
 Status ImageFs::set_root(AttachedImage image) {
-  std::unique_lock lock(mu_);
-  if (root_ || !slots_.empty()) return Error{EEXIST, "a root image is already set"};
+  std::lock_guard lock(mu_);
+  if (current_->root || !current_->slots.empty()) return Error{EEXIST, "a root image is already set"};
   if (image.slot == 0 || image.slot > kMaxSlot) return Error{EINVAL, "invalid image slot"};
   auto shared = std::make_shared<const AttachedImage>(std::move(image));
-  slots_.emplace(shared->slot, shared);
-  root_ = shared;
+  SlotTable next = copy_locked();
+  next.root = shared;
+  insert_slot(next, shared);
   next_slot_ = std::max(next_slot_, shared->slot + 1);
+  publish_locked(std::move(next));
   return {};
 }
+
+namespace {
+auto by_name_position(std::vector<std::shared_ptr<const AttachedImage>>& named, std::string_view name) {
+  return std::lower_bound(named.begin(), named.end(), name,
+                          [](const auto& image, std::string_view n) { return image->name < n; });
+}
+}  // namespace
 
 Status ImageFs::attach(AttachedImage image) {
   if (image.name.empty() || image.name.find('/') != std::string::npos || is_dot_or_dotdot(image.name) ||
       image.name.size() > 255) {
     return Error{EINVAL, "image name '" + image.name + "' must be a single path component"};
   }
-  std::unique_lock lock(mu_);
-  if (root_) return Error{EINVAL, "this daemon serves a single image at its root"};
+  std::lock_guard lock(mu_);
+  if (current_->root) return Error{EINVAL, "this daemon serves a single image at its root"};
   if (image.slot == 0 || image.slot > kMaxSlot) return Error{EINVAL, "invalid image slot"};
-  if (names_.count(image.name) != 0) return Error{EEXIST, "'/" + image.name + "' is already mounted"};
-  if (slots_.count(image.slot) != 0)
+  auto pos = by_name_position(named_, image.name);
+  if (pos != named_.end() && (*pos)->name == image.name)
+    return Error{EEXIST, "'/" + image.name + "' is already mounted"};
+  if (current_->find_slot(image.slot) != nullptr)
     return Error{EEXIST, "image slot " + std::to_string(image.slot) + " is taken"};
   auto shared = std::make_shared<const AttachedImage>(std::move(image));
-  slots_.emplace(shared->slot, shared);
-  names_.emplace(shared->name, shared->slot);
+  named_.insert(pos, shared);
+  SlotTable next = copy_locked();
+  insert_slot(next, shared);
+  rebuild_children(next, named_);
   next_slot_ = std::max(next_slot_, shared->slot + 1);
-  root_mtime_ = now_ns();
+  publish_locked(std::move(next));
   return {};
 }
 
 Result<std::shared_ptr<const AttachedImage>> ImageFs::detach(const std::string& name) {
-  std::unique_lock lock(mu_);
-  auto it = names_.find(name);
-  if (it == names_.end()) return Error{ENOENT, "'/" + name + "' is not mounted"};
-  auto slot = slots_.find(it->second);
-  std::shared_ptr<const AttachedImage> image = slot->second;
-  names_.erase(it);
+  std::lock_guard lock(mu_);
+  auto pos = by_name_position(named_, name);
+  if (pos == named_.end() || (*pos)->name != name) return Error{ENOENT, "'/" + name + "' is not mounted"};
+  std::shared_ptr<const AttachedImage> image = *pos;
+  named_.erase(pos);
   image->draining.store(true);
-  if (image->lookups.load() <= 0) slots_.erase(slot);
-  root_mtime_ = now_ns();
+  SlotTable next = copy_locked();
+  if (image->lookups.load() <= 0) remove_slot(next, image->slot);
+  rebuild_children(next, named_);
+  publish_locked(std::move(next));
   return image;
 }
 
 Status ImageFs::replace(AttachedImage image) {
-  std::unique_lock lock(mu_);
-  auto it = names_.find(image.name);
-  if (it == names_.end()) return Error{ENOENT, "'/" + image.name + "' is not mounted"};
-  if (image.slot == 0 || image.slot > kMaxSlot || slots_.count(image.slot) != 0) {
+  std::lock_guard lock(mu_);
+  auto pos = by_name_position(named_, image.name);
+  if (pos == named_.end() || (*pos)->name != image.name)
+    return Error{ENOENT, "'/" + image.name + "' is not mounted"};
+  if (image.slot == 0 || image.slot > kMaxSlot || current_->find_slot(image.slot) != nullptr) {
     return Error{EINVAL, "invalid or taken image slot"};
   }
-  auto old = slots_.at(it->second);
+  std::shared_ptr<const AttachedImage> old = *pos;
   old->draining.store(true);
-  if (old->lookups.load() <= 0) slots_.erase(it->second);
   auto shared = std::make_shared<const AttachedImage>(std::move(image));
-  slots_.emplace(shared->slot, shared);
-  it->second = shared->slot;
+  *pos = shared;
+  SlotTable next = copy_locked();
+  if (old->lookups.load() <= 0) remove_slot(next, old->slot);
+  insert_slot(next, shared);
+  rebuild_children(next, named_);
   next_slot_ = std::max(next_slot_, shared->slot + 1);
-  root_mtime_ = now_ns();
+  publish_locked(std::move(next));
   return {};
 }
 
 Status ImageFs::add_draining(AttachedImage image) {
-  std::unique_lock lock(mu_);
-  if (image.slot == 0 || image.slot > kMaxSlot || slots_.count(image.slot) != 0) {
+  std::lock_guard lock(mu_);
+  if (image.slot == 0 || image.slot > kMaxSlot || current_->find_slot(image.slot) != nullptr) {
     return Error{EINVAL, "invalid or taken image slot"};
   }
   auto shared = std::make_shared<const AttachedImage>(std::move(image));
   shared->draining.store(true);
   // Its kernel references predate this process: never count it down to zero.
   shared->lookups.store(INT64_MAX / 2);
-  slots_.emplace(shared->slot, shared);
+  SlotTable next = copy_locked();
+  insert_slot(next, shared);
   next_slot_ = std::max(next_slot_, shared->slot + 1);
+  publish_locked(std::move(next));
   return {};
 }
 
 std::vector<std::shared_ptr<const AttachedImage>> ImageFs::images(bool draining) const {
-  std::shared_lock lock(mu_);
+  std::lock_guard lock(mu_);
   std::vector<std::shared_ptr<const AttachedImage>> out;
-  if (root_) out.push_back(root_);
-  for (const auto& [name, slot] : names_) out.push_back(slots_.at(slot));
+  if (current_->root) out.push_back(current_->root);
+  out.insert(out.end(), named_.begin(), named_.end());
   if (draining) {
-    for (const auto& [slot, image] : slots_) {
+    for (const auto& image : current_->slots) {
       if (image->draining.load()) out.push_back(image);
     }
   }
@@ -143,36 +206,30 @@ std::vector<std::shared_ptr<const AttachedImage>> ImageFs::images(bool draining)
 void ImageFs::uncount(const AttachedImage& image, uint64_t n) {
   int64_t left = image.lookups.fetch_sub(static_cast<int64_t>(n)) - static_cast<int64_t>(n);
   if (left > 0 || !image.draining.load()) return;
-  std::unique_lock lock(mu_);
-  auto it = slots_.find(image.slot);
-  if (it != slots_.end() && it->second.get() == &image && image.lookups.load() <= 0) {
-    spdlog::info("detached image '{}' (slot {}) is no longer referenced: closed", image.source, image.slot);
-    slots_.erase(it);
-  }
+  std::lock_guard lock(mu_);
+  if (current_->find_slot(image.slot) != &image || image.lookups.load() > 0) return;
+  spdlog::info("detached image '{}' (slot {}) is no longer referenced: closed", image.source, image.slot);
+  SlotTable next = copy_locked();
+  remove_slot(next, image.slot);
+  publish_locked(std::move(next));
 }
 
-void ImageFs::forget(uint64_t nodeid, uint64_t nlookup) {
+void ImageFs::forget(const fuse::RequestContext& ctx, uint64_t nodeid, uint64_t nlookup) {
   if (nodeid == kRootNodeId) return;
   auto ref = decode_node(nodeid);
   if (!ref) return;
-  auto image = find_slot(ref->slot);
-  if (image) uncount(*image, nlookup);
+  EpochDomain::Guard guard(epochs_, ctx.worker);
+  if (const AttachedImage* image = table().find_slot(ref->slot)) uncount(*image, nlookup);
 }
 
 uint32_t ImageFs::next_slot() const {
-  std::shared_lock lock(mu_);
+  std::lock_guard lock(mu_);
   return next_slot_;
 }
 
 void ImageFs::reserve_slots_below(uint32_t slot) {
-  std::unique_lock lock(mu_);
+  std::lock_guard lock(mu_);
   next_slot_ = std::max(next_slot_, slot);
-}
-
-std::shared_ptr<const AttachedImage> ImageFs::find_slot(uint32_t slot) const {
-  std::shared_lock lock(mu_);
-  auto it = slots_.find(slot);
-  return it == slots_.end() ? nullptr : it->second;
 }
 
 // ---- node ids ------------------------------------------------------------------------------
@@ -197,26 +254,23 @@ Error ImageFs::image_error(const AttachedImage& image, const Error& e) const {
   return e;
 }
 
-Result<ImageFs::Node> ImageFs::resolve(uint64_t nodeid) const {
-  std::shared_ptr<const AttachedImage> image;
+Result<ImageFs::Node> ImageFs::resolve(const SlotTable& t, uint64_t nodeid) const {
+  const AttachedImage* image = nullptr;
   uint64_t nid = 0;
   if (nodeid == kRootNodeId) {
-    {
-      std::shared_lock lock(mu_);
-      image = root_;
-    }
-    if (!image) return Node{};  // the pseudo root
+    image = t.root.get();
+    if (image == nullptr) return Node{};  // the pseudo root
     nid = image->image->superblock().root_nid;
   } else {
     auto ref = decode_node(nodeid);
     if (!ref) return Error{ESTALE, "unknown node id"};
-    image = find_slot(ref->slot);
-    if (!image) return Error{ESTALE, "image detached"};
+    image = t.find_slot(ref->slot);
+    if (image == nullptr) return Error{ESTALE, "image detached"};
     nid = ref->nid;
   }
   auto inode = image->image->inode(nid);
   if (!inode.ok()) return image_error(*image, inode.error());
-  return Node{std::move(image), *inode};
+  return Node{image, *inode};
 }
 
 void ImageFs::fill_stat(const AttachedImage& image, const erofs::Inode& inode, struct stat& st) const {
@@ -236,15 +290,14 @@ void ImageFs::fill_stat(const AttachedImage& image, const erofs::Inode& inode, s
   st.st_ctim = st.st_mtim;
 }
 
-struct stat ImageFs::pseudo_root_stat() const {
+struct stat ImageFs::pseudo_root_stat(const SlotTable& t) {
   struct stat st {};
   st.st_ino = kRootNodeId;
   st.st_mode = S_IFDIR | 0755;
-  std::shared_lock lock(mu_);
-  st.st_nlink = 2 + names_.size();
+  st.st_nlink = 2 + t.children.size();
   st.st_blksize = 4096;
-  st.st_mtim.tv_sec = static_cast<time_t>(root_mtime_ / 1000000000U);
-  st.st_mtim.tv_nsec = static_cast<long>(root_mtime_ % 1000000000U);
+  st.st_mtim.tv_sec = static_cast<time_t>(t.root_mtime_ns / 1000000000U);
+  st.st_mtim.tv_nsec = static_cast<long>(t.root_mtime_ns % 1000000000U);
   st.st_atim = st.st_mtim;
   st.st_ctim = st.st_mtim;
   return st;
@@ -271,17 +324,13 @@ void ImageFs::init(const fuse::FuseInitParams& params) {
   kernel_skips_opendir_ = (params.kernel_flags & FUSE_NO_OPENDIR_SUPPORT) != 0;
 }
 
-Result<fuse::Entry> ImageFs::lookup(const fuse::RequestContext& /*ctx*/, uint64_t parent,
-                                    std::string_view name) {
-  FERRY_ASSIGN(Node dir, resolve(parent));
+Result<fuse::Entry> ImageFs::lookup(const fuse::RequestContext& ctx, uint64_t parent, std::string_view name) {
+  EpochDomain::Guard guard(epochs_, ctx.worker);
+  const SlotTable& t = table();
+  FERRY_ASSIGN(Node dir, resolve(t, parent));
   if (!dir.image) {
-    std::shared_ptr<const AttachedImage> child;
-    {
-      std::shared_lock lock(mu_);
-      auto it = names_.find(name);
-      if (it != names_.end()) child = slots_.at(it->second);
-    }
-    if (!child) return Error{ENOENT, "no such image"};
+    const AttachedImage* child = t.find_child(name);
+    if (child == nullptr) return Error{ENOENT, "no such image"};
     return entry_for(*child, child->image->superblock().root_nid);
   }
   auto nid = dir.image->image->lookup(dir.inode, name);
@@ -296,11 +345,13 @@ Result<fuse::Entry> ImageFs::lookup(const fuse::RequestContext& /*ctx*/, uint64_
   return entry_for(*dir.image, *nid);
 }
 
-Result<fuse::AttrReply> ImageFs::getattr(const fuse::RequestContext& /*ctx*/, uint64_t nodeid) {
-  FERRY_ASSIGN(Node node, resolve(nodeid));
+Result<fuse::AttrReply> ImageFs::getattr(const fuse::RequestContext& ctx, uint64_t nodeid) {
+  EpochDomain::Guard guard(epochs_, ctx.worker);
+  const SlotTable& t = table();
+  FERRY_ASSIGN(Node node, resolve(t, nodeid));
   fuse::AttrReply reply;
   if (!node.image) {
-    reply.attr = pseudo_root_stat();
+    reply.attr = pseudo_root_stat(t);
     reply.attr_timeout = kPseudoRootTimeout;
     return reply;
   }
@@ -309,8 +360,9 @@ Result<fuse::AttrReply> ImageFs::getattr(const fuse::RequestContext& /*ctx*/, ui
   return reply;
 }
 
-Result<std::string> ImageFs::readlink(const fuse::RequestContext& /*ctx*/, uint64_t nodeid) {
-  FERRY_ASSIGN(Node node, resolve(nodeid));
+Result<std::string> ImageFs::readlink(const fuse::RequestContext& ctx, uint64_t nodeid) {
+  EpochDomain::Guard guard(epochs_, ctx.worker);
+  FERRY_ASSIGN(Node node, resolve(table(), nodeid));
   if (!node.image) return Error{EINVAL, "not a symlink"};
   auto target = node.image->image->read_link(node.inode);
   if (!target.ok()) return image_error(*node.image, target.error());
@@ -337,22 +389,19 @@ Result<fuse::OpenReply> ImageFs::opendir(const fuse::RequestContext& /*ctx*/, ui
   return reply;
 }
 
-Result<size_t> ImageFs::read(const fuse::RequestContext& /*ctx*/, uint64_t nodeid, uint64_t /*fh*/,
+Result<size_t> ImageFs::read(const fuse::RequestContext& ctx, uint64_t nodeid, uint64_t /*fh*/,
                              uint64_t offset, std::span<std::byte> out) {
-  FERRY_ASSIGN(Node node, resolve(nodeid));
+  EpochDomain::Guard guard(epochs_, ctx.worker);
+  FERRY_ASSIGN(Node node, resolve(table(), nodeid));
   if (!node.image) return Error{EISDIR, "is a directory"};
   auto n = node.image->image->read(node.inode, offset, out);
   if (!n.ok()) return image_error(*node.image, n.error());
   return n;
 }
 
-Status ImageFs::readdir_pseudo_root(uint64_t offset, fuse::DirSink& sink) const {
-  std::vector<std::shared_ptr<const AttachedImage>> children;
-  {
-    std::shared_lock lock(mu_);
-    for (const auto& [name, slot] : names_) children.push_back(slots_.at(slot));
-  }
-  struct stat root = pseudo_root_stat();
+Status ImageFs::readdir_pseudo_root(const SlotTable& t, uint64_t offset, fuse::DirSink& sink) const {
+  const auto& children = t.children;
+  struct stat root = pseudo_root_stat(t);
   uint64_t index = offset;
   auto emit_dot = [&](std::string_view name) {
     if (sink.plus()) {
@@ -380,10 +429,12 @@ Status ImageFs::readdir_pseudo_root(uint64_t offset, fuse::DirSink& sink) const 
   return {};
 }
 
-Status ImageFs::readdir(const fuse::RequestContext& /*ctx*/, uint64_t nodeid, uint64_t /*fh*/,
+Status ImageFs::readdir(const fuse::RequestContext& ctx, uint64_t nodeid, uint64_t /*fh*/,
                         uint64_t offset, fuse::DirSink& sink) {
-  FERRY_ASSIGN(Node dir, resolve(nodeid));
-  if (!dir.image) return readdir_pseudo_root(offset, sink);
+  EpochDomain::Guard guard(epochs_, ctx.worker);
+  const SlotTable& t = table();
+  FERRY_ASSIGN(Node dir, resolve(t, nodeid));
+  if (!dir.image) return readdir_pseudo_root(t, offset, sink);
   const AttachedImage& image = *dir.image;
   Status failure;
   bool emitted = false;
@@ -417,12 +468,13 @@ Status ImageFs::readdir(const fuse::RequestContext& /*ctx*/, uint64_t nodeid, ui
   return {};
 }
 
-Result<struct statvfs> ImageFs::statfs(const fuse::RequestContext& /*ctx*/, uint64_t nodeid) {
+Result<struct statvfs> ImageFs::statfs(const fuse::RequestContext& ctx, uint64_t nodeid) {
   struct statvfs s {};
   s.f_namemax = 255;
   s.f_bsize = 4096;
   s.f_frsize = 4096;
-  FERRY_ASSIGN(Node node, resolve(nodeid));
+  EpochDomain::Guard guard(epochs_, ctx.worker);
+  FERRY_ASSIGN(Node node, resolve(table(), nodeid));
   if (node.image) {
     const auto& sb = node.image->image->superblock();
     s.f_bsize = sb.block_size;
@@ -433,17 +485,19 @@ Result<struct statvfs> ImageFs::statfs(const fuse::RequestContext& /*ctx*/, uint
   return s;
 }
 
-Result<std::string> ImageFs::getxattr(const fuse::RequestContext& /*ctx*/, uint64_t nodeid,
+Result<std::string> ImageFs::getxattr(const fuse::RequestContext& ctx, uint64_t nodeid,
                                       std::string_view name) {
-  FERRY_ASSIGN(Node node, resolve(nodeid));
+  EpochDomain::Guard guard(epochs_, ctx.worker);
+  FERRY_ASSIGN(Node node, resolve(table(), nodeid));
   if (!node.image) return Error{ENODATA, "no xattrs"};
   auto v = node.image->image->get_xattr(node.inode, name);
   if (!v.ok()) return image_error(*node.image, v.error());
   return v;
 }
 
-Result<std::string> ImageFs::listxattr(const fuse::RequestContext& /*ctx*/, uint64_t nodeid) {
-  FERRY_ASSIGN(Node node, resolve(nodeid));
+Result<std::string> ImageFs::listxattr(const fuse::RequestContext& ctx, uint64_t nodeid) {
+  EpochDomain::Guard guard(epochs_, ctx.worker);
+  FERRY_ASSIGN(Node node, resolve(table(), nodeid));
   std::string out;
   if (!node.image) return out;
   auto names = node.image->image->list_xattrs(node.inode);
@@ -455,16 +509,18 @@ Result<std::string> ImageFs::listxattr(const fuse::RequestContext& /*ctx*/, uint
   return out;
 }
 
-Status ImageFs::access(const fuse::RequestContext& /*ctx*/, uint64_t nodeid, uint32_t mask) {
-  FERRY_TRY(resolve(nodeid));
+Status ImageFs::access(const fuse::RequestContext& ctx, uint64_t nodeid, uint32_t mask) {
+  EpochDomain::Guard guard(epochs_, ctx.worker);
+  FERRY_TRY(resolve(table(), nodeid));
   if ((mask & W_OK) != 0) return Error{EROFS, "read-only image"};
   return {};
 }
 
-Result<uint64_t> ImageFs::lseek(const fuse::RequestContext& /*ctx*/, uint64_t nodeid, uint64_t /*fh*/,
+Result<uint64_t> ImageFs::lseek(const fuse::RequestContext& ctx, uint64_t nodeid, uint64_t /*fh*/,
                                 uint64_t offset, uint32_t whence) {
   if (whence != SEEK_DATA && whence != SEEK_HOLE) return Error{EINVAL, "unsupported whence"};
-  FERRY_ASSIGN(Node node, resolve(nodeid));
+  EpochDomain::Guard guard(epochs_, ctx.worker);
+  FERRY_ASSIGN(Node node, resolve(table(), nodeid));
   if (!node.image) return Error{ENXIO, "directory"};
   auto off = node.image->image->seek(node.inode, offset, static_cast<int>(whence));
   if (!off.ok()) return image_error(*node.image, off.error());

@@ -6,18 +6,32 @@
 // successor process that attaches the same images in the same slots answers every id the
 // kernel still holds; ImageFs keeps no per-lookup or per-open table.
 //
+// The image table a request reads: an immutable SlotTable (every resolvable image by slot,
+// the pseudo root's children by name), published through one atomic pointer. A request
+// (every Filesystem method, by its worker index) enters an EpochDomain, loads the pointer and
+// binary-searches the slot: no lock, no reference count (EpochDomain: one store to the
+// worker's own cache line and a fence). A READ, GETATTR or READLINK writes nothing shared;
+// LOOKUP and READDIRPLUS add to the image's lookup count (one atomic add per entry: the
+// kernel's references, which FORGET subtracts, decide when a detached image closes). attach(), detach(),
+// replace() and the forget that drops a detached image's last reference build a new table
+// under a mutex, publish it, and retire the old one to the domain, which destroys it (and
+// with it the last reference to an image no table holds: its files and mappings close) once
+// no request that could have read it is still running.
+//
 // Thread-safety: all Filesystem methods may run concurrently with each other and with
-// attach()/detach(). Errors from a corrupt image reach the caller as EIO and are logged.
+// attach()/detach(), one thread per worker index (RequestContext::worker, as FuseServer
+// promises). Errors from a corrupt image reach the caller as EIO and are logged.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
-#include <map>
 #include <memory>
-#include <shared_mutex>
+#include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "common/epoch_domain.h"
 #include "erofs/erofs_image.h"
 #include "fuse/server/filesystem.h"
 #include "imagefs/node_id.h"
@@ -60,6 +74,18 @@ struct AttachedImage {
   ~AttachedImage() = default;
 };
 
+// What a request sees of the attached images: built whole by a writer, never changed after
+// it is published.
+struct SlotTable {
+  std::shared_ptr<const AttachedImage> root;                  // dedicated mode
+  std::vector<std::shared_ptr<const AttachedImage>> slots;    // every resolvable image, by slot
+  std::vector<const AttachedImage*> children;                 // pseudo root's children, by name
+  uint64_t root_mtime_ns = 0;                                 // the pseudo root's mtime
+
+  [[nodiscard]] const AttachedImage* find_slot(uint32_t slot) const;
+  [[nodiscard]] const AttachedImage* find_child(std::string_view name) const;
+};
+
 struct ImageFsOptions {
   double entry_timeout = 86400;  // the image never changes: let the kernel cache for a day
   double attr_timeout = 86400;
@@ -68,7 +94,8 @@ struct ImageFsOptions {
 
 class ImageFs final : public fuse::Filesystem {
  public:
-  explicit ImageFs(ImageFsOptions options = {});
+  // `workers`: how many worker indices requests use (FuseServer's, at most kMaxWorkers).
+  explicit ImageFs(ImageFsOptions options = {}, unsigned workers = fuse::kMaxWorkers);
 
   // Makes `image` the root (dedicated mode). Fails if anything is attached already.
   Status set_root(AttachedImage image);
@@ -94,7 +121,7 @@ class ImageFs final : public fuse::Filesystem {
   void init(const fuse::FuseInitParams& params) override;
   Result<fuse::Entry> lookup(const fuse::RequestContext& ctx, uint64_t parent,
                              std::string_view name) override;
-  void forget(uint64_t nodeid, uint64_t nlookup) override;
+  void forget(const fuse::RequestContext& ctx, uint64_t nodeid, uint64_t nlookup) override;
   Result<fuse::AttrReply> getattr(const fuse::RequestContext& ctx, uint64_t nodeid) override;
   Result<std::string> readlink(const fuse::RequestContext& ctx, uint64_t nodeid) override;
   Result<fuse::OpenReply> open(const fuse::RequestContext& ctx, uint64_t nodeid, uint32_t flags) override;
@@ -112,33 +139,42 @@ class ImageFs final : public fuse::Filesystem {
                          uint32_t whence) override;
 
  private:
-  // A node id resolved to its image and inode; `image` keeps the image alive for the request.
+  // A node id resolved to its image and inode. `image` (null for the pseudo root) stays valid
+  // while the request's epoch guard is held.
   struct Node {
-    std::shared_ptr<const AttachedImage> image;  // null for the pseudo root
+    const AttachedImage* image = nullptr;
     erofs::Inode inode;
   };
-  Result<Node> resolve(uint64_t nodeid) const;
-  [[nodiscard]] std::shared_ptr<const AttachedImage> find_slot(uint32_t slot) const;
+  [[nodiscard]] const SlotTable& table() const { return *table_.load(std::memory_order_acquire); }
+  Result<Node> resolve(const SlotTable& table, uint64_t nodeid) const;
   [[nodiscard]] uint64_t node_id_of(const AttachedImage& image, uint64_t nid) const;
   [[nodiscard]] uint64_t ino_of(const AttachedImage& image, uint64_t nid) const;
   void fill_stat(const AttachedImage& image, const erofs::Inode& inode, struct stat& st) const;
-  [[nodiscard]] struct stat pseudo_root_stat() const;
+  [[nodiscard]] static struct stat pseudo_root_stat(const SlotTable& table);
   // An entry for the kernel; counts one lookup on the image when `counted`.
   Result<fuse::Entry> entry_for(const AttachedImage& image, uint64_t nid, bool counted = true) const;
   void uncount(const AttachedImage& image, uint64_t n);
-  Status readdir_pseudo_root(uint64_t offset, fuse::DirSink& sink) const;
+  Status readdir_pseudo_root(const SlotTable& table, uint64_t offset, fuse::DirSink& sink) const;
   Error image_error(const AttachedImage& image, const Error& e) const;
+
+  // Writers, under mu_: a copy of the current table to change, then publish() it.
+  [[nodiscard]] SlotTable copy_locked() const { return *current_; }
+  void publish_locked(SlotTable next);
+  static void remove_slot(SlotTable& t, uint32_t slot);
+  static void insert_slot(SlotTable& t, std::shared_ptr<const AttachedImage> image);
+  static void rebuild_children(SlotTable& t, const std::vector<std::shared_ptr<const AttachedImage>>& named);
 
   ImageFsOptions options_;
   bool kernel_skips_open_ = false;
   bool kernel_skips_opendir_ = false;
 
-  mutable std::shared_mutex mu_;
-  std::shared_ptr<const AttachedImage> root_;                       // dedicated mode
-  std::map<uint32_t, std::shared_ptr<const AttachedImage>> slots_;  // every attached image
-  std::map<std::string, uint32_t, std::less<>> names_;              // shared mode children
+  mutable EpochDomain epochs_;
+  std::atomic<const SlotTable*> table_;  // what requests read; == current_.get()
+
+  mutable std::mutex mu_;  // writers
+  std::shared_ptr<const SlotTable> current_;
+  std::vector<std::shared_ptr<const AttachedImage>> named_;  // the pseudo root's children, by name
   uint32_t next_slot_ = 1;
-  uint64_t root_mtime_ = 0;
 };
 
 }  // namespace ferry::imagefs

@@ -6,8 +6,10 @@
 
 namespace ferry::test {
 Ferryd Ferryd::start(const std::vector<std::string>& args, const std::string& log,
-                     const std::map<std::string, std::string>& env) {
-  std::vector<std::string> argv = {binary_path("ferryd"), "fuse"};
+                     const std::map<std::string, std::string>& env, const std::vector<std::string>& binary) {
+  std::vector<std::string> argv = binary;
+  argv[0] = binary_path(argv[0]);
+  argv.emplace_back("fuse");
   argv.insert(argv.end(), args.begin(), args.end());
   Ferryd d;
   d.child_ = Process::start(argv, log, env);

@@ -16,9 +16,11 @@ namespace ferry::test {
 class Ferryd {
  public:
   Ferryd() = default;
-  // Starts `ferryd fuse ARGS...`; logs go to `log`.
+  // Starts `ferryd fuse ARGS...`; logs go to `log`. `binary` names another daemon of the build
+  // and the arguments it takes before `fuse` (a test daemon, e.g. {"ferryd-stalling", PATH}).
   static Ferryd start(const std::vector<std::string>& args, const std::string& log,
-                      const std::map<std::string, std::string>& env = {});
+                      const std::map<std::string, std::string>& env = {},
+                      const std::vector<std::string>& binary = {"ferryd"});
   Process& process() { return child_; }
   [[nodiscard]] pid_t pid() const { return child_.pid(); }
 

@@ -58,14 +58,15 @@ class TakeoverTest : public ::testing::Test {
 
   // Starts a daemon of generation `gen`; `upgrade` waits for a takeover.
   Ferryd start(int gen, bool upgrade, const std::string& policy = "resend",
-               const std::map<std::string, std::string>& env = {}) {
+               const std::map<std::string, std::string>& env = {},
+               const std::vector<std::string>& binary = {"ferryd"}) {
     generation_ = std::max(generation_, gen);
     std::vector<std::string> args = {
         "--mountpoint",      mnt_,      "--bootstrap", image_.meta, "--config",     image_.config_path,
         "--apisock",         sock(gen), "--id",        "daemon-1",  "--supervisor", dir_ / "sup.sock",
         "--failover-policy", policy};
     if (upgrade) args.emplace_back("--upgrade");
-    return Ferryd::start(args, log(gen), env);
+    return Ferryd::start(args, log(gen), env, binary);
   }
   void save(int gen) {
     auto r =
@@ -190,7 +191,8 @@ class InFlightTest : public TakeoverTest {
     });
   }
   void start_stalling_daemon(Ferryd& d) {
-    d = start(0, false, "resend", {{"FERRY_TEST_STALL_PATH", "/" + stalled()}});
+    // A test daemon whose READs of that file never complete (testkit::StallingFilesystem).
+    d = start(0, false, "resend", {}, {"ferryd-stalling", stalled()});
     ASSERT_TRUE(wait_state(sock(0), "RUNNING"));
     save(0);
   }

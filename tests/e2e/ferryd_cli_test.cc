@@ -151,6 +151,17 @@ TEST_F(FerrydCliTest, FuseHelpListsItsOptions) {
   for (const char* opt : {"--mountpoint", "--bootstrap", "--config"}) {
     EXPECT_NE((r.out + r.err).find(opt), std::string::npos) << opt << " missing: " << r.describe();
   }
+  EXPECT_EQ((r.out + r.err).find("FERRY_TEST"), std::string::npos) << "a test switch in --help: " << r.describe();
+}
+
+// Faults are injected by test daemons (tests/daemon/stalling_ferryd.cc), never by a switch that
+// a production binary reads from its environment.
+TEST(FerrydBinary, CarriesNoTestSwitch) {
+  for (const char* name : {"ferryd", "ferryd-next"}) {
+    std::string binary = test::read_file(test::binary_path(name));
+    ASSERT_FALSE(binary.empty()) << name;
+    EXPECT_EQ(binary.find("FERRY_TEST_"), std::string::npos) << name << " names a FERRY_TEST_ variable";
+  }
 }
 
 TEST_F(FerrydCliTest, MissingBootstrapFile) {

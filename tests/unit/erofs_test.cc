@@ -98,7 +98,7 @@ constexpr uint64_t kSb = 1024;  // superblock offset, for patching fields by the
 constexpr uint32_t kNullAddrForTests = 0xFFFFFFFF;
 
 std::shared_ptr<const ByteSource> memory(std::string bytes, bool mapped, std::string name = "memory image") {
-  return std::make_shared<testkit::MemorySource>(bytes, mapped, std::move(name));
+  return std::make_shared<testkit::MemorySource>(std::string_view(bytes), std::move(name), mapped);
 }
 
 template <typename T>

@@ -8,6 +8,9 @@
 #include <random>
 #include <vector>
 
+#include "kit/capturing_writer.h"
+#include "kit/fuse_request.h"
+
 namespace ferry::fuse {
 namespace {
 
@@ -45,41 +48,12 @@ class TinyFs final : public Filesystem {
   }
 };
 
-struct Reply {
-  fuse_out_header header{};
-  std::vector<std::byte> payload;
-};
-
-class CaptureWriter final : public ReplyWriter {
- public:
-  int write(std::span<const iovec> iov) override {
-    std::vector<std::byte> all;
-    for (const auto& v : iov) {
-      const auto* p = static_cast<const std::byte*>(v.iov_base);
-      all.insert(all.end(), p, p + v.iov_len);
-    }
-    Reply r;
-    EXPECT_GE(all.size(), sizeof(fuse_out_header));
-    std::memcpy(&r.header, all.data(), sizeof r.header);
-    EXPECT_EQ(r.header.len, all.size()) << "header length must match the bytes written";
-    r.payload.assign(all.begin() + sizeof(fuse_out_header), all.end());
-    replies.push_back(std::move(r));
-    return 0;
-  }
-  std::vector<Reply> replies;
-};
+using Reply = testkit::CapturedReply;
+using CaptureWriter = testkit::CapturingWriter;
 
 std::vector<std::byte> request(uint32_t opcode, uint64_t nodeid, uint64_t unique, const void* args,
                                size_t len) {
-  fuse_in_header h{};
-  h.len = static_cast<uint32_t>(sizeof h + len);
-  h.opcode = opcode;
-  h.unique = unique;
-  h.nodeid = nodeid;
-  std::vector<std::byte> out(sizeof h + len);
-  std::memcpy(out.data(), &h, sizeof h);
-  if (len != 0) std::memcpy(out.data() + sizeof h, args, len);
-  return out;
+  return testkit::fuse_request(opcode, nodeid, unique, args, len);
 }
 
 class FuseServerTest : public ::testing::Test {
@@ -90,7 +64,9 @@ class FuseServerTest : public ::testing::Test {
     size_t before = writer_.replies.size();
     server_.handle(req, scratch_, writer_);
     EXPECT_EQ(writer_.replies.size(), before + 1) << "expected exactly one reply";
-    return writer_.replies.empty() ? Reply{} : writer_.replies.back();
+    if (writer_.replies.empty()) return Reply{};
+    EXPECT_TRUE(writer_.replies.back().framed) << "header length must match the bytes written";
+    return writer_.replies.back();
   }
   bool no_reply(const std::vector<std::byte>& req) {
     size_t before = writer_.replies.size();
@@ -284,6 +260,101 @@ TEST_F(FuseServerTest, RandomBytesNeverCrashTheServer) {
     server_.handle(req, scratch_, writer_);
   }
   EXPECT_TRUE(server_.init_params().has_value());
+}
+
+TEST_F(FuseServerTest, NotificationsAreEncodedAsTheKernelParsesThem) {
+  EXPECT_TRUE(server_.notify_inval_entry(writer_, 1, "img").ok());
+  EXPECT_TRUE(writer_.replies.empty()) << "before FUSE_INIT the kernel caches nothing: nothing to say";
+  init();
+  writer_.replies.clear();
+  ASSERT_TRUE(server_.notify_inval_entry(writer_, 1, "img").ok());
+  ASSERT_EQ(writer_.replies.size(), 1U);
+  const Reply& entry = writer_.replies[0];
+  EXPECT_TRUE(entry.framed);
+  EXPECT_EQ(entry.header.unique, 0U) << "a notification, not a reply";
+  EXPECT_EQ(entry.header.error, FUSE_NOTIFY_INVAL_ENTRY);
+  ASSERT_EQ(entry.payload.size(), sizeof(fuse_notify_inval_entry_out) + 4);
+  auto e = entry.as<fuse_notify_inval_entry_out>();
+  EXPECT_EQ(e.parent, 1U);
+  EXPECT_EQ(e.namelen, 3U);
+  EXPECT_EQ(std::memcmp(entry.payload.data() + sizeof e, "img", 4), 0) << "the name and its NUL";
+
+  ASSERT_TRUE(server_.notify_inval_inode(writer_, 1, 0, 0).ok());
+  const Reply& inode = writer_.replies.at(1);
+  EXPECT_EQ(inode.header.error, FUSE_NOTIFY_INVAL_INODE);
+  ASSERT_EQ(inode.payload.size(), sizeof(fuse_notify_inval_inode_out));
+  auto i = inode.as<fuse_notify_inval_inode_out>();
+  EXPECT_EQ(i.ino, 1U);
+  EXPECT_EQ(i.off, 0);
+  EXPECT_EQ(i.len, 0);
+
+  ASSERT_TRUE(FuseServer::notify_resend(writer_).ok());
+  EXPECT_EQ(writer_.replies.at(2).header.error, kNotifyResend);
+  EXPECT_TRUE(writer_.replies.at(2).payload.empty());
+
+  writer_.result = -ENOENT;  // the kernel had nothing cached under that name
+  EXPECT_TRUE(server_.notify_inval_entry(writer_, 1, "absent").ok());
+  writer_.result = -ENODEV;  // the connection is gone
+  auto gone = server_.notify_inval_inode(writer_, 1, 0, 0);
+  ASSERT_FALSE(gone.ok());
+  EXPECT_EQ(gone.error().code, ENODEV);
+  writer_.result = 0;
+  const size_t before = writer_.replies.size();
+  EXPECT_EQ(server_.notify_inval_entry(writer_, 1, "").error().code, EINVAL);
+  EXPECT_EQ(server_.notify_inval_entry(writer_, 1, std::string(256, 'n')).error().code, EINVAL);
+  EXPECT_EQ(writer_.replies.size(), before) << "a bad name is refused before anything is written";
+}
+
+// Records what the server tells its observer.
+class RecordingObserver final : public RequestObserver {
+ public:
+  struct Call {
+    unsigned worker;
+    uint32_t opcode;
+    int error;
+    uint64_t data_bytes;
+  };
+  void on_begin(unsigned worker, uint32_t opcode, uint64_t, uint64_t) override { begun.push_back({worker, opcode, 0, 0}); }
+  void on_end(unsigned worker, uint32_t opcode, int error, uint64_t data_bytes) override {
+    ended.push_back({worker, opcode, error, data_bytes});
+  }
+  std::vector<Call> begun, ended;
+};
+
+TEST(FuseServerObserver, SeesEveryRequestWithItsWorkerErrorAndFileDataBytes) {
+  TinyFs fs;
+  RecordingObserver seen;
+  FuseServer server(fs, ServerOptions{}, &seen);
+  std::vector<std::byte> scratch(server.reply_buffer_size());
+  testkit::CapturingWriter out;
+  fuse_init_in init{};
+  init.major = 7;
+  init.minor = 40;
+  server.handle(request(FUSE_INIT, 0, 1, &init, sizeof init), scratch, out, 3);
+  fuse_read_in in{};
+  in.size = 100;
+  server.handle(request(FUSE_READ, 2, 2, &in, sizeof in), scratch, out, 1);
+  server.handle(testkit::fuse_request_named(FUSE_LOOKUP, 1, 3, "f"), scratch, out, 2);
+  server.handle(testkit::fuse_request_named(FUSE_LOOKUP, 1, 4, "absent"), scratch, out, 2);
+  ASSERT_EQ(seen.begun.size(), 4U);
+  ASSERT_EQ(seen.ended.size(), 4U);
+  EXPECT_EQ(seen.ended[0].worker, 3U);
+  EXPECT_EQ(seen.ended[0].data_bytes, 0U) << "INIT's reply is no file data";
+  EXPECT_EQ(seen.ended[1].opcode, static_cast<uint32_t>(FUSE_READ));
+  EXPECT_EQ(seen.ended[1].worker, 1U);
+  EXPECT_EQ(seen.ended[1].data_bytes, 5U) << "the file's five bytes";
+  EXPECT_EQ(seen.ended[2].data_bytes, 0U) << "an entry is no file data";
+  EXPECT_EQ(seen.ended[2].error, 0);
+  EXPECT_EQ(seen.ended[3].error, ENOENT);
+}
+
+TEST(FuseServerNames, OpcodeNamesComeFromTheTable) {
+  EXPECT_EQ(FuseServer::opcode_name(FUSE_READ), "read");
+  EXPECT_EQ(FuseServer::opcode_name(FUSE_READDIRPLUS), "readdirplus");
+  EXPECT_EQ(FuseServer::opcode_name(FUSE_FLUSH), "flush");
+  EXPECT_EQ(FuseServer::opcode_name(FUSE_WRITE), "write");
+  EXPECT_TRUE(FuseServer::opcode_name(63).empty());
+  EXPECT_TRUE(FuseServer::opcode_name(4096).empty());
 }
 
 }  // namespace

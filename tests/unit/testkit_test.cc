@@ -100,7 +100,7 @@ TEST(TestKit, TempDirRemovesItselfAndProcessesNamingIt) {
 }
 
 TEST(TestKit, MemorySourceServesItsBytesAndRefusesPastTheEnd) {
-  testkit::MemorySource src(std::string_view("abcdef"), /*mapped=*/true, "six bytes");
+  testkit::MemorySource src(std::string_view("abcdef"), "six bytes", /*viewable=*/true);
   std::byte out[3]{};
   ASSERT_TRUE(src.read_exact(3, out).ok());
   EXPECT_EQ(static_cast<char>(out[0]), 'd');
@@ -108,7 +108,7 @@ TEST(TestKit, MemorySourceServesItsBytesAndRefusesPastTheEnd) {
   ASSERT_FALSE(past.ok());
   EXPECT_NE(past.error().message.find("six bytes"), std::string::npos);
   EXPECT_EQ(src.view().size(), 6U);
-  testkit::MemorySource unmapped(std::string_view("abc"), false, "x");
+  testkit::MemorySource unmapped(std::string_view("abc"), "x", /*viewable=*/false);
   EXPECT_TRUE(unmapped.view().empty());
 }
 

@@ -24,11 +24,17 @@ namespace ferry::fuse {
 
 struct FuseInitParams;
 
+// The maximum worker threads of one server; worker indices are below it.
+inline constexpr unsigned kMaxWorkers = 256;
+
 struct RequestContext {
   uint64_t unique = 0;
   uint32_t uid = 0;
   uint32_t gid = 0;
   uint32_t pid = 0;
+  // The worker thread serving the request (< kMaxWorkers). No two threads use the same index
+  // at the same time, so an implementation may keep per-worker state by it.
+  unsigned worker = 0;
 };
 
 struct Entry {
@@ -72,7 +78,7 @@ class Filesystem {
   virtual void destroy() {}
 
   virtual Result<Entry> lookup(const RequestContext& ctx, uint64_t parent, std::string_view name);
-  virtual void forget(uint64_t /*nodeid*/, uint64_t /*nlookup*/) {}
+  virtual void forget(const RequestContext& /*ctx*/, uint64_t /*nodeid*/, uint64_t /*nlookup*/) {}
   virtual Result<AttrReply> getattr(const RequestContext& ctx, uint64_t nodeid);
   virtual Result<std::string> readlink(const RequestContext& ctx, uint64_t nodeid);
   virtual Result<OpenReply> open(const RequestContext& ctx, uint64_t nodeid, uint32_t flags);

@@ -6,6 +6,9 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
+#include <string>
+#include <utility>
 
 namespace ferry::fuse {
 
@@ -146,39 +149,72 @@ void reply_status_error(FuseServer::Request& r, const Error& e) {
 const std::array<FuseServer::OpInfo, 64>& FuseServer::op_table() {
   static const std::array<OpInfo, 64> table = [] {
     std::array<OpInfo, 64> t{};
-    for (auto& op : t) op = {&FuseServer::do_enosys, 0};
-    auto set = [&t](uint32_t opcode, Handler h, uint32_t arg_size) { t.at(opcode) = {h, arg_size}; };
-    set(FUSE_INIT, &FuseServer::do_init, 16);  // oldest fuse_init_in: major, minor, readahead, flags
-    set(FUSE_DESTROY, &FuseServer::do_destroy, 0);
-    set(FUSE_LOOKUP, &FuseServer::do_lookup, 1);
-    set(FUSE_FORGET, &FuseServer::do_forget, sizeof(fuse_forget_in));
-    set(FUSE_BATCH_FORGET, &FuseServer::do_batch_forget, sizeof(fuse_batch_forget_in));
-    set(FUSE_GETATTR, &FuseServer::do_getattr, 0);
-    set(FUSE_READLINK, &FuseServer::do_readlink, 0);
-    set(FUSE_OPEN, &FuseServer::do_open, sizeof(uint32_t));
-    set(FUSE_READ, &FuseServer::do_read, sizeof(fuse_read_in));
-    set(FUSE_RELEASE, &FuseServer::do_release, sizeof(uint64_t));
-    set(FUSE_OPENDIR, &FuseServer::do_opendir, sizeof(uint32_t));
-    set(FUSE_READDIR, &FuseServer::do_readdir, sizeof(fuse_read_in));
-    set(FUSE_READDIRPLUS, &FuseServer::do_readdir, sizeof(fuse_read_in));
-    set(FUSE_RELEASEDIR, &FuseServer::do_releasedir, sizeof(uint64_t));
-    set(FUSE_STATFS, &FuseServer::do_statfs, 0);
-    set(FUSE_GETXATTR, &FuseServer::do_getxattr, sizeof(fuse_getxattr_in) + 1);
-    set(FUSE_LISTXATTR, &FuseServer::do_listxattr, sizeof(fuse_getxattr_in));
-    set(FUSE_ACCESS, &FuseServer::do_access, sizeof(fuse_access_in));
-    set(FUSE_LSEEK, &FuseServer::do_lseek, sizeof(fuse_lseek_in));
-    set(FUSE_INTERRUPT, &FuseServer::do_interrupt, sizeof(fuse_interrupt_in));
+    for (auto& op : t) op = {&FuseServer::do_enosys, 0, {}};
+    auto set = [&t](uint32_t opcode, std::string_view name, Handler h, uint32_t arg_size) {
+      t.at(opcode) = {h, arg_size, name};
+    };
+    set(FUSE_INIT, "init", &FuseServer::do_init, 16);  // oldest fuse_init_in: major, minor, readahead, flags
+    set(FUSE_DESTROY, "destroy", &FuseServer::do_destroy, 0);
+    set(FUSE_LOOKUP, "lookup", &FuseServer::do_lookup, 1);
+    set(FUSE_FORGET, "forget", &FuseServer::do_forget, sizeof(fuse_forget_in));
+    set(FUSE_BATCH_FORGET, "batch_forget", &FuseServer::do_batch_forget, sizeof(fuse_batch_forget_in));
+    set(FUSE_GETATTR, "getattr", &FuseServer::do_getattr, 0);
+    set(FUSE_READLINK, "readlink", &FuseServer::do_readlink, 0);
+    set(FUSE_OPEN, "open", &FuseServer::do_open, sizeof(uint32_t));
+    set(FUSE_READ, "read", &FuseServer::do_read, sizeof(fuse_read_in));
+    set(FUSE_RELEASE, "release", &FuseServer::do_release, sizeof(uint64_t));
+    set(FUSE_OPENDIR, "opendir", &FuseServer::do_opendir, sizeof(uint32_t));
+    set(FUSE_READDIR, "readdir", &FuseServer::do_readdir, sizeof(fuse_read_in));
+    set(FUSE_READDIRPLUS, "readdirplus", &FuseServer::do_readdir, sizeof(fuse_read_in));
+    set(FUSE_RELEASEDIR, "releasedir", &FuseServer::do_releasedir, sizeof(uint64_t));
+    set(FUSE_STATFS, "statfs", &FuseServer::do_statfs, 0);
+    set(FUSE_GETXATTR, "getxattr", &FuseServer::do_getxattr, sizeof(fuse_getxattr_in) + 1);
+    set(FUSE_LISTXATTR, "listxattr", &FuseServer::do_listxattr, sizeof(fuse_getxattr_in));
+    set(FUSE_ACCESS, "access", &FuseServer::do_access, sizeof(fuse_access_in));
+    set(FUSE_LSEEK, "lseek", &FuseServer::do_lseek, sizeof(fuse_lseek_in));
+    set(FUSE_INTERRUPT, "interrupt", &FuseServer::do_interrupt, sizeof(fuse_interrupt_in));
     // The image is read-only: every modifying operation answers EROFS.
-    for (uint32_t op : {FUSE_SETATTR, FUSE_SYMLINK, FUSE_MKNOD, FUSE_MKDIR, FUSE_UNLINK, FUSE_RMDIR,
-                        FUSE_RENAME, FUSE_LINK, FUSE_WRITE, FUSE_SETXATTR, FUSE_REMOVEXATTR, FUSE_CREATE,
-                        FUSE_FALLOCATE, FUSE_RENAME2, FUSE_COPY_FILE_RANGE, FUSE_TMPFILE}) {
-      set(op, &FuseServer::do_erofs, 0);
+    for (auto [op, name] : std::initializer_list<std::pair<uint32_t, std::string_view>>{
+             {FUSE_SETATTR, "setattr"},
+             {FUSE_SYMLINK, "symlink"},
+             {FUSE_MKNOD, "mknod"},
+             {FUSE_MKDIR, "mkdir"},
+             {FUSE_UNLINK, "unlink"},
+             {FUSE_RMDIR, "rmdir"},
+             {FUSE_RENAME, "rename"},
+             {FUSE_LINK, "link"},
+             {FUSE_WRITE, "write"},
+             {FUSE_SETXATTR, "setxattr"},
+             {FUSE_REMOVEXATTR, "removexattr"},
+             {FUSE_CREATE, "create"},
+             {FUSE_FALLOCATE, "fallocate"},
+             {FUSE_RENAME2, "rename2"},
+             {FUSE_COPY_FILE_RANGE, "copy_file_range"},
+             {FUSE_TMPFILE, "tmpfile"}}) {
+      set(op, name, &FuseServer::do_erofs, 0);
     }
     // FLUSH, FSYNC, FSYNCDIR, locks, ioctl, poll, bmap: ENOSYS, which the kernel takes as
     // "nothing to do" and stops sending (fc->no_flush, no_fsync, no_lock...).
+    for (auto [op, name] : std::initializer_list<std::pair<uint32_t, std::string_view>>{
+             {FUSE_FLUSH, "flush"},
+             {FUSE_FSYNC, "fsync"},
+             {FUSE_FSYNCDIR, "fsyncdir"},
+             {FUSE_GETLK, "getlk"},
+             {FUSE_SETLK, "setlk"},
+             {FUSE_SETLKW, "setlkw"},
+             {FUSE_BMAP, "bmap"},
+             {FUSE_IOCTL, "ioctl"},
+             {FUSE_POLL, "poll"}}) {
+      set(op, name, &FuseServer::do_enosys, 0);
+    }
     return t;
   }();
   return table;
+}
+
+std::string_view FuseServer::opcode_name(uint32_t opcode) {
+  const auto& table = op_table();
+  return opcode < table.size() ? table[opcode].name : std::string_view();
 }
 
 FuseServer::FuseServer(Filesystem& fs, ServerOptions options, RequestObserver* observer)
@@ -205,7 +241,8 @@ void FuseServer::restore(const FuseInitParams& params) {
   fs_.init(params_);
 }
 
-void FuseServer::handle(std::span<const std::byte> request, std::span<std::byte> scratch, ReplyWriter& out) {
+void FuseServer::handle(std::span<const std::byte> request, std::span<std::byte> scratch, ReplyWriter& out,
+                        unsigned worker) {
   Request r;
   if (request.size() < sizeof(fuse_in_header)) return;  // cannot even name the request
   std::memcpy(&r.in, request.data(), sizeof(fuse_in_header));
@@ -216,11 +253,11 @@ void FuseServer::handle(std::span<const std::byte> request, std::span<std::byte>
     return;
   }
   r.args = request.subspan(sizeof(fuse_in_header));
-  r.ctx = {r.in.unique, r.in.uid, r.in.gid, r.in.pid};
+  r.ctx = {r.in.unique, r.in.uid, r.in.gid, r.in.pid, worker};
 
   const auto& table = op_table();
   const OpInfo* op = r.in.opcode < table.size() ? &table[r.in.opcode] : nullptr;
-  if (observer_ != nullptr) observer_->on_begin(r.in.opcode, r.in.nodeid, r.in.unique);
+  if (observer_ != nullptr) observer_->on_begin(worker, r.in.opcode, r.in.nodeid, r.in.unique);
   if (op == nullptr) {
     reply_error(r, ENOSYS);
   } else if (r.args.size() < op->arg_size) {
@@ -230,7 +267,58 @@ void FuseServer::handle(std::span<const std::byte> request, std::span<std::byte>
   } else {
     (this->*(op->handler))(r);
   }
-  if (observer_ != nullptr) observer_->on_end(r.in.opcode, r.error, r.bytes);
+  if (observer_ != nullptr) observer_->on_end(worker, r.in.opcode, r.error, r.in.opcode == FUSE_READ ? r.bytes : 0);
+}
+
+// ---- notifications -------------------------------------------------------------------------
+
+namespace {
+
+// A notification: unique 0, the code in the error field, the body after the header.
+Status notify(ReplyWriter& out, int32_t code, std::span<const iovec> body, const char* what) {
+  std::array<iovec, 4> iov{};
+  if (body.size() >= iov.size()) return Error{EINVAL, std::string(what) + ": too many parts"};
+  fuse_out_header h{};
+  size_t total = kOutHeader;
+  for (const auto& v : body) total += v.iov_len;
+  h.len = static_cast<uint32_t>(total);
+  h.error = code;
+  h.unique = 0;
+  iov[0] = {&h, kOutHeader};
+  size_t n = 1;
+  for (const auto& v : body) iov.at(n++) = v;
+  int rc = out.write(std::span<const iovec>(iov.data(), n));
+  if (rc == 0 || rc == -ENOENT) return {};  // ENOENT: the kernel holds nothing of it
+  return Error{-rc, std::string(what) + ": " + std::strerror(-rc)};
+}
+
+}  // namespace
+
+Status FuseServer::notify_inval_entry(ReplyWriter& out, uint64_t parent, std::string_view name) const {
+  if (!initialized_.load(std::memory_order_acquire)) return {};
+  if (name.empty() || name.size() > 255) return Error{EINVAL, "invalid name to invalidate"};
+  fuse_notify_inval_entry_out o{};
+  o.parent = parent;
+  o.namelen = static_cast<uint32_t>(name.size());
+  static const char kNul = '\0';
+  std::array<iovec, 3> body{{{&o, sizeof o},
+                             {const_cast<char*>(name.data()), name.size()},  // NOLINT: writev's type
+                             {const_cast<char*>(&kNul), 1}}};                // NOLINT: writev's type
+  return notify(out, FUSE_NOTIFY_INVAL_ENTRY, body, "FUSE_NOTIFY_INVAL_ENTRY");
+}
+
+Status FuseServer::notify_inval_inode(ReplyWriter& out, uint64_t nodeid, int64_t offset, int64_t len) const {
+  if (!initialized_.load(std::memory_order_acquire)) return {};
+  fuse_notify_inval_inode_out o{};
+  o.ino = nodeid;
+  o.off = offset;
+  o.len = len;
+  std::array<iovec, 1> body{{{&o, sizeof o}}};
+  return notify(out, FUSE_NOTIFY_INVAL_INODE, body, "FUSE_NOTIFY_INVAL_INODE");
+}
+
+Status FuseServer::notify_resend(ReplyWriter& out) {
+  return notify(out, kNotifyResend, {}, "FUSE_NOTIFY_RESEND");
 }
 
 // ---- handlers ------------------------------------------------------------------------------
@@ -297,7 +385,7 @@ void FuseServer::do_lookup(Request& r) {
 
 void FuseServer::do_forget(Request& r) {
   auto in = load_arg<fuse_forget_in>(r.args);
-  fs_.forget(r.in.nodeid, in.nlookup);
+  fs_.forget(r.ctx, r.in.nodeid, in.nlookup);
   r.replied = true;  // FORGET has no reply
 }
 
@@ -307,7 +395,7 @@ void FuseServer::do_batch_forget(Request& r) {
   size_t count = std::min<size_t>(in.count, avail);
   for (size_t i = 0; i < count; ++i) {
     auto one = load_arg<fuse_forget_one>(r.args, sizeof(fuse_batch_forget_in) + i * sizeof(fuse_forget_one));
-    fs_.forget(one.nodeid, one.nlookup);
+    fs_.forget(r.ctx, one.nodeid, one.nlookup);
   }
   r.replied = true;  // BATCH_FORGET has no reply
 }

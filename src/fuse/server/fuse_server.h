@@ -1,13 +1,17 @@
 // FuseServer: the kernel FUSE protocol engine. Decodes one request, dispatches it through an
-// opcode table to a Filesystem, encodes the reply. It is the only code that knows opcodes.
+// opcode table to a Filesystem, encodes the reply; encodes the notifications a daemon sends
+// unasked (FUSE_NOTIFY_INVAL_ENTRY, _INVAL_INODE, _RESEND). It is the only code that knows
+// opcodes and notify codes: others name an opcode through opcode_name().
 //
 // It knows nothing of where requests come from: a transport reads them and passes the bytes
-// with a per-thread scratch buffer; replies leave through a ReplyWriter. Requests are never
-// trusted: a malformed one is answered EINVAL (or dropped when it cannot be answered) and
-// never read out of range.
+// with a per-worker scratch buffer; replies and notifications leave through a ReplyWriter.
+// Requests are never trusted: a malformed one is answered EINVAL (or dropped when it cannot be
+// answered) and never read out of range.
 //
-// Thread-safety: handle() may run on many threads at once. FUSE_INIT is answered once; a
-// successor process is handed the negotiated parameters with restore() instead.
+// Thread-safety: handle() may run on many threads at once, each with its own worker index
+// (below kMaxWorkers; one thread per index at a time: the filesystem and the observer keep
+// per-worker state by it). FUSE_INIT is answered once; a successor process is handed the
+// negotiated parameters with restore() instead. The notify_*() calls may come from any thread.
 #pragma once
 
 #include <sys/uio.h>
@@ -18,9 +22,10 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string_view>
 
+#include "fuse/abi/init_params.h"
 #include "fuse/server/filesystem.h"
-#include "fuse/server/init_params.h"
 
 namespace ferry::fuse {
 
@@ -32,12 +37,15 @@ class ReplyWriter {
   virtual int write(std::span<const iovec> iov) = 0;
 };
 
-// Sees every request begin and end (metrics, in-flight tracking). Called on the request's thread.
+// Sees every request begin and end (metrics, in-flight tracking). Called on the request's
+// thread with its worker index, on_end() always after the reply went out, with the reply's
+// errno (0 = success) and the bytes of file data it carried (a READ's; 0 for every other
+// opcode), so that an observer needs to know no opcode.
 class RequestObserver {
  public:
   virtual ~RequestObserver() = default;
-  virtual void on_begin(uint32_t opcode, uint64_t nodeid, uint64_t unique) = 0;
-  virtual void on_end(uint32_t opcode, int error, uint64_t bytes) = 0;
+  virtual void on_begin(unsigned worker, uint32_t opcode, uint64_t nodeid, uint64_t unique) = 0;
+  virtual void on_end(unsigned worker, uint32_t opcode, int error, uint64_t data_bytes) = 0;
 };
 
 struct ServerOptions {
@@ -53,9 +61,26 @@ class FuseServer {
 
   FuseServer(Filesystem& fs, ServerOptions options, RequestObserver* observer = nullptr);
 
-  // Handles one request. `scratch` must hold reply_buffer_size() bytes and is used for the
-  // reply; it is not shared between threads.
-  void handle(std::span<const std::byte> request, std::span<std::byte> scratch, ReplyWriter& out);
+  // Handles one request on worker `worker` (< kMaxWorkers, see above). `scratch` must hold
+  // reply_buffer_size() bytes and is used for the reply; it is not shared between threads.
+  void handle(std::span<const std::byte> request, std::span<std::byte> scratch, ReplyWriter& out,
+              unsigned worker = 0);
+
+  // The opcode's name as the metrics print it ("read", "lookup"...), empty when unknown.
+  static std::string_view opcode_name(uint32_t opcode);
+
+  // Notifications. Each is one write to `out`; a kernel that holds nothing for the name or
+  // node answers ENOENT, which is success here (nothing to forget). Before FUSE_INIT the
+  // kernel caches nothing, and the invalidations do nothing.
+  // FUSE_NOTIFY_INVAL_ENTRY: the kernel drops its dentry `name` in directory `parent` (a new
+  // lookup follows); the inode stays for whoever holds it open.
+  Status notify_inval_entry(ReplyWriter& out, uint64_t parent, std::string_view name) const;
+  // FUSE_NOTIFY_INVAL_INODE: the node's attributes, and its cached pages from `offset` on
+  // (none when offset < 0; all of them from offset when len <= 0).
+  Status notify_inval_inode(ReplyWriter& out, uint64_t nodeid, int64_t offset, int64_t len) const;
+  // FUSE_NOTIFY_RESEND: the kernel re-queues every request read but not answered on this
+  // connection. Only meaningful once the process that read them is gone.
+  static Status notify_resend(ReplyWriter& out);
 
   // Buffer sizes a transport must use for reading requests and for handle()'s scratch.
   [[nodiscard]] size_t request_buffer_size() const;
@@ -73,6 +98,7 @@ class FuseServer {
   struct OpInfo {
     Handler handler = nullptr;
     uint32_t arg_size = 0;  // minimum argument bytes after the header
+    std::string_view name;  // empty for opcodes this engine does not know
   };
   static const std::array<OpInfo, 64>& op_table();
 

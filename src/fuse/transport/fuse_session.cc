@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include "common/proc_files.h"
-#include "fuse/abi/fuse_abi.h"
 
 namespace ferry::fuse {
 namespace {
@@ -85,17 +84,6 @@ int FuseSession::write(std::span<const iovec> iov) const {
     if (errno == EINTR) continue;
     return -errno;
   }
-}
-
-Status FuseSession::notify_resend() const {
-  fuse_out_header h{};
-  h.len = sizeof h;
-  h.error = kNotifyResend;
-  h.unique = 0;
-  iovec iov{&h, sizeof h};
-  int rc = write(std::span<const iovec>(&iov, 1));
-  if (rc != 0) return errno_error(-rc, "FUSE_NOTIFY_RESEND");
-  return {};
 }
 
 Status FuseSession::unmount() {

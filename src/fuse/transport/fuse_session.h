@@ -53,12 +53,12 @@ class FuseSession {
   // connection is gone. Other failures are errors.
   Result<ReadOutcome> read_request(std::span<std::byte> buf, size_t& len) const;
 
-  // Writes one reply or notification. Returns 0 or -errno (ENOENT: nobody waits for it).
+  // Writes one reply or notification (the server encodes both). Returns 0 or -errno
+  // (ENOENT: nobody waits for the reply, or the kernel holds nothing a notification names).
+  // A notification that invalidates a dentry takes its directory's lock in the kernel, so it
+  // may wait for requests in that directory to be answered: never write one from a thread
+  // that other requests' answers depend on.
   int write(std::span<const iovec> iov) const;
-
-  // Asks the kernel to re-queue every request read but not answered on this connection
-  // (FUSE_NOTIFY_RESEND). Only meaningful once the process that read them is gone.
-  Status notify_resend() const;
 
   // Unmounts the mountpoint (lazily when busy). Idempotent.
   Status unmount();
