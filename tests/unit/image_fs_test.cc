@@ -52,7 +52,7 @@ const TestImage& test_image() {
     for (int i = 0; i < kManyFiles; ++i) std::ofstream(src + "/many/file-with-a-long-name-" + std::to_string(i));
     std::string out;
     const std::string img = dir / "image.erofs";
-    if (test::run("mkfs.erofs --quiet '" + img + "' '" + src + "'", &out) != 0) {
+    if (test::run_shell("mkfs.erofs --quiet '" + img + "' '" + src + "'", &out) != 0) {
       ADD_FAILURE() << "mkfs.erofs: " << out;
       return t;
     }
