@@ -150,6 +150,9 @@ Status LayerReader::entry(archive_entry* e, const std::string& name) {
   size_t xsize = 0;
   while (archive_entry_xattr_next(e, &xname, &xvalue, &xsize) == ARCHIVE_OK) {
     std::string key = xname != nullptr ? xname : "";
+    // A PAX record with an empty value unsets the keyword (POSIX pax); Go's archive/tar, hence
+    // containerd and umoci, read no xattr from it, so neither does the image.
+    if (xsize == 0) continue;
     if (!xattr_name_index(key)) {
       return fail(name, "xattr '" + key + "' has a name EROFS cannot store (user., trusted., security., system.posix_acl_*)");
     }
