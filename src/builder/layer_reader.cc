@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "builder/erofs_writer.h"
+#include "builder/layer_stream.h"
 
 namespace ferry::builder {
 namespace {
@@ -39,13 +40,24 @@ class LayerReader {
     return m != nullptr ? m : "unknown libarchive error";
   }
   Status entry(archive_entry* e, const std::string& name);
+  static la_ssize_t read_callback(archive* a, void* self, const void** buffer) {
+    auto* reader = static_cast<LayerReader*>(self);
+    auto piece = reader->stream_->read();
+    if (!piece.ok()) {
+      archive_set_error(a, EIO, "%s", piece.error().message.c_str());
+      return -1;
+    }
+    *buffer = piece->data();
+    return static_cast<la_ssize_t>(piece->size());
+  }
   Status read_data(Node& node, const std::string& name);
 
   const LayerSource& source_;
   uint32_t layer_;
   Tree& tree_;
   BlobStore& blobs_;
-  ArchivePtr a_;
+  std::unique_ptr<LayerStream> stream_;
+  ArchivePtr a_;  // after stream_: freed first
   std::vector<std::byte> buffer_;
   LayerStats stats_;
 };
@@ -53,13 +65,12 @@ class LayerReader {
 Result<LayerStats> LayerReader::run() {
   a_.reset(archive_read_new());
   if (!a_) throw std::bad_alloc();
-  archive_read_support_filter_gzip(a_.get());
-  archive_read_support_filter_zstd(a_.get());
+  auto stream = LayerStream::open(source_.path, source_.bytes);
+  if (!stream.ok()) return fail("", stream.error().message);
+  stream_ = std::move(stream).value();
   archive_read_support_format_tar(a_.get());
-  int r = source_.path.empty()
-              ? archive_read_open_memory(a_.get(), source_.bytes.data(), source_.bytes.size())
-              : archive_read_open_filename(a_.get(), source_.path.c_str(), 1U << 20U);
-  if (r != ARCHIVE_OK) return fail("", "cannot read: " + archive_message());
+  int r = archive_read_open(a_.get(), this, nullptr, &LayerReader::read_callback, nullptr);
+  if (r != ARCHIVE_OK) return fail("", "not a tar archive (" + std::string(stream_->format()) + "): " + archive_message());
   FERRY_TRY(blobs_.begin_layer(layer_));
   std::string last = "(the first entry)";
   for (;;) {
@@ -76,6 +87,7 @@ Result<LayerStats> LayerReader::run() {
     last = name;
     ++stats_.entries;
   }
+  if (auto s = stream_->finish(); !s.ok()) return fail("", "after the last entry '" + last + "': " + s.error().message);
   FERRY_TRY(blobs_.end_layer());
   return stats_;
 }
