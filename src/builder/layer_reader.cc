@@ -182,6 +182,9 @@ Status LayerReader::entry(archive_entry* e, const std::string& name) {
     case AE_IFREG:
       if (archive_entry_size(e) < 0) return fail(name, "negative size");
       node->size = static_cast<uint64_t>(archive_entry_size(e));
+      if (source_.max_file_bytes != 0 && node->size > source_.max_file_bytes - std::min(stats_.file_bytes, source_.max_file_bytes)) {
+        return fail(name, "the layer's files exceed the limit of " + std::to_string(source_.max_file_bytes) + " bytes");
+      }
       FERRY_TRY(read_data(*node, name));
       break;
     case AE_IFDIR:

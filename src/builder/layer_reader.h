@@ -22,6 +22,9 @@ struct LayerSource {
   // Either a file to open, or bytes in memory (the fuzzer, tests).
   std::string path;
   std::span<const std::byte> bytes;
+  // Refuse the layer once its regular files hold more bytes than this (0: no limit); bounds the
+  // work a small input can ask for (a sparse file claiming terabytes), e.g. in the fuzzer.
+  uint64_t max_file_bytes = 0;
 };
 
 struct LayerStats {

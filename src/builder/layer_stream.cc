@@ -119,12 +119,6 @@ class GzipStream final : public LayerStream {
     return std::span<const std::byte>{};
   }
 
-  Status finish() override {
-    for (;;) {
-      FERRY_ASSIGN(auto piece, read());
-      if (piece.empty()) return {};
-    }
-  }
   [[nodiscard]] const char* format() const override { return "tar+gzip"; }
 
  private:
@@ -167,12 +161,6 @@ class ZstdStream final : public LayerStream {
     return std::span<const std::byte>{};
   }
 
-  Status finish() override {
-    for (;;) {
-      FERRY_ASSIGN(auto piece, read());
-      if (piece.empty()) return {};
-    }
-  }
   [[nodiscard]] const char* format() const override { return "tar+zstd"; }
 
  private:
@@ -185,6 +173,13 @@ class ZstdStream final : public LayerStream {
 };
 
 }  // namespace
+
+Status LayerStream::finish() {
+  for (;;) {
+    FERRY_ASSIGN(auto piece, read());
+    if (piece.empty()) return {};
+  }
+}
 
 Result<std::unique_ptr<LayerStream>> LayerStream::open(const std::string& path, std::span<const std::byte> bytes) {
   Input input(path, bytes);

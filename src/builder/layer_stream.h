@@ -27,7 +27,7 @@ class LayerStream {
   virtual Result<std::span<const std::byte>> read() = 0;
   // Reads what is left (after the tar's end marker) and checks it: the compressed stream must end
   // properly. Bytes after the tar of a plain layer are not looked at.
-  virtual Status finish() = 0;
+  virtual Status finish();
   [[nodiscard]] virtual const char* format() const = 0;
 };
 
