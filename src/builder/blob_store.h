@@ -3,12 +3,18 @@
 // a chunk index records and, at the end, the chunk table and the device list of the bootstrap.
 //
 // Blobs are written to temporary files in the blob directory and get their names
-// (<sha256 hex>) only in commit(); destroying an uncommitted store removes them. Not
-// thread-safe: layers are read one after another.
+// (<sha256 hex>) only in commit(); destroying an uncommitted store removes them. The caller's
+// thread hashes and deduplicates (a chunk's device offset is known at once, so add() answers
+// immediately); one worker thread of the store's own compresses and writes the chunks in order,
+// so the two stages overlap. The public methods are for one caller thread only.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <mutex>
 #include <optional>
+#include <thread>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -39,6 +45,9 @@ struct BlobResult {
 class BlobStore {
  public:
   BlobStore(std::string dir, erofs::Compression compressor, uint32_t chunk_size);
+  ~BlobStore();
+  BlobStore(const BlobStore&) = delete;
+  BlobStore& operator=(const BlobStore&) = delete;
 
   [[nodiscard]] uint32_t chunk_size() const { return chunk_size_; }
 
@@ -64,17 +73,38 @@ class BlobStore {
   struct OpenBlob {
     OutputFile file;
     storage::Sha256 hash;
-    std::vector<erofs::ChunkInfo> chunks;
-    uint64_t device_size = 0;
+    std::vector<erofs::ChunkInfo> chunks;  // appended by the worker, read after drain()
   };
+  struct Job {
+    erofs::ChunkInfo info;  // device offset, size, digest; the worker fills in the rest
+    std::vector<std::byte> data;
+  };
+
+  void worker_loop();
+  // Compresses and appends one chunk to the open blob (worker thread).
+  Status store(Job& job);
+  // Waits until the worker has written every queued chunk; its first error, if any.
+  Status drain();
 
   std::string dir_;
   erofs::Compression compressor_;
   uint32_t chunk_size_;
-  storage::ChunkCompressor codec_;
-  std::vector<std::byte> scratch_;
   uint32_t layer_ = 0;
   std::optional<OpenBlob> open_;
+  uint64_t open_device_size_ = 0;
+
+  // Shared with the worker, under mu_.
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> queue_;
+  std::vector<std::vector<std::byte>> spare_;  // recycled chunk buffers
+  size_t busy_ = 0;                            // jobs taken but not finished
+  bool stop_ = false;
+  Status worker_status_;
+  // The worker's own.
+  storage::ChunkCompressor codec_;
+  std::vector<std::byte> scratch_;
+  std::thread worker_;
   std::vector<BlobResult> blobs_;
   std::vector<OutputFile> finished_;  // parallel to blobs_ until commit()
   std::vector<std::vector<erofs::ChunkInfo>> chunk_lists_;
