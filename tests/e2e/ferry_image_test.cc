@@ -256,6 +256,16 @@ TEST_F(FerryImageTest, CompressedImagesPassCheckAndDamageIsFound) {
   const auto& none = summaries["none"]["blobs"];
   for (const std::string compressor : {"zstd", "lz4"}) {
     const auto& blobs = summaries[compressor]["blobs"];
+    // Compressed or not, the devices are laid out alike: fsck.erofs checks the compressed
+    // image's bootstrap (and extracts every file) with the uncompressed image's blobs.
+    std::string fsck = "fsck.erofs";
+    for (const auto& b : none) fsck += " --device " + b["path"].get<std::string>();
+    std::string fsck_out;
+    EXPECT_EQ(test::run(fsck + " --extract=" + dir_.path() + "/extract-" + compressor + " " + dir_.path() + "/" +
+                            compressor + ".boot 2>&1",
+                        &fsck_out),
+              0)
+        << compressor << ": " << fsck_out;
     ASSERT_EQ(blobs.size(), none.size()) << compressor;
     for (size_t i = 0; i < blobs.size(); ++i) {
       EXPECT_EQ(blobs[i]["uncompressed_size"], none[i]["uncompressed_size"]) << compressor << " blob " << i;
@@ -279,6 +289,22 @@ TEST_F(FerryImageTest, CompressedImagesPassCheckAndDamageIsFound) {
                                  dir_.path(), kToolDeadline);
   EXPECT_EQ(check.exit_code(), 1) << check.describe();
   EXPECT_NE(check.err.find(fs::path(victim).filename().string()), std::string::npos) << check.err;
+}
+
+TEST_F(FerryImageTest, HelpDescribesEveryCommand) {
+  auto top = run_with_deadline({tool_, "--help"}, dir_.path(), kToolDeadline);
+  EXPECT_EQ(top.exit_code(), 0) << top.describe();
+  for (const char* command : {"create", "inspect", "check"}) EXPECT_NE(top.out.find(command), std::string::npos);
+  auto create_help = run_with_deadline({tool_, "create", "--help"}, dir_.path(), kToolDeadline);
+  EXPECT_EQ(create_help.exit_code(), 0);
+  for (const char* option : {"--bootstrap", "--blob-dir", "--compressor", "--chunk-size", "LAYER"}) {
+    EXPECT_NE(create_help.out.find(option), std::string::npos) << option;
+  }
+  auto wrong = run_with_deadline({tool_, "create", "--bootstrap", "x"}, dir_.path(), kToolDeadline);
+  EXPECT_EQ(wrong.exit_code(), 2) << wrong.describe();
+  auto bad_chunk = create(dir_.path() + "/x.boot", dir_.path(), "zstd", {"--chunk-size", "5000", "/dev/null"});
+  EXPECT_EQ(bad_chunk.exit_code(), 1) << bad_chunk.describe();
+  EXPECT_NE(bad_chunk.err.find("chunk size 5000"), std::string::npos) << bad_chunk.err;
 }
 
 struct BadLayer {
