@@ -252,6 +252,10 @@ TEST_F(FerryImageTest, CompressedImagesPassCheckAndDamageIsFound) {
     EXPECT_EQ(inspect.exit_code(), 0) << inspect.describe();
     EXPECT_NE(inspect.out.find("lrwxrwxrwx 1 0:0 13 /links/sym -> ../etc/passwd"), std::string::npos) << inspect.out;
     EXPECT_NE(inspect.out.find("-rw-r--r-- 2 0:0 19 /links/h1"), std::string::npos) << inspect.out;
+    EXPECT_NE(inspect.out.find("dedup saved " + std::to_string(summaries[compressor]["dedup_saved_bytes"].get<uint64_t>()) +
+                               " bytes"),
+              std::string::npos)
+        << inspect.out;
   }
   const auto& none = summaries["none"]["blobs"];
   for (const std::string compressor : {"zstd", "lz4"}) {

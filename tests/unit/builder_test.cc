@@ -380,6 +380,12 @@ TEST(BootstrapWriter, ReadsBackWithTheErofsReader) {
   auto n = img.read(f, 0, std::as_writable_bytes(std::span(content.data(), content.size())));
   ASSERT_TRUE(n.ok()) << n.error().message;
   EXPECT_EQ(content, std::string(4096, 'A') + std::string(4096, '\0') + std::string(4096, 'B') + std::string(10, 'C'));
+  auto places = erofs::chunk_places(img, f);
+  ASSERT_TRUE(places.ok()) << places.error().message;
+  ASSERT_EQ(places->size(), 4U);
+  EXPECT_EQ((*places)[1].blkaddr, 0xFFFFFFFFU);
+  EXPECT_EQ((*places)[3].device_id, 1);
+  EXPECT_EQ((*places)[3].blkaddr, 2U);
   EXPECT_EQ(img.get_xattr(f, "user.k").value(), "v");
   EXPECT_EQ(img.get_xattr(f, "security.capability").value(), std::string(20, '\1'));
   EXPECT_EQ(img.get_xattr(f, "trusted.x").value(), "");
@@ -395,6 +401,36 @@ TEST(BootstrapWriter, ReadsBackWithTheErofsReader) {
   ASSERT_TRUE(img.read_dir(many, 0, [&](const erofs::DirEntry&) { return ++seen, true; }).ok());
   EXPECT_EQ(seen, 602U);
   for (int i = 0; i < 600; i += 37) EXPECT_EQ(lookup(many, "n" + std::to_string(i)).mode, S_IFREG | 0644U);
+}
+
+// Sizes past 4 GiB need the extended inode's 64-bit size and many chunk indexes.
+TEST(BootstrapWriter, FilesLargerThanFourGiB) {
+  Tree t;
+  auto f = node(S_IFREG | 0644);
+  f->size = (5ULL << 30U) + 7;
+  f->chunks.resize(5 * 1024 + 1);  // 1 MiB chunks, all holes...
+  f->chunks.back() = {1, 0};       // ...but the 7-byte tail
+  ASSERT_TRUE(t.add(p("huge"), f, 0).ok());
+  const std::string blob = "seven!!" + std::string(4096 - 7, '\0');
+  BootstrapSpec spec;
+  spec.root = &t.root();
+  spec.devices = {{std::string(64, 'a'), 1}};
+  auto boot = write_bootstrap(spec);
+  ASSERT_TRUE(boot.ok()) << boot.error().message;
+  auto image = erofs::ErofsImage::open(std::make_shared<MemorySource>(boot->bytes, "bootstrap"),
+                                       [&](const erofs::DeviceSlot&) -> Result<std::shared_ptr<const ByteSource>> {
+                                         return std::shared_ptr<const ByteSource>(
+                                             std::make_shared<MemorySource>(bytes_of(blob), "blob"));
+                                       });
+  ASSERT_TRUE(image.ok()) << image.error().message;
+  auto root = (*image)->inode((*image)->superblock().root_nid).value();
+  auto huge = (*image)->inode((*image)->lookup(root, "huge").value()).value();
+  EXPECT_EQ(huge.size, (5ULL << 30U) + 7);
+  std::string tail(16, '?');
+  auto n = (*image)->read(huge, (5ULL << 30U) - 9, std::as_writable_bytes(std::span(tail.data(), tail.size())));
+  ASSERT_TRUE(n.ok()) << n.error().message;
+  EXPECT_EQ(*n, 16U);
+  EXPECT_EQ(tail, std::string(9, '\0') + "seven!!");
 }
 
 TEST(BootstrapWriter, RefusesXattrsEroFsCannotName) {
