@@ -2,6 +2,7 @@
 // devices, which these commands read themselves), its chunk table, and the two cross-checked.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,5 +20,21 @@ struct BootstrapView {
 };
 
 Result<BootstrapView> open_bootstrap(const std::string& path);
+
+// Visits every entry below the root (path "/a/b"), depth first in directory order.
+Status walk_tree(const erofs::ErofsImage& image,
+                 const std::function<Status(const std::string&, const erofs::Inode&)>& visit);
+
+// How the files use the stored chunks. Every chunk index must name the start of a chunk of the
+// table (EIO naming the file otherwise).
+struct ChunkReferences {
+  uint64_t files = 0;
+  uint64_t refs = 0;       // chunk indexes that are not holes
+  uint64_t ref_bytes = 0;  // their uncompressed bytes
+  uint64_t holes = 0;
+  uint64_t chunks_used = 0;  // distinct chunks referenced
+  uint64_t dedup_saved = 0;  // bytes referenced again instead of stored
+};
+Result<ChunkReferences> count_references(const erofs::ErofsImage& image, const erofs::ChunkTable& table);
 
 }  // namespace ferry::image_tool

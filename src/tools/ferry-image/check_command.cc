@@ -56,8 +56,9 @@ Command add_check_command(CLI::App& parent) {
   };
   auto opts = std::make_shared<Options>();
   CLI::App* app = parent.add_subcommand(
-      "check", "Verify a Ferry image: the bootstrap's EROFS superblock and chunk table, then every blob in\n"
-               "BLOB_DIR (size, sha256 of the file) and every chunk (decompressed, sha256 compared).\n"
+      "check", "Verify a Ferry image: the bootstrap's EROFS superblock and chunk table, that every file's\n"
+               "chunks start chunks of the table, then every blob in BLOB_DIR (size, sha256 of the file)\n"
+               "and every chunk (decompressed, sha256 compared).\n"
                "Prints one line per blob and a summary; exit status 1 at the first problem.");
   app->add_option("BOOTSTRAP", opts->bootstrap, "the bootstrap file")->required();
   app->add_option("--blob-dir", opts->blob_dir, "the directory holding the blobs as <sha256 hex>")
@@ -71,14 +72,18 @@ Command add_check_command(CLI::App& parent) {
             auto view = open_bootstrap(opts->bootstrap);
             if (!view.ok()) return fail(view.error());
             if (!view->table) return fail(Error{EINVAL, "'" + opts->bootstrap + "' has no Ferry chunk table"});
+            // Every file's chunks must start chunks of the table, before any blob is read.
+            auto refs = count_references(*view->image, *view->table);
+            if (!refs.ok()) return fail(refs.error());
             uint64_t verified = 0;
             for (const auto& b : view->table->blobs) {
               auto s = check_blob(b, view->table->chunks_of(b.device_id), opts->blob_dir, verified);
               if (!s.ok()) return fail(s.error());
               std::printf("ok sha256:%s (%u chunks)\n", erofs::digest_hex(b.digest).c_str(), b.chunk_count);
             }
-            std::printf("%zu blobs, %llu chunks verified\n", view->table->blobs.size(),
-                        static_cast<unsigned long long>(verified));
+            std::printf("%zu blobs, %llu chunks verified; %llu files reference %llu chunks\n",
+                        view->table->blobs.size(), static_cast<unsigned long long>(verified),
+                        static_cast<unsigned long long>(refs->files), static_cast<unsigned long long>(refs->refs));
             return 0;
           }};
 }

@@ -4,7 +4,6 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
-#include <set>
 #include <string>
 
 #include "storage/chunk_codec.h"
@@ -36,27 +35,6 @@ std::string mode_string(uint16_t mode) {
   return s;
 }
 
-// Visits every entry below the root, depth first in directory order.
-Status walk_tree(const erofs::ErofsImage& image,
-                 const std::function<Status(const std::string&, const erofs::Inode&)>& visit) {
-  std::function<Status(uint64_t, const std::string&)> walk = [&](uint64_t nid, const std::string& path) -> Status {
-    FERRY_ASSIGN(erofs::Inode dir, image.inode(nid));
-    std::vector<std::pair<std::string, uint64_t>> children;
-    FERRY_TRY(image.read_dir(dir, 0, [&](const erofs::DirEntry& e) {
-      if (e.name != "." && e.name != "..") children.emplace_back(std::string(e.name), e.nid);
-      return true;
-    }));
-    for (const auto& [name, child_nid] : children) {
-      FERRY_ASSIGN(erofs::Inode in, image.inode(child_nid));
-      const std::string child = path + "/" + name;
-      FERRY_TRY(visit(child, in));
-      if (S_ISDIR(in.mode)) FERRY_TRY(walk(child_nid, child));
-    }
-    return {};
-  };
-  return walk(image.superblock().root_nid, "");
-}
-
 Status print_tree(const erofs::ErofsImage& image) {
   return walk_tree(image, [&](const std::string& path, const erofs::Inode& in) -> Status {
     std::string extra;
@@ -72,36 +50,13 @@ Status print_tree(const erofs::ErofsImage& image) {
   });
 }
 
-// How the files use the stored chunks: references, holes, and what dedup saved.
 Status print_references(const erofs::ErofsImage& image, const erofs::ChunkTable& table) {
-  std::set<uint64_t> files_seen;
-  std::set<const erofs::ChunkInfo*> used;
-  uint64_t files = 0, refs = 0, ref_bytes = 0, holes = 0, saved = 0;
-  FERRY_TRY(walk_tree(image, [&](const std::string& path, const erofs::Inode& in) -> Status {
-    if (!S_ISREG(in.mode) || !files_seen.insert(in.nid).second) return {};
-    ++files;
-    FERRY_ASSIGN(auto places, erofs::chunk_places(image, in));
-    for (const auto& p : places) {
-      if (p.blkaddr == 0xFFFFFFFFU) {
-        ++holes;
-        continue;
-      }
-      const erofs::ChunkInfo* c = table.find(p.device_id, uint64_t{p.blkaddr} * erofs::kFerryBlockSize);
-      if (c == nullptr || c->device_offset != uint64_t{p.blkaddr} * erofs::kFerryBlockSize) {
-        return Error{EIO, "'" + path + "' points at device " + std::to_string(p.device_id) + " block " +
-                              std::to_string(p.blkaddr) + ", where no chunk starts"};
-      }
-      ++refs;
-      ref_bytes += c->size;
-      if (!used.insert(c).second) saved += c->size;
-    }
-    return {};
-  }));
-  std::printf("references: %llu chunks (%llu bytes) from %llu files, %llu holes; %zu chunks referenced, "
+  FERRY_ASSIGN(ChunkReferences r, count_references(image, table));
+  std::printf("references: %llu chunks (%llu bytes) from %llu files, %llu holes; %llu chunks referenced, "
               "dedup saved %llu bytes\n",
-              static_cast<unsigned long long>(refs), static_cast<unsigned long long>(ref_bytes),
-              static_cast<unsigned long long>(files), static_cast<unsigned long long>(holes), used.size(),
-              static_cast<unsigned long long>(saved));
+              static_cast<unsigned long long>(r.refs), static_cast<unsigned long long>(r.ref_bytes),
+              static_cast<unsigned long long>(r.files), static_cast<unsigned long long>(r.holes),
+              static_cast<unsigned long long>(r.chunks_used), static_cast<unsigned long long>(r.dedup_saved));
   return {};
 }
 
