@@ -27,9 +27,11 @@ void use(const ChunkTable& table) {
     s.blocks = b.device_size / kFerryBlockSize;
     slots.push_back(s);
     for (const ChunkInfo& c : table.chunks_of(b.device_id)) {
-      for (uint64_t off : {c.device_offset, c.device_offset + c.size, c.device_offset + 4095, c.device_offset - 1}) {
+      for (uint64_t off :
+           {c.device_offset, c.device_offset + c.size, c.device_offset + 4095, c.device_offset - 1}) {
         const ChunkInfo* found = table.find(b.device_id, off);
-        if (found != nullptr && (off < found->device_offset || off - found->device_offset >= 4096 + uint64_t{found->size})) {
+        if (found != nullptr &&
+            (off < found->device_offset || off - found->device_offset >= 4096 + uint64_t{found->size})) {
           __builtin_trap();  // find() answered a chunk that does not hold the offset
         }
       }

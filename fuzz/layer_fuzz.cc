@@ -5,6 +5,7 @@
 // the reader rejects.
 // Run: build-fuzz/bin/layer_fuzz -max_total_time=60 CORPUS_DIR SEEDS (seeds: fuzz/make_layer_seeds.sh)
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -12,7 +13,6 @@
 #include <functional>
 #include <span>
 #include <string>
-#include <unistd.h>
 
 #include "builder/blob_store.h"
 #include "builder/erofs_writer.h"
@@ -65,16 +65,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   spec.root = &tree.root();
   spec.chunk_size = 4096;
   for (const auto& b : blobs.blobs()) {
-    spec.devices.push_back({erofs::digest_hex(b.info.digest), static_cast<uint32_t>(b.info.device_size / 4096)});
+    spec.devices.push_back(
+        {erofs::digest_hex(b.info.digest), static_cast<uint32_t>(b.info.device_size / 4096)});
   }
   auto boot = builder::write_bootstrap(spec);
   if (!boot.ok()) return 0;  // e.g. an xattr EROFS cannot hold: refused, fine
   auto meta = std::make_shared<MemorySource>(boot->bytes, "fuzz bootstrap");
-  auto image = erofs::ErofsImage::open(meta, [](const erofs::DeviceSlot& slot) -> Result<std::shared_ptr<const ByteSource>> {
-    static const std::vector<std::byte> empty;
-    (void)slot;
-    return std::shared_ptr<const ByteSource>(std::make_shared<MemorySource>(empty, "blob"));
-  });
+  auto image = erofs::ErofsImage::open(
+      meta, [](const erofs::DeviceSlot& slot) -> Result<std::shared_ptr<const ByteSource>> {
+        static const std::vector<std::byte> empty;
+        (void)slot;
+        return std::shared_ptr<const ByteSource>(std::make_shared<MemorySource>(empty, "blob"));
+      });
   if (!image.ok()) __builtin_trap();  // the reader refuses what the writer made
   size_t budget = 4096;
   walk(**image, (*image)->superblock().root_nid, 0, budget);

@@ -129,7 +129,8 @@ Result<ChunkRef> BlobStore::add(std::span<const std::byte> data) {
   job.info.digest = digest;
   open_device_size_ += (data.size() + kBlock - 1) / kBlock * kBlock;
   if (open_device_size_ / kBlock > UINT32_MAX - 1) return Error{EFBIG, "a blob device larger than 16 TiB"};
-  const ChunkRef ref{static_cast<uint16_t>(blobs_.size() + 1), static_cast<uint32_t>(job.info.device_offset / kBlock)};
+  const ChunkRef ref{static_cast<uint16_t>(blobs_.size() + 1),
+                     static_cast<uint32_t>(job.info.device_offset / kBlock)};
   {
     std::unique_lock lock(mu_);
     cv_.wait(lock, [&] { return queue_.size() < kMaxQueued || !worker_status_.ok(); });

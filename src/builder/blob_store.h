@@ -14,9 +14,9 @@
 #include <deque>
 #include <mutex>
 #include <optional>
-#include <thread>
 #include <span>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -28,17 +28,17 @@
 namespace ferry::builder {
 
 struct BlobStats {
-  uint64_t chunk_refs = 0;      // chunks referenced by files (holes excluded)
-  uint64_t chunks_stored = 0;   // unique chunks written
-  uint64_t holes = 0;           // all-zero chunks, stored nowhere
-  uint64_t bytes_referenced = 0;   // uncompressed bytes of all referenced chunks
-  uint64_t bytes_stored = 0;       // uncompressed bytes of stored chunks
-  uint64_t bytes_deduplicated = 0; // referenced again instead of stored
+  uint64_t chunk_refs = 0;          // chunks referenced by files (holes excluded)
+  uint64_t chunks_stored = 0;       // unique chunks written
+  uint64_t holes = 0;               // all-zero chunks, stored nowhere
+  uint64_t bytes_referenced = 0;    // uncompressed bytes of all referenced chunks
+  uint64_t bytes_stored = 0;        // uncompressed bytes of stored chunks
+  uint64_t bytes_deduplicated = 0;  // referenced again instead of stored
 };
 
 struct BlobResult {
   erofs::BlobInfo info;
-  std::string path;  // DIR/<hex>, valid after commit()
+  std::string path;    // DIR/<hex>, valid after commit()
   uint32_t layer = 0;  // index of the layer that made it
 };
 

@@ -50,7 +50,8 @@ Result<BuildSummary> build_image(const BuildOptions& options) {
   spec.chunk_size = cs;
   spec.chunk_table = table_bytes;
   for (const auto& b : blobs.blobs()) {
-    spec.devices.push_back({erofs::digest_hex(b.info.digest), static_cast<uint32_t>(b.info.device_size / erofs::kFerryBlockSize)});
+    spec.devices.push_back({erofs::digest_hex(b.info.digest),
+                            static_cast<uint32_t>(b.info.device_size / erofs::kFerryBlockSize)});
   }
   const erofs::Digest table_digest = storage::sha256(table_bytes);
   std::copy_n(table_digest.begin(), spec.uuid.size(), spec.uuid.begin());

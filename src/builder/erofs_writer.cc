@@ -72,9 +72,9 @@ struct Record {
   size_t parent = 0;
   uint32_t nlink = 0;
   std::vector<std::byte> xattrs;
-  std::vector<OutDirent> dirents;                    // directories, sorted
+  std::vector<OutDirent> dirents;                     // directories, sorted
   std::vector<std::pair<size_t, size_t>> dir_blocks;  // [begin, end) dirents per block
-  uint64_t data_size = 0;                            // i_size
+  uint64_t data_size = 0;                             // i_size
   uint8_t layout = kLayoutFlatPlain;
   uint64_t offset = 0;  // of the inode
   uint64_t plain_blocks = 0;
@@ -182,10 +182,12 @@ std::optional<std::pair<uint8_t, std::string_view>> xattr_name_index(std::string
 }
 
 Result<Bootstrap> write_bootstrap(const BootstrapSpec& spec) {
-  if (spec.root == nullptr || !spec.root->is_dir()) return Error{EINVAL, "the image root must be a directory"};
+  if (spec.root == nullptr || !spec.root->is_dir())
+    return Error{EINVAL, "the image root must be a directory"};
   if (spec.devices.size() > 0xFFFF) return Error{EFBIG, "more than 65535 blobs"};
   const unsigned chunk_bits = static_cast<unsigned>(std::countr_zero(spec.chunk_size));
-  if (spec.chunk_size < kBlock || std::popcount(spec.chunk_size) != 1 || chunk_bits - kBlockBits > kChunkFormatBlkbitsMask) {
+  if (spec.chunk_size < kBlock || std::popcount(spec.chunk_size) != 1 ||
+      chunk_bits - kBlockBits > kChunkFormatBlkbitsMask) {
     return Error{EINVAL, "chunk size " + std::to_string(spec.chunk_size) + " is not a power of two >= 4096"};
   }
 
@@ -214,7 +216,8 @@ Result<Bootstrap> write_bootstrap(const BootstrapSpec& spec) {
       if (ft == 0) return Error{EINVAL, "'" + recs[it->second].path + "' has an unknown file type"};
       ents.push_back({name, it->second, ft});
     }
-    std::sort(ents.begin(), ents.end(), [](const OutDirent& a, const OutDirent& b) { return a.name < b.name; });
+    std::sort(ents.begin(), ents.end(),
+              [](const OutDirent& a, const OutDirent& b) { return a.name < b.name; });
     recs[i].dirents = std::move(ents);
     recs[i].nlink = 2 + subdirs;
   }
@@ -256,7 +259,8 @@ Result<Bootstrap> write_bootstrap(const BootstrapSpec& spec) {
     r.offset = cursor;
     cursor = align(cursor + record_size, uint64_t{1} << kInodeSlotBits);
   }
-  if ((recs[0].offset >> kInodeSlotBits) > UINT16_MAX) return Error{EFBIG, "too many blobs for the root inode's nid"};
+  if ((recs[0].offset >> kInodeSlotBits) > UINT16_MAX)
+    return Error{EFBIG, "too many blobs for the root inode's nid"};
 
   uint64_t block = align(cursor, kBlock) / kBlock;
   for (Record& r : recs) {
@@ -280,7 +284,9 @@ Result<Bootstrap> write_bootstrap(const BootstrapSpec& spec) {
     const uint32_t type = r.node->mode & S_IFMT;
     DiskInodeExtended d{};
     d.format = static_cast<uint16_t>(kInodeFormatExtended | (r.layout << kInodeDataLayoutShift));
-    d.xattr_icount = r.xattrs.empty() ? 0 : static_cast<uint16_t>((r.xattrs.size() - sizeof(DiskXattrIbodyHeader)) / 4 + 1);
+    d.xattr_icount = r.xattrs.empty()
+                         ? 0
+                         : static_cast<uint16_t>((r.xattrs.size() - sizeof(DiskXattrIbodyHeader)) / 4 + 1);
     d.mode = static_cast<uint16_t>(r.node->mode);
     d.size = r.data_size;
     d.ino = static_cast<uint32_t>(&r - recs.data() + 1);
@@ -348,8 +354,8 @@ Result<Bootstrap> write_bootstrap(const BootstrapSpec& spec) {
   sb.extra_devices = static_cast<uint16_t>(spec.devices.size());
   sb.devt_slotoff = static_cast<uint16_t>(kDeviceTableOffset / kDeviceSlotSize);
   put(buf, kSuperblockOffset, sb);
-  const uint32_t checksum =
-      crc32c_update(~0U, std::span<const std::byte>(buf).subspan(kSuperblockOffset, kBlock - kSuperblockOffset));
+  const uint32_t checksum = crc32c_update(
+      ~0U, std::span<const std::byte>(buf).subspan(kSuperblockOffset, kBlock - kSuperblockOffset));
   put(buf, kSuperblockOffset + kChecksumFieldOffset, checksum);
   return out;
 }

@@ -27,9 +27,9 @@ struct BootstrapDevice {
 
 struct BootstrapSpec {
   const Node* root = nullptr;
-  std::vector<BootstrapDevice> devices;     // device id = index + 1
-  uint32_t chunk_size = 1U << 20U;          // a power of two, 4 KiB .. 64 MiB
-  std::span<const std::byte> chunk_table;   // encoded table; empty: no Ferry header
+  std::vector<BootstrapDevice> devices;    // device id = index + 1
+  uint32_t chunk_size = 1U << 20U;         // a power of two, 4 KiB .. 64 MiB
+  std::span<const std::byte> chunk_table;  // encoded table; empty: no Ferry header
   std::array<uint8_t, 16> uuid{};
 };
 

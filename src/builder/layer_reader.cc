@@ -70,7 +70,8 @@ Result<LayerStats> LayerReader::run() {
   stream_ = std::move(stream).value();
   archive_read_support_format_tar(a_.get());
   int r = archive_read_open(a_.get(), this, nullptr, &LayerReader::read_callback, nullptr);
-  if (r != ARCHIVE_OK) return fail("", "not a tar archive (" + std::string(stream_->format()) + "): " + archive_message());
+  if (r != ARCHIVE_OK)
+    return fail("", "not a tar archive (" + std::string(stream_->format()) + "): " + archive_message());
   FERRY_TRY(blobs_.begin_layer(layer_));
   std::string last = "(the first entry)";
   for (;;) {
@@ -79,7 +80,8 @@ Result<LayerStats> LayerReader::run() {
     if (r == ARCHIVE_EOF) break;
     if (r != ARCHIVE_OK) {
       const char* p = (r == ARCHIVE_WARN && e != nullptr) ? archive_entry_pathname(e) : nullptr;
-      return fail(p != nullptr ? p : "", "corrupt or truncated tar after entry '" + last + "': " + archive_message());
+      return fail(p != nullptr ? p : "",
+                  "corrupt or truncated tar after entry '" + last + "': " + archive_message());
     }
     const char* p = archive_entry_pathname(e);
     const std::string name = p != nullptr ? p : "";
@@ -87,7 +89,8 @@ Result<LayerStats> LayerReader::run() {
     last = name;
     ++stats_.entries;
   }
-  if (auto s = stream_->finish(); !s.ok()) return fail("", "after the last entry '" + last + "': " + s.error().message);
+  if (auto s = stream_->finish(); !s.ok())
+    return fail("", "after the last entry '" + last + "': " + s.error().message);
   FERRY_TRY(blobs_.end_layer());
   return stats_;
 }
@@ -102,8 +105,8 @@ Status LayerReader::read_data(Node& node, const std::string& name) {
       la_ssize_t n = archive_read_data(a_.get(), buffer_.data() + got, want - got);
       if (n < 0) return fail(name, "corrupt or truncated file data: " + archive_message());
       if (n == 0) {
-        return fail(name, "the data ends after " + std::to_string(done + got) + " of " + std::to_string(size) +
-                              " bytes (truncated tar)");
+        return fail(name, "the data ends after " + std::to_string(done + got) + " of " +
+                              std::to_string(size) + " bytes (truncated tar)");
       }
       got += static_cast<size_t>(n);
     }
@@ -127,7 +130,8 @@ Status LayerReader::entry(archive_entry* e, const std::string& name) {
       auto s = tree_.opaque(parent, layer_);
       return s.ok() ? s : fail(name, s.error().message);
     }
-    if (std::string_view(base).starts_with(kWhiteoutMeta)) return {};  // aufs bookkeeping, as containerd skips
+    if (std::string_view(base).starts_with(kWhiteoutMeta))
+      return {};  // aufs bookkeeping, as containerd skips
     std::string target = base.substr(kWhiteoutPrefix.size());
     if (target.empty() || target == "." || target == "..") return fail(name, "a whiteout that names nothing");
     parent.push_back(target);
@@ -166,11 +170,14 @@ Status LayerReader::entry(archive_entry* e, const std::string& name) {
     // containerd and umoci, read no xattr from it, so neither does the image.
     if (xsize == 0) continue;
     if (!xattr_name_index(key)) {
-      return fail(name, "xattr '" + key + "' has a name EROFS cannot store (user., trusted., security., system.posix_acl_*)");
+      return fail(name,
+                  "xattr '" + key +
+                      "' has a name EROFS cannot store (user., trusted., security., system.posix_acl_*)");
     }
     if (xsize > UINT16_MAX) return fail(name, "xattr '" + key + "' is larger than 65535 bytes");
     std::string value(static_cast<const char*>(xvalue), xsize);
-    auto same = std::find_if(node->xattrs.begin(), node->xattrs.end(), [&](const auto& kv) { return kv.first == key; });
+    auto same = std::find_if(node->xattrs.begin(), node->xattrs.end(),
+                             [&](const auto& kv) { return kv.first == key; });
     if (same != node->xattrs.end()) {
       same->second = std::move(value);
     } else {
@@ -182,8 +189,10 @@ Status LayerReader::entry(archive_entry* e, const std::string& name) {
     case AE_IFREG:
       if (archive_entry_size(e) < 0) return fail(name, "negative size");
       node->size = static_cast<uint64_t>(archive_entry_size(e));
-      if (source_.max_file_bytes != 0 && node->size > source_.max_file_bytes - std::min(stats_.file_bytes, source_.max_file_bytes)) {
-        return fail(name, "the layer's files exceed the limit of " + std::to_string(source_.max_file_bytes) + " bytes");
+      if (source_.max_file_bytes != 0 &&
+          node->size > source_.max_file_bytes - std::min(stats_.file_bytes, source_.max_file_bytes)) {
+        return fail(name, "the layer's files exceed the limit of " + std::to_string(source_.max_file_bytes) +
+                              " bytes");
       }
       FERRY_TRY(read_data(*node, name));
       break;
@@ -200,7 +209,8 @@ Status LayerReader::entry(archive_entry* e, const std::string& name) {
       node->rdev_major = static_cast<uint32_t>(archive_entry_rdevmajor(e));
       node->rdev_minor = static_cast<uint32_t>(archive_entry_rdevminor(e));
       if (node->rdev_major > 0xfff || node->rdev_minor > 0xfffff) {
-        return fail(name, "device number " + std::to_string(node->rdev_major) + ":" + std::to_string(node->rdev_minor) +
+        return fail(name, "device number " + std::to_string(node->rdev_major) + ":" +
+                              std::to_string(node->rdev_minor) +
                               " does not fit EROFS's 12-bit major and 20-bit minor");
       }
       break;

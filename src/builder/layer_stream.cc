@@ -71,7 +71,8 @@ bool all_zero(std::span<const std::byte> bytes) {
 
 class GzipStream final : public LayerStream {
  public:
-  GzipStream(Input input, std::span<const std::byte> first) : input_(std::move(input)), in_(first), out_(kBufferSize) {
+  GzipStream(Input input, std::span<const std::byte> first)
+      : input_(std::move(input)), in_(first), out_(kBufferSize) {
     if (inflateInit2(&z_, 15 + 32) != Z_OK) throw std::bad_alloc();
   }
   ~GzipStream() override { inflateEnd(&z_); }
@@ -181,7 +182,8 @@ Status LayerStream::finish() {
   }
 }
 
-Result<std::unique_ptr<LayerStream>> LayerStream::open(const std::string& path, std::span<const std::byte> bytes) {
+Result<std::unique_ptr<LayerStream>> LayerStream::open(const std::string& path,
+                                                       std::span<const std::byte> bytes) {
   Input input(path, bytes);
   FERRY_TRY(input.open());
   // Sniff the format from the first piece (a file's first read returns the whole first MiB or

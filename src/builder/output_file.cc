@@ -25,7 +25,10 @@ Result<OutputFile> OutputFile::create(const std::string& dir, const std::string&
 }
 
 OutputFile::OutputFile(OutputFile&& other) noexcept
-    : fd_(std::move(other.fd_)), temp_(std::exchange(other.temp_, {})), what_(std::move(other.what_)), size_(other.size_) {}
+    : fd_(std::move(other.fd_)),
+      temp_(std::exchange(other.temp_, {})),
+      what_(std::move(other.what_)),
+      size_(other.size_) {}
 
 OutputFile& OutputFile::operator=(OutputFile&& other) noexcept {
   if (this != &other) {

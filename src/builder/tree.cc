@@ -58,7 +58,8 @@ Tree::Tree() : root_(std::make_shared<Node>()) {
   root_->mode = S_IFDIR | 0755;
 }
 
-Result<Node*> Tree::parent_of(const PathParts& path, bool create, const Node* attrs_for_created, uint32_t layer) {
+Result<Node*> Tree::parent_of(const PathParts& path, bool create, const Node* attrs_for_created,
+                              uint32_t layer) {
   Node* dir = root_.get();
   for (size_t i = 0; i + 1 < path.size(); ++i) {
     auto it = dir->children.find(path[i]);
@@ -101,13 +102,16 @@ Status Tree::add(const PathParts& path, std::shared_ptr<Node> node, uint32_t lay
 }
 
 Status Tree::link(const PathParts& path, const PathParts& target, uint32_t layer) {
-  const auto missing = [&] { return Error{EINVAL, "hard link target '" + join_path(target) + "' does not exist"}; };
+  const auto missing = [&] {
+    return Error{EINVAL, "hard link target '" + join_path(target) + "' does not exist"};
+  };
   if (target.empty()) return Error{EINVAL, "a hard link to the image root"};
   FERRY_ASSIGN(Node * target_parent, parent_of(target, false, nullptr, layer));
   if (target_parent == nullptr) return missing();
   auto it = target_parent->children.find(target.back());
   if (it == target_parent->children.end()) return missing();
-  if (it->second.node->is_dir()) return Error{EINVAL, "hard link target '" + join_path(target) + "' is a directory"};
+  if (it->second.node->is_dir())
+    return Error{EINVAL, "hard link target '" + join_path(target) + "' is a directory"};
   std::shared_ptr<Node> target_node = it->second.node;
   if (path == target) return {};
   if (path.empty()) return Error{EINVAL, "the image root cannot be a hard link"};

@@ -43,10 +43,10 @@ struct Node {
   uint32_t rdev_major = 0;
   uint32_t rdev_minor = 0;
   std::vector<std::pair<std::string, std::string>> xattrs;  // full names, in entry order
-  uint64_t size = 0;                                         // regular files
-  std::vector<ChunkRef> chunks;                              // regular files
-  std::string link_target;                                   // symlinks
-  std::map<std::string, Dirent> children;                    // directories, sorted bytewise
+  uint64_t size = 0;                                        // regular files
+  std::vector<ChunkRef> chunks;                             // regular files
+  std::string link_target;                                  // symlinks
+  std::map<std::string, Dirent> children;                   // directories, sorted bytewise
 
   [[nodiscard]] bool is_dir() const;
 };

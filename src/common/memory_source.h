@@ -19,7 +19,8 @@ class MemorySource final : public ByteSource {
   Status read_exact(uint64_t offset, std::span<std::byte> out) const override {
     if (offset > bytes_.size() || out.size() > bytes_.size() - offset) {
       return Error{EIO, "read of " + std::to_string(out.size()) + " bytes at " + std::to_string(offset) +
-                            " is past the end of " + name_ + " (" + std::to_string(bytes_.size()) + " bytes)"};
+                            " is past the end of " + name_ + " (" + std::to_string(bytes_.size()) +
+                            " bytes)"};
     }
     if (!out.empty()) std::memcpy(out.data(), bytes_.data() + offset, out.size());
     return {};

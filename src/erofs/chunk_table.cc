@@ -151,10 +151,11 @@ Result<ChunkTable> parse_chunk_table(std::span<const std::byte> bytes) {
   ChunkTable table;
   table.block_size = load<uint32_t>(bytes, kTabBlockSize);
   table.chunk_size = load<uint32_t>(bytes, kTabChunkSize);
-  if (header_size < kChunkTableHeaderSize || blob_record < kBlobRecordSize || chunk_record < kChunkRecordSize ||
-      header_size % 8 != 0 || blob_record % 8 != 0 || chunk_record % 8 != 0) {
-    return bad("header or record sizes " + std::to_string(header_size) + "/" + std::to_string(blob_record) + "/" +
-               std::to_string(chunk_record) + " are below 64 or not multiples of 8");
+  if (header_size < kChunkTableHeaderSize || blob_record < kBlobRecordSize ||
+      chunk_record < kChunkRecordSize || header_size % 8 != 0 || blob_record % 8 != 0 ||
+      chunk_record % 8 != 0) {
+    return bad("header or record sizes " + std::to_string(header_size) + "/" + std::to_string(blob_record) +
+               "/" + std::to_string(chunk_record) + " are below 64 or not multiples of 8");
   }
   if (!all_zero(bytes.subspan(kTabReserved, kChunkTableHeaderSize - kTabReserved))) {
     return bad("reserved header bytes are not zero");
@@ -170,8 +171,9 @@ Result<ChunkTable> parse_chunk_table(std::span<const std::byte> bytes) {
   if (header_size > bytes.size() || blob_count > rest / blob_record ||
       chunk_count > (rest - blob_count * blob_record) / chunk_record ||
       header_size + blob_count * blob_record + chunk_count * chunk_record != bytes.size()) {
-    return bad("the header names " + std::to_string(blob_count) + " blobs and " + std::to_string(chunk_count) +
-               " chunks, which do not fill the table's " + std::to_string(bytes.size()) + " bytes");
+    return bad("the header names " + std::to_string(blob_count) + " blobs and " +
+               std::to_string(chunk_count) + " chunks, which do not fill the table's " +
+               std::to_string(bytes.size()) + " bytes");
   }
   if (blob_count > 0xFFFF) return bad(std::to_string(blob_count) + " blobs, more than EROFS devices can be");
 
@@ -188,8 +190,10 @@ Result<ChunkTable> parse_chunk_table(std::span<const std::byte> bytes) {
     b.chunk_count = load<uint32_t>(r, kBlobChunkCount);
     b.device_id = load<uint16_t>(r, kBlobDeviceId);
     const auto compressor = load<uint8_t>(r, kBlobCompressor);
-    if (b.device_id != i + 1) return bad(name + ": device id " + std::to_string(b.device_id) + ", expected " + std::to_string(i + 1));
-    if (compressor > kMaxCompressionCode) return bad(name + ": unknown compressor " + std::to_string(compressor));
+    if (b.device_id != i + 1)
+      return bad(name + ": device id " + std::to_string(b.device_id) + ", expected " + std::to_string(i + 1));
+    if (compressor > kMaxCompressionCode)
+      return bad(name + ": unknown compressor " + std::to_string(compressor));
     b.compressor = static_cast<Compression>(compressor);
     if (!all_zero(r.subspan(kBlobReserved, 1))) return bad(name + ": reserved bytes are not zero");
     if (b.first_chunk != next_chunk || b.chunk_count > chunk_count - next_chunk) {
@@ -197,13 +201,15 @@ Result<ChunkTable> parse_chunk_table(std::span<const std::byte> bytes) {
                  " do not follow the previous blob's within " + std::to_string(chunk_count) + " chunks");
     }
     if (b.device_size % kFerryBlockSize != 0 || b.device_size / kFerryBlockSize > UINT32_MAX) {
-      return bad(name + ": device size " + std::to_string(b.device_size) + " is not a whole number of 32-bit blocks");
+      return bad(name + ": device size " + std::to_string(b.device_size) +
+                 " is not a whole number of 32-bit blocks");
     }
     next_chunk += b.chunk_count;
     table.blobs.push_back(b);
   }
   if (next_chunk != chunk_count) {
-    return bad("the blobs own " + std::to_string(next_chunk) + " of " + std::to_string(chunk_count) + " chunks");
+    return bad("the blobs own " + std::to_string(next_chunk) + " of " + std::to_string(chunk_count) +
+               " chunks");
   }
 
   const uint64_t chunks_start = header_size + blob_count * blob_record;
@@ -214,7 +220,8 @@ Result<ChunkTable> parse_chunk_table(std::span<const std::byte> bytes) {
     for (uint64_t k = 0; k < b.chunk_count; ++k) {
       const uint64_t index = b.first_chunk + k;
       auto r = bytes.subspan(chunks_start + index * chunk_record, chunk_record);
-      const std::string name = "chunk record " + std::to_string(index) + " (blob " + std::to_string(b.device_id) + ")";
+      const std::string name =
+          "chunk record " + std::to_string(index) + " (blob " + std::to_string(b.device_id) + ")";
       ChunkInfo c;
       c.device_offset = load<uint64_t>(r, kChunkDeviceOffset);
       c.blob_offset = load<uint64_t>(r, kChunkBlobOffset);
@@ -222,13 +229,15 @@ Result<ChunkTable> parse_chunk_table(std::span<const std::byte> bytes) {
       c.stored_size = load<uint32_t>(r, kChunkStoredSize);
       const auto compression = load<uint8_t>(r, kChunkCompression);
       std::memcpy(c.digest.data(), r.data() + kChunkDigest, c.digest.size());
-      if (compression > kMaxCompressionCode) return bad(name + ": unknown compression " + std::to_string(compression));
+      if (compression > kMaxCompressionCode)
+        return bad(name + ": unknown compression " + std::to_string(compression));
       c.compression = static_cast<Compression>(compression);
       if (!all_zero(r.subspan(kChunkReserved, kChunkReservedEnd - kChunkReserved))) {
         return bad(name + ": reserved bytes are not zero");
       }
       if (c.size == 0 || c.size > table.chunk_size) {
-        return bad(name + ": size " + std::to_string(c.size) + " is outside 1.." + std::to_string(table.chunk_size));
+        return bad(name + ": size " + std::to_string(c.size) + " is outside 1.." +
+                   std::to_string(table.chunk_size));
       }
       if (c.stored_size == 0 || (c.compression == Compression::kNone && c.stored_size != c.size)) {
         return bad(name + ": stored size " + std::to_string(c.stored_size) + " does not fit size " +
@@ -240,9 +249,11 @@ Result<ChunkTable> parse_chunk_table(std::span<const std::byte> bytes) {
                    " is unaligned, overlaps the previous chunk or leaves the device (" +
                    std::to_string(b.device_size) + " bytes)");
       }
-      if (c.blob_offset < blob_end || c.blob_offset > b.blob_size || c.stored_size > b.blob_size - c.blob_offset) {
-        return bad(name + ": stored range " + std::to_string(c.blob_offset) + "+" + std::to_string(c.stored_size) +
-                   " overlaps the previous chunk or leaves the blob (" + std::to_string(b.blob_size) + " bytes)");
+      if (c.blob_offset < blob_end || c.blob_offset > b.blob_size ||
+          c.stored_size > b.blob_size - c.blob_offset) {
+        return bad(name + ": stored range " + std::to_string(c.blob_offset) + "+" +
+                   std::to_string(c.stored_size) + " overlaps the previous chunk or leaves the blob (" +
+                   std::to_string(b.blob_size) + " bytes)");
       }
       if (b.compressor == Compression::kNone &&
           (c.compression != Compression::kNone || c.blob_offset != c.device_offset)) {
@@ -254,7 +265,8 @@ Result<ChunkTable> parse_chunk_table(std::span<const std::byte> bytes) {
     }
     if (b.compressor == Compression::kNone && b.blob_size != b.device_size) {
       return bad("blob record " + std::to_string(b.device_id - 1U) + ": an uncompressed blob of " +
-                 std::to_string(b.blob_size) + " bytes is not its device (" + std::to_string(b.device_size) + " bytes)");
+                 std::to_string(b.blob_size) + " bytes is not its device (" + std::to_string(b.device_size) +
+                 " bytes)");
     }
   }
   return table;
@@ -273,8 +285,8 @@ Status check_chunk_table_devices(const ChunkTable& table, std::span<const Device
                  " is tagged '" + slots[i].tag + "'");
     }
     if (slots[i].blocks * kFerryBlockSize != b.device_size) {
-      return bad("blob " + std::to_string(i + 1) + " has a " + std::to_string(b.device_size) + "-byte device but its slot says " +
-                 std::to_string(slots[i].blocks) + " blocks");
+      return bad("blob " + std::to_string(i + 1) + " has a " + std::to_string(b.device_size) +
+                 "-byte device but its slot says " + std::to_string(slots[i].blocks) + " blocks");
     }
   }
   return {};
@@ -284,7 +296,8 @@ Result<std::optional<ChunkTable>> load_chunk_table(const ByteSource& bootstrap) 
   std::array<std::byte, kFerryHeaderSize> h{};
   if (bootstrap.size() < kFerryHeaderSize) return std::optional<ChunkTable>{};
   FERRY_TRY(bootstrap.read_exact(0, h));
-  if (std::memcmp(h.data(), kFerryHeaderMagic, sizeof kFerryHeaderMagic) != 0) return std::optional<ChunkTable>{};
+  if (std::memcmp(h.data(), kFerryHeaderMagic, sizeof kFerryHeaderMagic) != 0)
+    return std::optional<ChunkTable>{};
   const std::string where = "Ferry header of '" + bootstrap.name() + "'";
   auto hs = std::span<const std::byte>(h);
   if (load<uint32_t>(hs, kHdrCrc) != crc(hs.first(kHdrCrc))) return bad(where + ": checksum mismatch");
@@ -306,7 +319,8 @@ Result<std::optional<ChunkTable>> load_chunk_table(const ByteSource& bootstrap) 
   }
   std::vector<std::byte> bytes(size);  // bounded by the file's size
   FERRY_TRY(bootstrap.read_exact(offset, bytes));
-  if (crc(bytes) != load<uint32_t>(hs, kHdrTableCrc)) return bad(where + ": the table's checksum does not match");
+  if (crc(bytes) != load<uint32_t>(hs, kHdrTableCrc))
+    return bad(where + ": the table's checksum does not match");
   auto table = parse_chunk_table(bytes);
   if (!table.ok()) return std::move(table).error();
   return std::optional<ChunkTable>(std::move(table).value());

@@ -53,15 +53,17 @@ Result<Compression> ChunkCompressor::compress(std::span<const std::byte> in, std
     case Compression::kZstd: {
       out.resize(ZSTD_compressBound(in.size()));
       n = ZSTD_compressCCtx(ctx_->zstd, out.data(), out.size(), in.data(), in.size(), level_);
-      if (ZSTD_isError(n) != 0U) return Error{EIO, std::string("zstd compression failed: ") + ZSTD_getErrorName(n)};
+      if (ZSTD_isError(n) != 0U)
+        return Error{EIO, std::string("zstd compression failed: ") + ZSTD_getErrorName(n)};
       break;
     }
     case Compression::kLz4: {
       if (in.size() > LZ4_MAX_INPUT_SIZE) return Error{EINVAL, "chunk too large for lz4"};
       const int bound = LZ4_compressBound(static_cast<int>(in.size()));
       out.resize(static_cast<size_t>(bound));
-      const int r = LZ4_compress_default(reinterpret_cast<const char*>(in.data()), reinterpret_cast<char*>(out.data()),
-                                         static_cast<int>(in.size()), bound);
+      const int r =
+          LZ4_compress_default(reinterpret_cast<const char*>(in.data()), reinterpret_cast<char*>(out.data()),
+                               static_cast<int>(in.size()), bound);
       if (r <= 0) return Error{EIO, "lz4 compression failed"};
       n = static_cast<size_t>(r);
       break;
@@ -75,7 +77,8 @@ Result<Compression> ChunkCompressor::compress(std::span<const std::byte> in, std
   return algorithm_;
 }
 
-Status decompress_chunk(Compression compression, std::span<const std::byte> stored, std::span<std::byte> out) {
+Status decompress_chunk(Compression compression, std::span<const std::byte> stored,
+                        std::span<std::byte> out) {
   switch (compression) {
     case Compression::kNone:
       if (stored.size() != out.size()) {
@@ -86,7 +89,8 @@ Status decompress_chunk(Compression compression, std::span<const std::byte> stor
       return {};
     case Compression::kZstd: {
       const size_t n = ZSTD_decompress(out.data(), out.size(), stored.data(), stored.size());
-      if (ZSTD_isError(n) != 0U) return Error{EIO, std::string("zstd decompression failed: ") + ZSTD_getErrorName(n)};
+      if (ZSTD_isError(n) != 0U)
+        return Error{EIO, std::string("zstd decompression failed: ") + ZSTD_getErrorName(n)};
       if (n != out.size()) {
         return Error{EIO, "zstd chunk decompressed to " + std::to_string(n) + " bytes, expected " +
                               std::to_string(out.size())};
@@ -95,11 +99,12 @@ Status decompress_chunk(Compression compression, std::span<const std::byte> stor
     }
     case Compression::kLz4: {
       if (stored.size() > INT_MAX || out.size() > INT_MAX) return Error{EIO, "lz4 chunk too large"};
-      const int n = LZ4_decompress_safe(reinterpret_cast<const char*>(stored.data()), reinterpret_cast<char*>(out.data()),
-                                        static_cast<int>(stored.size()), static_cast<int>(out.size()));
+      const int n = LZ4_decompress_safe(reinterpret_cast<const char*>(stored.data()),
+                                        reinterpret_cast<char*>(out.data()), static_cast<int>(stored.size()),
+                                        static_cast<int>(out.size()));
       if (n < 0 || static_cast<size_t>(n) != out.size()) {
-        return Error{EIO, "lz4 chunk is corrupt or decompresses to " + std::to_string(n) + " bytes, expected " +
-                              std::to_string(out.size())};
+        return Error{EIO, "lz4 chunk is corrupt or decompresses to " + std::to_string(n) +
+                              " bytes, expected " + std::to_string(out.size())};
       }
       return {};
     }

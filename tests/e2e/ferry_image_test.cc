@@ -11,8 +11,8 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
-#include <map>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -109,7 +109,8 @@ std::vector<std::vector<TarEntry>> feature_layers() {
   l1.push_back(dir("deep/" + c1 + "/"));
   l1.push_back(dir("deep/" + c1 + "/" + c2 + "/"));
   l1.push_back(file("deep/" + c1 + "/" + c2 + "/file-with-a-long-path", "deep"));
-  l1.push_back(hardlink("deep/" + c1 + "/" + c2 + "/hard-with-a-long-target", "deep/" + c1 + "/" + c2 + "/file-with-a-long-path"));
+  l1.push_back(hardlink("deep/" + c1 + "/" + c2 + "/hard-with-a-long-target",
+                        "deep/" + c1 + "/" + c2 + "/file-with-a-long-path"));
   l1.push_back(dir("unicode/"));
   l1.push_back(file("unicode/\u00fcn\u00efc\u00f6d\u00e9-\u540d\u524d.txt", "non-ascii"));
   l1.push_back(file("gone", "whited out later"));
@@ -124,7 +125,8 @@ std::vector<std::vector<TarEntry>> feature_layers() {
   l1.push_back(file("redo/old", "whited out, then the name is used again in the same layer"));
   // Many entries in one directory: its dirents span several blocks.
   l1.push_back(dir("many/"));
-  for (int i = 0; i < 400; ++i) l1.push_back(file("many/entry-number-" + std::to_string(i), std::to_string(i)));
+  for (int i = 0; i < 400; ++i)
+    l1.push_back(file("many/entry-number-" + std::to_string(i), std::to_string(i)));
 
   std::vector<TarEntry> l2;
   l2.push_back(whiteout("gone"));
@@ -135,7 +137,7 @@ std::vector<std::vector<TarEntry>> feature_layers() {
   l2.push_back(file("dtof", "now a file"));
   l2.push_back(dir("ftod/"));
   l2.push_back(file("ftod/in", "inside"));
-  l2.push_back(file("data/dup", big));  // every chunk already stored by layer 1
+  l2.push_back(file("data/dup", big));                  // every chunk already stored by layer 1
   l2.push_back(hardlink("data/big-link", "data/big"));  // a link to a lower layer's file
   l2.push_back(whiteout("redo"));
   l2.push_back(file("redo", "a file now"));
@@ -163,8 +165,8 @@ class FerryImageTest : public ::testing::Test {
 
   RunResult create(const std::string& bootstrap, const std::string& blob_dir, const std::string& compressor,
                    const std::vector<std::string>& layers) {
-    std::vector<std::string> argv = {tool_, "create", "--bootstrap", bootstrap, "--blob-dir", blob_dir,
-                                     "--compressor", compressor};
+    std::vector<std::string> argv = {tool_,        "create", "--bootstrap",  bootstrap,
+                                     "--blob-dir", blob_dir, "--compressor", compressor};
     argv.insert(argv.end(), layers.begin(), layers.end());
     return run_with_deadline(argv, dir_.path(), kToolDeadline);
   }
@@ -189,9 +191,9 @@ TEST_F(FerryImageTest, KernelMountOfUncompressedImageEqualsUmociUnpack) {
 
   // The oracle: umoci unpack of an OCI layout with the gzip'd layers.
   write_oci_layout(dir_.path() + "/oci", "latest", gz, tars);
-  auto unpack = run_with_deadline({"/usr/bin/umoci", "unpack", "--image", dir_.path() + "/oci:latest",
-                                   dir_.path() + "/bundle"},
-                                  dir_.path(), kToolDeadline);
+  auto unpack = run_with_deadline(
+      {"/usr/bin/umoci", "unpack", "--image", dir_.path() + "/oci:latest", dir_.path() + "/bundle"},
+      dir_.path(), kToolDeadline);
   ASSERT_EQ(unpack.exit_code(), 0) << unpack.describe();
 
   fs::create_directories(dir_.path() + "/blobs");
@@ -199,7 +201,8 @@ TEST_F(FerryImageTest, KernelMountOfUncompressedImageEqualsUmociUnpack) {
   ASSERT_EQ(made.exit_code(), 0) << made.describe();
   const auto summary = nlohmann::json::parse(made.out);
   ASSERT_EQ(summary["blobs"].size(), 3U) << "layers 1-3 add data, layer 4 none: " << made.out;
-  EXPECT_GT(summary["dedup_saved_bytes"].get<uint64_t>(), (7ULL << 20U)) << made.out;  // data/dup + data/repeat
+  EXPECT_GT(summary["dedup_saved_bytes"].get<uint64_t>(), (7ULL << 20U))
+      << made.out;  // data/dup + data/repeat
 
   ErofsImage image;
   image.image = dir_.path() + "/image.boot";
@@ -211,7 +214,8 @@ TEST_F(FerryImageTest, KernelMountOfUncompressedImageEqualsUmociUnpack) {
     fsck += " --device " + image.devices.back();
   }
   std::string fsck_out;
-  EXPECT_EQ(test::run(fsck + " --extract=" + dir_.path() + "/fsck-extract " + image.image + " 2>&1", &fsck_out), 0)
+  EXPECT_EQ(
+      test::run(fsck + " --extract=" + dir_.path() + "/fsck-extract " + image.image + " 2>&1", &fsck_out), 0)
       << fsck_out;
 
   fs::create_directories(dir_.path() + "/mnt");
@@ -225,7 +229,8 @@ TEST_F(FerryImageTest, KernelMountOfUncompressedImageEqualsUmociUnpack) {
   // ferryd serves the same image from the blob directory (localfs `dir`: blob TAG at DIR/TAG).
   write_bytes(dir_.path() + "/ferryd.json", backend_config_json("localfs", "dir", dir_.path() + "/blobs"));
   fs::create_directories(dir_.path() + "/fuse");
-  FerrydMount ferryd(dir_.path() + "/fuse", image.image, dir_.path() + "/ferryd.json", dir_.path() + "/ferryd.log");
+  FerrydMount ferryd(dir_.path() + "/fuse", image.image, dir_.path() + "/ferryd.json",
+                     dir_.path() + "/ferryd.log");
   const std::string not_mounted = ferryd.wait_mounted(20s);
   ASSERT_TRUE(not_mounted.empty()) << not_mounted;
   const CompareResult served = compare_trees(mount.path(), ferryd.path(), CompareOptions::strict());
@@ -250,14 +255,17 @@ TEST_F(FerryImageTest, CompressedImagesPassCheckAndDamageIsFound) {
     summaries[compressor] = nlohmann::json::parse(made.out);
     auto check = run_with_deadline({tool_, "check", boot, "--blob-dir", blobs}, dir_.path(), kToolDeadline);
     EXPECT_EQ(check.exit_code(), 0) << compressor << ": " << check.describe();
-    EXPECT_NE(check.out.find(std::to_string(summaries[compressor]["chunks"]["stored"].get<uint64_t>()) + " chunks verified"),
+    EXPECT_NE(check.out.find(std::to_string(summaries[compressor]["chunks"]["stored"].get<uint64_t>()) +
+                             " chunks verified"),
               std::string::npos)
         << check.out;
     auto inspect = run_with_deadline({tool_, "inspect", boot, "--tree"}, dir_.path(), kToolDeadline);
     EXPECT_EQ(inspect.exit_code(), 0) << inspect.describe();
-    EXPECT_NE(inspect.out.find("lrwxrwxrwx 1 0:0 13 /links/sym -> ../etc/passwd"), std::string::npos) << inspect.out;
+    EXPECT_NE(inspect.out.find("lrwxrwxrwx 1 0:0 13 /links/sym -> ../etc/passwd"), std::string::npos)
+        << inspect.out;
     EXPECT_NE(inspect.out.find("-rw-r--r-- 2 0:0 19 /links/h1"), std::string::npos) << inspect.out;
-    EXPECT_NE(inspect.out.find("dedup saved " + std::to_string(summaries[compressor]["dedup_saved_bytes"].get<uint64_t>()) +
+    EXPECT_NE(inspect.out.find("dedup saved " +
+                               std::to_string(summaries[compressor]["dedup_saved_bytes"].get<uint64_t>()) +
                                " bytes"),
               std::string::npos)
         << inspect.out;
@@ -270,8 +278,8 @@ TEST_F(FerryImageTest, CompressedImagesPassCheckAndDamageIsFound) {
     std::string fsck = "fsck.erofs";
     for (const auto& b : none) fsck += " --device " + b["path"].get<std::string>();
     std::string fsck_out;
-    EXPECT_EQ(test::run(fsck + " --extract=" + dir_.path() + "/extract-" + compressor + " " + dir_.path() + "/" +
-                            compressor + ".boot 2>&1",
+    EXPECT_EQ(test::run(fsck + " --extract=" + dir_.path() + "/extract-" + compressor + " " + dir_.path() +
+                            "/" + compressor + ".boot 2>&1",
                         &fsck_out),
               0)
         << compressor << ": " << fsck_out;
@@ -294,8 +302,9 @@ TEST_F(FerryImageTest, CompressedImagesPassCheckAndDamageIsFound) {
     c = static_cast<char>(c ^ 0x5A);
     f.write(&c, 1);
   }
-  auto check = run_with_deadline({tool_, "check", dir_.path() + "/zstd.boot", "--blob-dir", dir_.path() + "/blobs-zstd"},
-                                 dir_.path(), kToolDeadline);
+  auto check = run_with_deadline(
+      {tool_, "check", dir_.path() + "/zstd.boot", "--blob-dir", dir_.path() + "/blobs-zstd"}, dir_.path(),
+      kToolDeadline);
   EXPECT_EQ(check.exit_code(), 1) << check.describe();
   EXPECT_NE(check.err.find(fs::path(victim).filename().string()), std::string::npos) << check.err;
 }
@@ -303,7 +312,8 @@ TEST_F(FerryImageTest, CompressedImagesPassCheckAndDamageIsFound) {
 TEST_F(FerryImageTest, HelpDescribesEveryCommand) {
   auto top = run_with_deadline({tool_, "--help"}, dir_.path(), kToolDeadline);
   EXPECT_EQ(top.exit_code(), 0) << top.describe();
-  for (const char* command : {"create", "inspect", "check"}) EXPECT_NE(top.out.find(command), std::string::npos);
+  for (const char* command : {"create", "inspect", "check"})
+    EXPECT_NE(top.out.find(command), std::string::npos);
   auto create_help = run_with_deadline({tool_, "create", "--help"}, dir_.path(), kToolDeadline);
   EXPECT_EQ(create_help.exit_code(), 0);
   for (const char* option : {"--bootstrap", "--blob-dir", "--compressor", "--chunk-size", "LAYER"}) {
@@ -311,21 +321,23 @@ TEST_F(FerryImageTest, HelpDescribesEveryCommand) {
   }
   auto wrong = run_with_deadline({tool_, "create", "--bootstrap", "x"}, dir_.path(), kToolDeadline);
   EXPECT_EQ(wrong.exit_code(), 2) << wrong.describe();
-  auto bad_chunk = create(dir_.path() + "/x.boot", dir_.path(), "zstd", {"--chunk-size", "5000", "/dev/null"});
+  auto bad_chunk =
+      create(dir_.path() + "/x.boot", dir_.path(), "zstd", {"--chunk-size", "5000", "/dev/null"});
   EXPECT_EQ(bad_chunk.exit_code(), 1) << bad_chunk.describe();
   EXPECT_NE(bad_chunk.err.find("chunk size 5000"), std::string::npos) << bad_chunk.err;
 }
 
 struct BadLayer {
   std::string name;
-  std::string bytes;          // the last layer's file
-  std::string expect_entry;   // must appear in the error
+  std::string bytes;         // the last layer's file
+  std::string expect_entry;  // must appear in the error
 };
 
 // Every way a layer can be unusable: one line on stderr naming the layer and the entry, exit
 // status 1, and nothing left in the blob directory or at the bootstrap path.
 TEST_F(FerryImageTest, BadLayersFailWithOneLineAndLeaveNothing) {
-  const std::string good = make_tar({dir("d/"), file("d/f", random_bytes(3U << 20U, 9))}, TarCompression::kGzip);
+  const std::string good =
+      make_tar({dir("d/"), file("d/f", random_bytes(3U << 20U, 9))}, TarCompression::kGzip);
   const std::string big_tar = make_tar({file("payload", random_bytes(2U << 20U, 10)), file("after", "x")});
   // Random data is stored, not deflated, by gzip: only the CRC-32 in the trailer can tell.
   std::string corrupt_gz = make_tar({file("a", random_bytes(100000, 11))}, TarCompression::kGzip);
@@ -335,7 +347,8 @@ TEST_F(FerryImageTest, BadLayersFailWithOneLineAndLeaveNothing) {
   // (A zstd frame without a checksum, as libarchive writes them, cannot tell a flipped byte in a
   // stored block: the registry digest covers that. A cut is always found.)
   const std::string zst = make_tar({file("a", random_bytes(100000, 12))}, TarCompression::kZstd);
-  const std::string text_gz = make_tar({file("a", std::string(300000, 'q') + random_bytes(1000, 13))}, TarCompression::kGzip);
+  const std::string text_gz =
+      make_tar({file("a", std::string(300000, 'q') + random_bytes(1000, 13))}, TarCompression::kGzip);
   const std::vector<BadLayer> cases = {
       {"dotdot", make_tar({file("ok", "1"), file("a/../../escape", "x")}), "a/../../escape"},
       {"absolute", make_tar({file("/etc/abs", "x")}), "/etc/abs"},
@@ -355,7 +368,8 @@ TEST_F(FerryImageTest, BadLayersFailWithOneLineAndLeaveNothing) {
     fs::create_directories(work + "/blobs");
     write_bytes(work + "/l1.tar.gz", good);
     write_bytes(work + "/l2.tar", c.bytes);
-    auto made = create(work + "/image.boot", work + "/blobs", "zstd", {work + "/l1.tar.gz", work + "/l2.tar"});
+    auto made =
+        create(work + "/image.boot", work + "/blobs", "zstd", {work + "/l1.tar.gz", work + "/l2.tar"});
     EXPECT_EQ(made.exit_code(), 1) << made.describe();
     EXPECT_TRUE(made.out.empty()) << made.out;
     EXPECT_EQ(std::count(made.err.begin(), made.err.end(), '\n'), 1) << made.err;
@@ -363,7 +377,8 @@ TEST_F(FerryImageTest, BadLayersFailWithOneLineAndLeaveNothing) {
     EXPECT_NE(made.err.find(c.expect_entry), std::string::npos) << made.err;
     EXPECT_FALSE(fs::exists(work + "/image.boot"));
     EXPECT_TRUE(fs::is_empty(work + "/blobs")) << "left behind in " << work << "/blobs";
-    EXPECT_EQ(std::distance(fs::directory_iterator(work), fs::directory_iterator()), 3) << "a temporary file left in " << work;
+    EXPECT_EQ(std::distance(fs::directory_iterator(work), fs::directory_iterator()), 3)
+        << "a temporary file left in " << work;
   }
 }
 

@@ -17,7 +17,8 @@ namespace ferry::e2e {
 namespace {
 
 void check(int r, archive* a, const std::string& what) {
-  if (r < ARCHIVE_OK) throw std::runtime_error(what + ": " + (archive_error_string(a) ? archive_error_string(a) : "?"));
+  if (r < ARCHIVE_OK)
+    throw std::runtime_error(what + ": " + (archive_error_string(a) ? archive_error_string(a) : "?"));
 }
 
 void write_file(const std::string& path, const std::string& bytes) {
@@ -110,7 +111,8 @@ std::string make_tar(const std::vector<TarEntry>& entries, TarCompression compre
           body.assign(t.sparse_size, '\0');
           for (uint64_t off : t.sparse_offsets) {
             body.replace(off, t.data.size(), t.data);
-            archive_entry_sparse_add_entry(e.get(), static_cast<la_int64_t>(off), static_cast<la_int64_t>(t.data.size()));
+            archive_entry_sparse_add_entry(e.get(), static_cast<la_int64_t>(off),
+                                           static_cast<la_int64_t>(t.data.size()));
           }
           archive_entry_set_size(e.get(), static_cast<la_int64_t>(t.sparse_size));
         }
@@ -164,7 +166,8 @@ std::string sha256_hex(const std::string& bytes) {
   return erofs::digest_hex(d);
 }
 
-void write_oci_layout(const std::string& dir, const std::string& tag, const std::vector<std::string>& gzip_layers,
+void write_oci_layout(const std::string& dir, const std::string& tag,
+                      const std::vector<std::string>& gzip_layers,
                       const std::vector<std::string>& uncompressed_layers) {
   namespace fs = std::filesystem;
   const std::string blobs = dir + "/blobs/sha256";
@@ -183,18 +186,20 @@ void write_oci_layout(const std::string& dir, const std::string& tag, const std:
       layers += ",";
     }
     diff_ids += "\"sha256:" + sha256_hex(uncompressed_layers[i]) + "\"";
-    layers += R"({"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":")" + put(gzip_layers[i]) +
-              R"(","size":)" + std::to_string(gzip_layers[i].size()) + "}";
+    layers += R"({"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":")" +
+              put(gzip_layers[i]) + R"(","size":)" + std::to_string(gzip_layers[i].size()) + "}";
   }
-  const std::string config = R"({"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[)" +
-                             diff_ids + "]}}";
-  const std::string manifest = R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",)"
-                               R"("config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":")" +
-                               put(config) + R"(","size":)" + std::to_string(config.size()) + R"(},"layers":[)" +
-                               layers + "]}";
-  const std::string index = R"({"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" +
-                            put(manifest) + R"(","size":)" + std::to_string(manifest.size()) +
-                            R"(,"annotations":{"org.opencontainers.image.ref.name":")" + tag + R"("}}]})";
+  const std::string config =
+      R"({"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[)" +
+      diff_ids + "]}}";
+  const std::string manifest =
+      R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",)"
+      R"("config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":")" +
+      put(config) + R"(","size":)" + std::to_string(config.size()) + R"(},"layers":[)" + layers + "]}";
+  const std::string index =
+      R"({"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" +
+      put(manifest) + R"(","size":)" + std::to_string(manifest.size()) +
+      R"(,"annotations":{"org.opencontainers.image.ref.name":")" + tag + R"("}}]})";
   write_file(dir + "/index.json", index);
 }
 

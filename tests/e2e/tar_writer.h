@@ -33,20 +33,22 @@ TarEntry file(std::string path, std::string data, unsigned mode = 0644);
 TarEntry dir(std::string path, unsigned mode = 0755);
 TarEntry symlink(std::string path, std::string target);
 TarEntry hardlink(std::string path, std::string target);
-TarEntry whiteout(const std::string& path);       // DIR/.wh.NAME for path DIR/NAME
-TarEntry opaque(const std::string& dir_path);     // DIR/.wh..wh..opq
+TarEntry whiteout(const std::string& path);    // DIR/.wh.NAME for path DIR/NAME
+TarEntry opaque(const std::string& dir_path);  // DIR/.wh..wh..opq
 
 enum class TarCompression { kNone, kGzip, kZstd };
 
 // The archive's bytes.
-std::string make_tar(const std::vector<TarEntry>& entries, TarCompression compression = TarCompression::kNone);
+std::string make_tar(const std::vector<TarEntry>& entries,
+                     TarCompression compression = TarCompression::kNone);
 
 // `n` bytes of deterministic pseudo-random data from `seed`.
 std::string random_bytes(size_t n, uint64_t seed);
 
 // An OCI image layout at `dir` (oci-layout, index.json tagged `tag`, manifest, config, blobs)
 // whose layers are the given gzip'd tars, lowest first.
-void write_oci_layout(const std::string& dir, const std::string& tag, const std::vector<std::string>& gzip_layers,
+void write_oci_layout(const std::string& dir, const std::string& tag,
+                      const std::vector<std::string>& gzip_layers,
                       const std::vector<std::string>& uncompressed_layers);
 
 // sha256 hex of bytes.

@@ -162,13 +162,24 @@ TEST(ChunkTable, RefusesEveryInconsistency) {
     size_t width;
   };
   const Patch patches[] = {
-      {"magic", 0, 'X', 1},           {"version", 8, 2, 4},            {"header size", 12, 60, 4},
-      {"blob count", 16, 2, 4},       {"block size", 36, 512, 4},      {"chunk size", 40, 3000, 4},
-      {"reserved", 50, 1, 1},         {"device id", blob + 60, 2, 2},  {"compressor", blob + 62, 9, 1},
-      {"first chunk", blob + 48, 1, 8}, {"device size", blob + 40, 4097, 8},
-      {"unaligned chunk", chunk0, 100, 8}, {"overlap", chunk1, 4096, 8}, {"past device", chunk1, 16384, 8},
-      {"zero size", chunk0 + 16, 0, 4}, {"oversize", chunk0 + 16, (1U << 20U) + 1, 4},
-      {"stored past blob", chunk1 + 8, 1500, 8}, {"compression code", chunk0 + 24, 7, 1},
+      {"magic", 0, 'X', 1},
+      {"version", 8, 2, 4},
+      {"header size", 12, 60, 4},
+      {"blob count", 16, 2, 4},
+      {"block size", 36, 512, 4},
+      {"chunk size", 40, 3000, 4},
+      {"reserved", 50, 1, 1},
+      {"device id", blob + 60, 2, 2},
+      {"compressor", blob + 62, 9, 1},
+      {"first chunk", blob + 48, 1, 8},
+      {"device size", blob + 40, 4097, 8},
+      {"unaligned chunk", chunk0, 100, 8},
+      {"overlap", chunk1, 4096, 8},
+      {"past device", chunk1, 16384, 8},
+      {"zero size", chunk0 + 16, 0, 4},
+      {"oversize", chunk0 + 16, (1U << 20U) + 1, 4},
+      {"stored past blob", chunk1 + 8, 1500, 8},
+      {"compression code", chunk0 + 24, 7, 1},
       {"chunk reserved", chunk0 + 27, 1, 1},
   };
   for (const Patch& patch : patches) {
@@ -268,7 +279,8 @@ TEST(BlobStore, DeduplicatesAcrossLayersAndSkipsHoles) {
   EXPECT_TRUE(erofs::parse_chunk_table(erofs::encode_chunk_table(store.table())).ok());
   // Nothing is named until commit; then every blob is DIR/<sha256 of its bytes>.
   size_t named = 0;
-  for (const auto& e : std::filesystem::directory_iterator(dir.path())) named += e.path().filename().string()[0] != '.';
+  for (const auto& e : std::filesystem::directory_iterator(dir.path()))
+    named += e.path().filename().string()[0] != '.';
   EXPECT_EQ(named, 0U);
   ASSERT_TRUE(store.commit().ok());
   for (const auto& blob : store.blobs()) {
@@ -341,7 +353,8 @@ TEST(BootstrapWriter, ReadsBackWithTheErofsReader) {
   ASSERT_TRUE(t.add(p("c"), chr, 0).ok());
   ASSERT_TRUE(t.add(p("fifo"), node(S_IFIFO | 0644), 0).ok());
   ASSERT_TRUE(t.add(p("many"), node(S_IFDIR | 0755), 0).ok());
-  for (int i = 0; i < 600; ++i) ASSERT_TRUE(t.add(p("many/n" + std::to_string(i)), node(S_IFREG | 0644), 0).ok());
+  for (int i = 0; i < 600; ++i)
+    ASSERT_TRUE(t.add(p("many/n" + std::to_string(i)), node(S_IFREG | 0644), 0).ok());
 
   std::string blob(4096 * 3, '\0');
   for (size_t i = 0; i < blob.size(); ++i) blob[i] = static_cast<char>('A' + i / 4096);
@@ -352,11 +365,13 @@ TEST(BootstrapWriter, ReadsBackWithTheErofsReader) {
   auto boot = write_bootstrap(spec);
   ASSERT_TRUE(boot.ok()) << boot.error().message;
   auto meta = std::make_shared<MemorySource>(boot->bytes, "bootstrap");
-  auto image = erofs::ErofsImage::open(meta, [&](const erofs::DeviceSlot& slot) -> Result<std::shared_ptr<const ByteSource>> {
-    EXPECT_EQ(slot.tag, std::string(64, 'e'));
-    EXPECT_EQ(slot.blocks, 3U);
-    return std::shared_ptr<const ByteSource>(std::make_shared<MemorySource>(bytes_of(blob), "blob", false));
-  });
+  auto image = erofs::ErofsImage::open(
+      meta, [&](const erofs::DeviceSlot& slot) -> Result<std::shared_ptr<const ByteSource>> {
+        EXPECT_EQ(slot.tag, std::string(64, 'e'));
+        EXPECT_EQ(slot.blocks, 3U);
+        return std::shared_ptr<const ByteSource>(
+            std::make_shared<MemorySource>(bytes_of(blob), "blob", false));
+      });
   ASSERT_TRUE(image.ok()) << image.error().message;
   const auto& img = **image;
   auto root_inode = img.inode(img.superblock().root_nid);
@@ -379,7 +394,8 @@ TEST(BootstrapWriter, ReadsBackWithTheErofsReader) {
   std::string content(f.size, '?');
   auto n = img.read(f, 0, std::as_writable_bytes(std::span(content.data(), content.size())));
   ASSERT_TRUE(n.ok()) << n.error().message;
-  EXPECT_EQ(content, std::string(4096, 'A') + std::string(4096, '\0') + std::string(4096, 'B') + std::string(10, 'C'));
+  EXPECT_EQ(content,
+            std::string(4096, 'A') + std::string(4096, '\0') + std::string(4096, 'B') + std::string(10, 'C'));
   auto places = erofs::chunk_places(img, f);
   ASSERT_TRUE(places.ok()) << places.error().message;
   ASSERT_EQ(places->size(), 4U);
@@ -417,17 +433,18 @@ TEST(BootstrapWriter, FilesLargerThanFourGiB) {
   spec.devices = {{std::string(64, 'a'), 1}};
   auto boot = write_bootstrap(spec);
   ASSERT_TRUE(boot.ok()) << boot.error().message;
-  auto image = erofs::ErofsImage::open(std::make_shared<MemorySource>(boot->bytes, "bootstrap"),
-                                       [&](const erofs::DeviceSlot&) -> Result<std::shared_ptr<const ByteSource>> {
-                                         return std::shared_ptr<const ByteSource>(
-                                             std::make_shared<MemorySource>(bytes_of(blob), "blob"));
-                                       });
+  auto image = erofs::ErofsImage::open(
+      std::make_shared<MemorySource>(boot->bytes, "bootstrap"),
+      [&](const erofs::DeviceSlot&) -> Result<std::shared_ptr<const ByteSource>> {
+        return std::shared_ptr<const ByteSource>(std::make_shared<MemorySource>(bytes_of(blob), "blob"));
+      });
   ASSERT_TRUE(image.ok()) << image.error().message;
   auto root = (*image)->inode((*image)->superblock().root_nid).value();
   auto huge = (*image)->inode((*image)->lookup(root, "huge").value()).value();
   EXPECT_EQ(huge.size, (5ULL << 30U) + 7);
   std::string tail(16, '?');
-  auto n = (*image)->read(huge, (5ULL << 30U) - 9, std::as_writable_bytes(std::span(tail.data(), tail.size())));
+  auto n =
+      (*image)->read(huge, (5ULL << 30U) - 9, std::as_writable_bytes(std::span(tail.data(), tail.size())));
   ASSERT_TRUE(n.ok()) << n.error().message;
   EXPECT_EQ(*n, 16U);
   EXPECT_EQ(tail, std::string(9, '\0') + "seven!!");

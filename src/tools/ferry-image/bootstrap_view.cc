@@ -33,9 +33,9 @@ Result<BootstrapView> open_bootstrap(const std::string& path) {
   FERRY_ASSIGN(auto file, storage::LocalFile::open(path, /*map=*/true));
   view.file = file;
   auto resolve = [](const erofs::DeviceSlot& slot) -> Result<std::shared_ptr<const ByteSource>> {
-    return std::shared_ptr<const ByteSource>(
-        std::make_shared<AbsentDevice>(slot.tag.empty() ? "device " + std::to_string(slot.device_id) : slot.tag,
-                                       slot.blocks * erofs::kFerryBlockSize));
+    return std::shared_ptr<const ByteSource>(std::make_shared<AbsentDevice>(
+        slot.tag.empty() ? "device " + std::to_string(slot.device_id) : slot.tag,
+        slot.blocks * erofs::kFerryBlockSize));
   };
   FERRY_ASSIGN(view.image, erofs::ErofsImage::open(view.file, resolve));
   FERRY_ASSIGN(view.table, erofs::load_chunk_table(*view.file));
@@ -45,7 +45,8 @@ Result<BootstrapView> open_bootstrap(const std::string& path) {
 
 Status walk_tree(const erofs::ErofsImage& image,
                  const std::function<Status(const std::string&, const erofs::Inode&)>& visit) {
-  std::function<Status(uint64_t, const std::string&)> walk = [&](uint64_t nid, const std::string& path) -> Status {
+  std::function<Status(uint64_t, const std::string&)> walk = [&](uint64_t nid,
+                                                                 const std::string& path) -> Status {
     FERRY_ASSIGN(erofs::Inode dir, image.inode(nid));
     std::vector<std::pair<std::string, uint64_t>> children;
     FERRY_TRY(image.read_dir(dir, 0, [&](const erofs::DirEntry& e) {

@@ -12,14 +12,14 @@ namespace ferry::image_tool {
 namespace {
 
 // Verifies one blob: its size and sha256, then every chunk (decompressed, digest compared).
-Status check_blob(const erofs::BlobInfo& blob, std::span<const erofs::ChunkInfo> chunks, const std::string& dir,
-                  uint64_t& verified) {
+Status check_blob(const erofs::BlobInfo& blob, std::span<const erofs::ChunkInfo> chunks,
+                  const std::string& dir, uint64_t& verified) {
   const std::string hex = erofs::digest_hex(blob.digest);
   const std::string path = dir + "/" + hex;
   FERRY_ASSIGN(auto file, storage::LocalFile::open(path, /*map=*/false));
   if (file->size() != blob.blob_size) {
-    return Error{EIO, "blob " + hex + " is " + std::to_string(file->size()) + " bytes, the chunk table says " +
-                          std::to_string(blob.blob_size)};
+    return Error{EIO, "blob " + hex + " is " + std::to_string(file->size()) +
+                          " bytes, the chunk table says " + std::to_string(blob.blob_size)};
   }
   storage::Sha256 whole;
   std::vector<std::byte> buf(1U << 20U);
@@ -29,7 +29,8 @@ Status check_blob(const erofs::BlobInfo& blob, std::span<const erofs::ChunkInfo>
     whole.update(std::span<const std::byte>(buf).first(n));
     off += n;
   }
-  if (whole.finish() != blob.digest) return Error{EIO, "blob " + hex + ": its sha256 does not match its name"};
+  if (whole.finish() != blob.digest)
+    return Error{EIO, "blob " + hex + ": its sha256 does not match its name"};
   std::vector<std::byte> stored;
   std::vector<std::byte> plain;
   for (size_t i = 0; i < chunks.size(); ++i) {
@@ -56,10 +57,11 @@ Command add_check_command(CLI::App& parent) {
   };
   auto opts = std::make_shared<Options>();
   CLI::App* app = parent.add_subcommand(
-      "check", "Verify a Ferry image: the bootstrap's EROFS superblock and chunk table, that every file's\n"
-               "chunks start chunks of the table, then every blob in BLOB_DIR (size, sha256 of the file)\n"
-               "and every chunk (decompressed, sha256 compared).\n"
-               "Prints one line per blob and a summary; exit status 1 at the first problem.");
+      "check",
+      "Verify a Ferry image: the bootstrap's EROFS superblock and chunk table, that every file's\n"
+      "chunks start chunks of the table, then every blob in BLOB_DIR (size, sha256 of the file)\n"
+      "and every chunk (decompressed, sha256 compared).\n"
+      "Prints one line per blob and a summary; exit status 1 at the first problem.");
   app->add_option("BOOTSTRAP", opts->bootstrap, "the bootstrap file")->required();
   app->add_option("--blob-dir", opts->blob_dir, "the directory holding the blobs as <sha256 hex>")
       ->required()
@@ -71,7 +73,8 @@ Command add_check_command(CLI::App& parent) {
             };
             auto view = open_bootstrap(opts->bootstrap);
             if (!view.ok()) return fail(view.error());
-            if (!view->table) return fail(Error{EINVAL, "'" + opts->bootstrap + "' has no Ferry chunk table"});
+            if (!view->table)
+              return fail(Error{EINVAL, "'" + opts->bootstrap + "' has no Ferry chunk table"});
             // Every file's chunks must start chunks of the table, before any blob is read.
             auto refs = count_references(*view->image, *view->table);
             if (!refs.ok()) return fail(refs.error());
@@ -83,7 +86,8 @@ Command add_check_command(CLI::App& parent) {
             }
             std::printf("%zu blobs, %llu chunks verified; %llu files reference %llu chunks\n",
                         view->table->blobs.size(), static_cast<unsigned long long>(verified),
-                        static_cast<unsigned long long>(refs->files), static_cast<unsigned long long>(refs->refs));
+                        static_cast<unsigned long long>(refs->files),
+                        static_cast<unsigned long long>(refs->refs));
             return 0;
           }};
 }

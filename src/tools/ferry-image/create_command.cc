@@ -56,8 +56,12 @@ Command add_create_command(CLI::App& parent) {
       "whiteouts and opaque directories applied becomes the bootstrap, file data becomes one blob per\n"
       "layer that adds data (BLOB_DIR/<sha256 hex>). Prints a JSON summary on stdout. On any error\n"
       "(corrupt or truncated tar, a path escaping the root) nothing is written.");
-  app->add_option("--bootstrap", opts->bootstrap, "where to write the bootstrap")->required()->type_name("FILE");
-  app->add_option("--blob-dir", opts->blob_dir, "existing directory for the blobs")->required()->type_name("DIR");
+  app->add_option("--bootstrap", opts->bootstrap, "where to write the bootstrap")
+      ->required()
+      ->type_name("FILE");
+  app->add_option("--blob-dir", opts->blob_dir, "existing directory for the blobs")
+      ->required()
+      ->type_name("DIR");
   app->add_option("--compressor", opts->compressor,
                   "how each chunk is stored: zstd, lz4, or none (then every blob is the EROFS device\n"
                   "itself and the kernel mounts the bootstrap with -o device=)")

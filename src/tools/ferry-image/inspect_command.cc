@@ -16,14 +16,29 @@ namespace {
 std::string mode_string(uint16_t mode) {
   std::string s = "?---------";
   switch (mode & S_IFMT) {
-    case S_IFREG: s[0] = '-'; break;
-    case S_IFDIR: s[0] = 'd'; break;
-    case S_IFLNK: s[0] = 'l'; break;
-    case S_IFCHR: s[0] = 'c'; break;
-    case S_IFBLK: s[0] = 'b'; break;
-    case S_IFIFO: s[0] = 'p'; break;
-    case S_IFSOCK: s[0] = 's'; break;
-    default: break;
+    case S_IFREG:
+      s[0] = '-';
+      break;
+    case S_IFDIR:
+      s[0] = 'd';
+      break;
+    case S_IFLNK:
+      s[0] = 'l';
+      break;
+    case S_IFCHR:
+      s[0] = 'c';
+      break;
+    case S_IFBLK:
+      s[0] = 'b';
+      break;
+    case S_IFIFO:
+      s[0] = 'p';
+      break;
+    case S_IFSOCK:
+      s[0] = 's';
+      break;
+    default:
+      break;
   }
   const char* rwx = "rwxrwxrwx";
   for (int i = 0; i < 9; ++i) {
@@ -43,7 +58,8 @@ Status print_tree(const erofs::ErofsImage& image) {
       extra = " -> " + target;
     }
     std::string size = std::to_string(in.size);
-    if (S_ISCHR(in.mode) || S_ISBLK(in.mode)) size = std::to_string(major(in.rdev)) + "," + std::to_string(minor(in.rdev));
+    if (S_ISCHR(in.mode) || S_ISBLK(in.mode))
+      size = std::to_string(major(in.rdev)) + "," + std::to_string(minor(in.rdev));
     std::printf("%s %u %u:%u %s %s%s\n", mode_string(in.mode).c_str(), in.nlink, in.uid, in.gid, size.c_str(),
                 path.c_str(), extra.c_str());
     return {};
@@ -52,11 +68,12 @@ Status print_tree(const erofs::ErofsImage& image) {
 
 Status print_references(const erofs::ErofsImage& image, const erofs::ChunkTable& table) {
   FERRY_ASSIGN(ChunkReferences r, count_references(image, table));
-  std::printf("references: %llu chunks (%llu bytes) from %llu files, %llu holes; %llu chunks referenced, "
-              "dedup saved %llu bytes\n",
-              static_cast<unsigned long long>(r.refs), static_cast<unsigned long long>(r.ref_bytes),
-              static_cast<unsigned long long>(r.files), static_cast<unsigned long long>(r.holes),
-              static_cast<unsigned long long>(r.chunks_used), static_cast<unsigned long long>(r.dedup_saved));
+  std::printf(
+      "references: %llu chunks (%llu bytes) from %llu files, %llu holes; %llu chunks referenced, "
+      "dedup saved %llu bytes\n",
+      static_cast<unsigned long long>(r.refs), static_cast<unsigned long long>(r.ref_bytes),
+      static_cast<unsigned long long>(r.files), static_cast<unsigned long long>(r.holes),
+      static_cast<unsigned long long>(r.chunks_used), static_cast<unsigned long long>(r.dedup_saved));
   return {};
 }
 
@@ -69,8 +86,9 @@ Command add_inspect_command(CLI::App& parent) {
   };
   auto opts = std::make_shared<Options>();
   CLI::App* app = parent.add_subcommand(
-      "inspect", "Show a bootstrap's blobs (device order = layer order), chunk statistics and, with --tree, its files\n"
-                 "(mode, nlink, uid:gid, size or major,minor, path, symlink target). Reads no blob.");
+      "inspect",
+      "Show a bootstrap's blobs (device order = layer order), chunk statistics and, with --tree, its files\n"
+      "(mode, nlink, uid:gid, size or major,minor, path, symlink target). Reads no blob.");
   app->add_option("BOOTSTRAP", opts->bootstrap, "the bootstrap file")->required();
   app->add_flag("--tree", opts->tree, "also list every file of the merged tree");
   return {app, [opts] {
@@ -103,9 +121,11 @@ Command add_inspect_command(CLI::App& parent) {
                 uncompressed += c.size;
                 if (c.compression != erofs::Compression::kNone) ++compressed_chunks;
               }
-              std::printf("chunks: %zu unique (%llu bytes uncompressed, %llu stored, %llu compressed chunks)\n",
-                          t.chunks.size(), static_cast<unsigned long long>(uncompressed),
-                          static_cast<unsigned long long>(stored), static_cast<unsigned long long>(compressed_chunks));
+              std::printf(
+                  "chunks: %zu unique (%llu bytes uncompressed, %llu stored, %llu compressed chunks)\n",
+                  t.chunks.size(), static_cast<unsigned long long>(uncompressed),
+                  static_cast<unsigned long long>(stored),
+                  static_cast<unsigned long long>(compressed_chunks));
               auto s = print_references(*view->image, t);
               if (!s.ok()) {
                 std::fprintf(stderr, "ferry-image: error: %s\n", s.error().message.c_str());

@@ -21,11 +21,13 @@ int main(int argc, char** argv) {
         "A Ferry image is an EROFS bootstrap (the merged tree of all layers) plus blobs named by\n"
         "their sha256 that hold the file data in chunks, deduplicated and compressed\n"
         "(docs/image-format.md)."};
-    app.set_version_flag("--version,-V", std::string("ferry-image ") + ferry::build_info::kVersion + " (commit " +
-                                             ferry::build_info::kGitCommit + ", " + ferry::build_info::kProfile + ")");
+    app.set_version_flag("--version,-V", std::string("ferry-image ") + ferry::build_info::kVersion +
+                                             " (commit " + ferry::build_info::kGitCommit + ", " +
+                                             ferry::build_info::kProfile + ")");
     app.require_subcommand(1);
-    app.footer("Exit status: 0 done; 1 the command failed (one line on stderr says why); 2 wrong command line.\n"
-               "Every command has --help.");
+    app.footer(
+        "Exit status: 0 done; 1 the command failed (one line on stderr says why); 2 wrong command line.\n"
+        "Every command has --help.");
     std::vector<Command> commands;
     commands.push_back(add_create_command(app));
     commands.push_back(add_inspect_command(app));
