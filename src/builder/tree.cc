@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include <deque>
+
 namespace ferry::builder {
 namespace {
 
@@ -60,9 +62,27 @@ Tree::Tree() : root_(std::make_shared<Node>()) {
 
 Result<Node*> Tree::parent_of(const PathParts& path, bool create, const Node* attrs_for_created,
                               uint32_t layer) {
-  Node* dir = root_.get();
-  for (size_t i = 0; i + 1 < path.size(); ++i) {
-    auto it = dir->children.find(path[i]);
+  // Symlinks among the parents are followed inside the image (an absolute target starts at its
+  // root, ".." stops there), as containerd's and umoci's unpack resolve them; the last component
+  // is never followed.
+  constexpr int kMaxSymlinks = 40;  // Linux's MAXSYMLINKS
+  std::vector<Node*> stack{root_.get()};
+  std::deque<std::string> todo(path.begin(), path.end() - (path.empty() ? 0 : 1));
+  int symlinks = 0;
+  const auto not_dir = [&](const std::string& what) {
+    return Error{EINVAL, "'" + what + "' is not a directory in the layers below, so '" + join_path(path) +
+                             "' cannot be created in it"};
+  };
+  while (!todo.empty()) {
+    const std::string part = std::move(todo.front());
+    todo.pop_front();
+    if (part.empty() || part == ".") continue;
+    if (part == "..") {
+      if (stack.size() > 1) stack.pop_back();
+      continue;
+    }
+    Node* dir = stack.back();
+    auto it = dir->children.find(part);
     if (it == dir->children.end()) {
       if (!create) return static_cast<Node*>(nullptr);
       auto made = std::make_shared<Node>();
@@ -71,16 +91,33 @@ Result<Node*> Tree::parent_of(const PathParts& path, bool create, const Node* at
         made->mtime = attrs_for_created->mtime;
         made->mtime_nsec = attrs_for_created->mtime_nsec;
       }
-      it = dir->children.emplace(path[i], Dirent{std::move(made), layer}).first;
-    } else if (!it->second.node->is_dir()) {
-      if (!create) return static_cast<Node*>(nullptr);
-      return Error{EINVAL, "'" + join_path(PathParts(path.begin(), path.begin() + static_cast<long>(i) + 1)) +
-                               "' is not a directory in the layers below, so '" + join_path(path) +
-                               "' cannot be created in it"};
+      it = dir->children.emplace(part, Dirent{std::move(made), layer}).first;
     }
-    dir = it->second.node.get();
+    const Node& found = *it->second.node;
+    if (S_ISLNK(found.mode)) {
+      if (++symlinks > kMaxSymlinks) {
+        if (!create) return static_cast<Node*>(nullptr);
+        return Error{ELOOP, "too many symlinks in the parents of '" + join_path(path) + "'"};
+      }
+      const std::string& target = found.link_target;
+      if (!target.empty() && target.front() == '/') stack.resize(1);
+      std::vector<std::string> parts;
+      for (size_t pos = 0; pos <= target.size();) {
+        size_t end = target.find('/', pos);
+        if (end == std::string::npos) end = target.size();
+        parts.push_back(target.substr(pos, end - pos));
+        pos = end + 1;
+      }
+      todo.insert(todo.begin(), parts.begin(), parts.end());
+      continue;
+    }
+    if (!found.is_dir()) {
+      if (!create) return static_cast<Node*>(nullptr);
+      return not_dir(part);
+    }
+    stack.push_back(it->second.node.get());
   }
-  return dir;
+  return stack.back();
 }
 
 Status Tree::add(const PathParts& path, std::shared_ptr<Node> node, uint32_t layer) {

@@ -65,8 +65,9 @@ class Tree {
   Tree();
 
   // Adds `node` at `path` in `layer`: over an existing directory a directory keeps the children
-  // and takes the new attributes; anything else replaces what was there. Missing parents are
-  // created (0755, 0:0, the node's mtime). `path` empty: the root's attributes (a directory only).
+  // and takes the new attributes; anything else replaces what was there. Symlinks among the
+  // parents are followed inside the image; missing parents are created (0755, 0:0, the node's
+  // mtime). `path` empty: the root's attributes (a directory only).
   Status add(const PathParts& path, std::shared_ptr<Node> node, uint32_t layer);
   // Names the existing non-directory at `target` also at `path` (replacing what was there).
   Status link(const PathParts& path, const PathParts& target, uint32_t layer);
@@ -79,7 +80,8 @@ class Tree {
   [[nodiscard]] const Node& root() const { return *root_; }
 
  private:
-  // The directory holding path's last component, creating missing parents when asked.
+  // The directory holding path's last component, following symlinks among the parents within
+  // the image, creating missing parents when asked (else nullptr when one is missing).
   Result<Node*> parent_of(const PathParts& path, bool create, const Node* attrs_for_created, uint32_t layer);
 
   std::shared_ptr<Node> root_;

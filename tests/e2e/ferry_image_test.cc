@@ -121,6 +121,9 @@ std::vector<std::vector<TarEntry>> feature_layers() {
   l1.push_back(dir("dtof/"));
   l1.push_back(file("dtof/child", "child"));
   l1.push_back(file("ftod", "file, later a directory"));
+  l1.push_back(dir("usr/"));
+  l1.push_back(dir("usr/lib/"));
+  l1.push_back(symlink("lib", "usr/lib"));  // usrmerge: a later layer writes through it
   l1.push_back(dir("redo/"));
   l1.push_back(file("redo/old", "whited out, then the name is used again in the same layer"));
   // Many entries in one directory: its dirents span several blocks.
@@ -139,6 +142,7 @@ std::vector<std::vector<TarEntry>> feature_layers() {
   l2.push_back(file("ftod/in", "inside"));
   l2.push_back(file("data/dup", big));                  // every chunk already stored by layer 1
   l2.push_back(hardlink("data/big-link", "data/big"));  // a link to a lower layer's file
+  l2.push_back(file("lib/through-a-symlink", "lands in usr/lib"));
   l2.push_back(whiteout("redo"));
   l2.push_back(file("redo", "a file now"));
   l2.push_back(with(file("etc/passwd", "root:x:0:0::/root:/bin/bash\n"), 0, 0, 1700000000, 5));

@@ -100,6 +100,28 @@ TEST(Tree, WhiteoutsOpaqueDirsAndReplacement) {
   EXPECT_EQ(find(t, "made/by")->mode, S_IFDIR | 0755U);
 }
 
+TEST(Tree, FollowsSymlinkedParentsInsideTheImage) {
+  Tree t;
+  ASSERT_TRUE(t.add(p("usr"), node(S_IFDIR | 0755), 0).ok());
+  ASSERT_TRUE(t.add(p("usr/bin"), node(S_IFDIR | 0755), 0).ok());
+  ASSERT_TRUE(t.add(p("bin"), node(S_IFLNK | 0777, "usr/bin"), 0).ok());
+  ASSERT_TRUE(t.add(p("abs"), node(S_IFLNK | 0777, "/usr/bin"), 0).ok());
+  ASSERT_TRUE(t.add(p("up"), node(S_IFLNK | 0777, "../../../usr"), 0).ok());
+  ASSERT_TRUE(t.add(p("loop"), node(S_IFLNK | 0777, "loop"), 0).ok());
+  ASSERT_TRUE(t.add(p("bin/sh"), node(S_IFREG | 0755), 1).ok());
+  ASSERT_TRUE(t.add(p("abs/ls"), node(S_IFREG | 0755), 1).ok());
+  ASSERT_TRUE(t.add(p("up/bin/cat"), node(S_IFREG | 0755), 1).ok());  // ".." stops at the root
+  EXPECT_NE(find(t, "usr/bin/sh"), nullptr);
+  EXPECT_NE(find(t, "usr/bin/ls"), nullptr);
+  EXPECT_NE(find(t, "usr/bin/cat"), nullptr);
+  EXPECT_TRUE(S_ISLNK(find(t, "bin")->mode)) << "the symlink itself stays";
+  auto looped = t.add(p("loop/x"), node(S_IFREG | 0644), 1);
+  ASSERT_FALSE(looped.ok());
+  EXPECT_EQ(looped.error().code, ELOOP);
+  ASSERT_TRUE(t.whiteout(p("bin/sh")).ok());
+  EXPECT_EQ(find(t, "usr/bin/sh"), nullptr);
+}
+
 TEST(Tree, HardLinksShareOneNode) {
   Tree t;
   ASSERT_TRUE(t.add(p("a"), node(S_IFREG | 0644), 0).ok());
