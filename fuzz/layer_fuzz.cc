@@ -5,7 +5,6 @@
 // the reader rejects.
 // Run: build-fuzz/bin/layer_fuzz -max_total_time=60 CORPUS_DIR SEEDS (seeds: fuzz/make_layer_seeds.sh)
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -25,13 +24,12 @@ namespace {
 
 using namespace ferry;
 
+// Blobs are never committed: their temporaries (".ferry-tmp-*") are unlinked at the end of each
+// input, so /tmp itself serves (libFuzzer ends with _Exit, which would leave a private dir behind).
 const std::string& blob_dir() {
   static const std::string dir = [] {
-    std::string t = "/tmp/ferry-layer-fuzz-XXXXXX";
-    if (::mkdtemp(t.data()) == nullptr) std::abort();
-    // Blobs are never committed, so their temporaries are gone by then: the directory is empty.
-    std::atexit([] { ::rmdir(blob_dir().c_str()); });
-    return t;
+    const char* t = std::getenv("TMPDIR");
+    return std::string(t != nullptr && *t != '\0' ? t : "/tmp");
   }();
   return dir;
 }
