@@ -55,7 +55,9 @@ Status walk_tree(const erofs::ErofsImage& image,
     }));
     for (const auto& [name, child_nid] : children) {
       FERRY_ASSIGN(erofs::Inode in, image.inode(child_nid));
-      const std::string child = path + "/" + name;
+      std::string child = path;
+      child += '/';
+      child += name;
       FERRY_TRY(visit(child, in));
       if (S_ISDIR(in.mode)) FERRY_TRY(walk(child_nid, child));
     }
