@@ -30,6 +30,8 @@ class MemorySource final : public ByteSource {
   MemorySource(std::vector<std::byte> bytes, std::string name, bool viewable = true)
       : bytes_(std::move(bytes)), name_(std::move(name)), viewable_(viewable) {}
   MemorySource(std::string_view bytes, std::string name, bool viewable = true)
+      : MemorySource(copy(std::as_bytes(std::span(bytes))), std::move(name), viewable) {}
+  MemorySource(std::span<const std::byte> bytes, std::string name, bool viewable = true)
       : MemorySource(copy(bytes), std::move(name), viewable) {}
 
   [[nodiscard]] uint64_t size() const override { return bytes_.size(); }
@@ -60,11 +62,7 @@ class MemorySource final : public ByteSource {
   std::vector<std::byte>& bytes() { return bytes_; }
 
  private:
-  static std::vector<std::byte> copy(std::string_view s) {
-    std::vector<std::byte> v(s.size());
-    if (!s.empty()) std::memcpy(v.data(), s.data(), s.size());
-    return v;
-  }
+  static std::vector<std::byte> copy(std::span<const std::byte> s) { return {s.begin(), s.end()}; }
 
   std::vector<std::byte> bytes_;
   std::string name_;
