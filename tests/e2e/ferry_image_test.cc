@@ -163,7 +163,7 @@ class FerryImageTest : public ::testing::Test {
   void SetUp() override {
     const std::string missing = missing_prerequisite();
     if (!missing.empty()) GTEST_SKIP() << missing;
-    if (test::run("command -v umoci >/dev/null") != 0) GTEST_SKIP() << "umoci is not installed";
+    if (test::run_shell("command -v umoci >/dev/null") != 0) GTEST_SKIP() << "umoci is not installed";
     tool_ = test::binary_path("ferry-image");
   }
 
@@ -219,7 +219,7 @@ TEST_F(FerryImageTest, KernelMountOfUncompressedImageEqualsUmociUnpack) {
   }
   std::string fsck_out;
   EXPECT_EQ(
-      test::run(fsck + " --extract=" + dir_.path() + "/fsck-extract " + image.image + " 2>&1", &fsck_out), 0)
+      test::run_shell(fsck + " --extract=" + dir_.path() + "/fsck-extract " + image.image + " 2>&1", &fsck_out), 0)
       << fsck_out;
 
   fs::create_directories(dir_.path() + "/mnt");
@@ -282,7 +282,7 @@ TEST_F(FerryImageTest, CompressedImagesPassCheckAndDamageIsFound) {
     std::string fsck = "fsck.erofs";
     for (const auto& b : none) fsck += " --device " + b["path"].get<std::string>();
     std::string fsck_out;
-    EXPECT_EQ(test::run(fsck + " --extract=" + dir_.path() + "/extract-" + compressor + " " + dir_.path() +
+    EXPECT_EQ(test::run_shell(fsck + " --extract=" + dir_.path() + "/extract-" + compressor + " " + dir_.path() +
                             "/" + compressor + ".boot 2>&1",
                         &fsck_out),
               0)
