@@ -8,9 +8,11 @@ packages=(
   build-essential cmake ninja-build g++ clang clang-format clang-tidy libclang-rt-14-dev pkg-config git
   # libraries
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev
-  libprotobuf-dev protobuf-compiler libsqlite3-dev libtomlplusplus-dev libboost-dev libcurl4-openssl-dev
+  libprotobuf-dev protobuf-compiler libsqlite3-dev libtomlplusplus-dev libboost-dev libcurl4-openssl-dev libssl-dev
   # images, mounts and the tools tests and benchmarks compare against
   erofs-utils squashfs-tools squashfuse fuse3 fio attr util-linux kmod procps curl python3
+  # the registry tests: a real registry, htpasswd, skopeo as the oracle, a CA and a token server
+  docker-registry apache2-utils skopeo openssl python3-cryptography
 )
 
 export DEBIAN_FRONTEND=noninteractive
