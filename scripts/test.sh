@@ -29,15 +29,17 @@ if [[ "$fuzz_seconds" != 0 && -x fuzz/run.sh ]]; then
   echo "== fuzzing the EROFS reader for ${fuzz_seconds}s"
   fuzz/run.sh build-fuzz "$fuzz_seconds" || status=1
   # The other parsers of untrusted bytes, briefly: the state a successor opens and the HTTP
-  # requests of the API sockets (no seeds: the envelope target seals its own inputs, the HTTP
-  # one starts from its dictionary).
+  # requests of the API sockets, and the OCI manifests, configs and references a registry or a
+  # user hands over (no seeds: the envelope target seals its own inputs, the HTTP and OCI ones
+  # start from their dictionaries).
   mkdir -p build-fuzz/fuzz-artifacts
-  for target in state_envelope_fuzz:15 http_request_fuzz:20; do
+  for target in state_envelope_fuzz:15 http_request_fuzz:20 oci_manifest_fuzz:20; do
     name=${target%%:*}
     secs=${target##*:}
     echo "== fuzzing with $name for ${secs}s"
     extra=()
     [[ $name == http_request_fuzz ]] && extra=(-dict=fuzz/http.dict -max_len=70000)
+    [[ $name == oci_manifest_fuzz ]] && extra=(-dict=fuzz/oci.dict)
     mkdir -p "build-fuzz/$name-corpus"
     if cmake --build build-fuzz --target "$name" -j"$jobs"; then
       "build-fuzz/bin/$name" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 "${extra[@]}" \

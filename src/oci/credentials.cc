@@ -57,7 +57,9 @@ Result<std::optional<Credentials>> load_docker_credentials(const std::string& au
   if (auths == j.end() || auths->is_null()) return std::optional<Credentials>{};
   if (!auths->is_object()) return bad("auths: must be an object");
   const std::string wanted = normalize_host(host);
-  for (const auto& [key, entry] : auths->items()) {
+  for (const auto& item : auths->items()) {
+    const std::string& key = item.key();
+    const nlohmann::json& entry = item.value();
     if (normalize_host(key) != wanted) continue;
     const std::string where = "auths[\"" + key + "\"]";
     if (!entry.is_object()) return bad(where + ": must be an object");

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "oci/json_limits.h"
+
 namespace ferry::oci {
 
 namespace {
@@ -10,6 +12,7 @@ Error invalid(const std::string& why) { return {EINVAL, "invalid image config: "
 
 Result<ImageConfig> ImageConfig::parse(std::string bytes) {
   if (bytes.size() > kMaxConfigSize) return invalid("larger than " + std::to_string(kMaxConfigSize) + " bytes");
+  if (json_too_deep(bytes)) return invalid("JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   const auto j = nlohmann::ordered_json::parse(bytes, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return invalid("not valid JSON");
   if (!j.is_object()) return invalid("not a JSON object");

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "oci/json_limits.h"
 #include "oci/media_types.h"
 
 namespace ferry::oci {
@@ -69,6 +70,7 @@ Result<AnyManifest> parse_manifest(std::string_view bytes, std::string_view cont
   if (bytes.size() > kMaxManifestSize) {
     return invalid(std::to_string(bytes.size()) + " bytes, more than the limit of " + std::to_string(kMaxManifestSize));
   }
+  if (json_too_deep(bytes)) return invalid("JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   nlohmann::json j = nlohmann::json::parse(bytes, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return invalid("not valid JSON");
   if (!j.is_object()) return invalid("not a JSON object");

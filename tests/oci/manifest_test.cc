@@ -125,6 +125,18 @@ TEST(Manifest, UntrustedJsonGetsErrorsNamingTheField) {
   EXPECT_FALSE(parse_manifest(std::string(kMaxManifestSize + 1, ' ')).ok());
 }
 
+TEST(Manifest, DeepNestingIsRefusedBeforeParsing) {
+  const std::string deep = R"({"schemaVersion":2,"annotations":)" + std::string(100, '[') + std::string(100, ']') + "}";
+  auto r = parse_manifest(deep);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("nested deeper"), std::string::npos) << r.error().message;
+  auto c = ImageConfig::parse(R"({"x":)" + std::string(100000, '[') + std::string(100000, ']') + "}");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.error().message.find("nested deeper"), std::string::npos);
+  // Brackets inside strings are text, not nesting.
+  EXPECT_TRUE(ImageConfig::parse(R"({"x":")" + std::string(100, '[') + R"(\"]"})").ok());
+}
+
 TEST(ImageConfig, KeepsBytesUntilDiffIdsChangeThenKeepsKeyOrder) {
   const std::string src = R"({"os":"linux","architecture":"amd64","config":{"Entrypoint":["/bin/sh"],"Env":["A=1"]},)"
                           R"("rootfs":{"type":"layers","diff_ids":[")" + kD1 + R"("]},"history":[{"created_by":"x"}]})";
