@@ -202,7 +202,8 @@ Status RegistryClient::refresh_token(const AuthChallenge& challenge, const std::
   return {};
 }
 
-Status RegistryClient::authenticate(const HttpResponse& response, const std::string& scope, Deadline deadline) const {
+Status RegistryClient::authenticate(const HttpResponse& response, const std::optional<std::string>& sent,
+                                    const std::string& scope, Deadline deadline) const {
   const std::string www = response.header("www-authenticate");
   const auto challenge = parse_auth_challenge(www);
   const std::string who = "registry " + options_.host;
@@ -212,7 +213,8 @@ Status RegistryClient::authenticate(const HttpResponse& response, const std::str
       std::lock_guard lock(challenge_mu_);
       bearer_challenge_ = *challenge;
     }
-    tokens_.drop(scope);
+    constexpr std::string_view kBearer = "Authorization: Bearer ";
+    if (sent && sent->starts_with(kBearer)) tokens_.drop_if(scope, sent->substr(kBearer.size()));
     return refresh_token(*challenge, scope, deadline);
   }
   if (challenge->scheme == "basic") {
@@ -264,7 +266,7 @@ Result<HttpResponse> RegistryClient::execute_once_authed(const Call& call, BodyS
   if (!response || response->status != 401 || !options_.credentials.registry_token.empty()) return response;
   // Once more with fresh credentials: a token that expired early, or a first Basic challenge.
   if (sink != nullptr) FERRY_TRY(sink->reset());
-  if (auto st = authenticate(*response, call.scope, deadline); !st) return std::move(st).error().context(call.what);
+  if (auto st = authenticate(*response, *authorization, call.scope, deadline); !st) return std::move(st).error().context(call.what);
   auto again = authorization_for(call.scope, deadline);
   if (!again) return std::move(again).error().context(call.what);
   if (!*again || *again == *authorization) return response;

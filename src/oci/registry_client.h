@@ -125,7 +125,9 @@ class RegistryClient {
   // The Authorization header for `scope` (nullopt: anonymous); fetches a Bearer token first
   // when the registry is known to want one and the cached one is missing or due.
   Result<std::optional<std::string>> authorization_for(const std::string& scope, Deadline deadline) const;
-  Status authenticate(const HttpResponse& challenge_response, const std::string& scope, Deadline deadline) const;
+  // After a 401 to a request sent with `sent` (the Authorization header, if any).
+  Status authenticate(const HttpResponse& challenge_response, const std::optional<std::string>& sent,
+                      const std::string& scope, Deadline deadline) const;
   Status refresh_token(const AuthChallenge& challenge, const std::string& scope, Deadline deadline) const;
   Result<bool> push(const std::string& repo, const Descriptor& d, std::string_view bytes, int fd,
                     std::optional<Deadline> deadline) const;

@@ -19,9 +19,10 @@ void TokenCache::put(const std::string& scope, const std::string& value, std::ch
   tokens_[scope] = Token{value, Clock::now() + lifetime - margin};
 }
 
-void TokenCache::drop(const std::string& scope) {
+void TokenCache::drop_if(const std::string& scope, const std::string& value) {
   std::lock_guard lock(mu_);
-  tokens_.erase(scope);
+  const auto it = tokens_.find(scope);
+  if (it != tokens_.end() && it->second.value == value) tokens_.erase(it);
 }
 
 Result<FetchedToken> fetch_token(const HttpTransport& transport, const AuthChallenge& challenge,

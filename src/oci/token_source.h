@@ -31,7 +31,9 @@ class TokenCache {
  public:
   std::optional<std::string> get(const std::string& scope) const;
   void put(const std::string& scope, const std::string& value, std::chrono::seconds lifetime);
-  void drop(const std::string& scope);
+  // Drops the token of `scope` only if it is still `value` (one that a registry refused), so a
+  // fresh token another thread fetched meanwhile stays.
+  void drop_if(const std::string& scope, const std::string& value);
 
  private:
   mutable std::mutex mu_;

@@ -4,7 +4,9 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <cstring>
 #include <fstream>
+#include <thread>
 #include <sstream>
 
 #include "oci/base64.h"
@@ -375,6 +377,40 @@ TEST(RegistryE2E, ATokenIsRefreshedBeforeItExpires) {
   EXPECT_EQ(c->stats().token_fetches.load(), fetches + 1);
   EXPECT_EQ(c->stats().requests.load(), requests + 3);  // token + GET, no 401 round trip
   EXPECT_EQ(count(server.log(), "http.response.status=401"), unauthorized);
+}
+
+TEST(RegistryE2E, ConcurrentRangeReadsShareOneClientAndOneToken) {
+  // What a lazy fetcher does: many threads, one client, Range reads of one blob.
+  RegistryServer server(token_config(false, 300));
+  ASSERT_TRUE(server.ok());
+  TempDir tmp;
+  const auto img = test::make_test_image(tmp.path(), "threads");
+  auto c = client_for(server, *Credentials::from_user_pass("alice:" + server.config().password));
+  auto pushed = c->push_blob("ferry/p", img.layer_desc, img.layer);
+  ASSERT_TRUE(pushed.ok()) << pushed.error().message;
+  // A fresh client: all threads meet the first 401 together.
+  c = client_for(server, *Credentials::from_user_pass("alice:" + server.config().password));
+  std::atomic<int> wrong{0};
+  std::atomic<int> failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<std::byte> out(4096);
+      for (int i = 0; i < 20; ++i) {
+        const uint64_t off = (static_cast<uint64_t>(t) * 7919 + static_cast<uint64_t>(i) * 104729) % (img.layer.size() - out.size());
+        auto st = c->read_blob_range("ferry/p", img.layer_desc.digest, off, out, Clock::now() + std::chrono::seconds(20));
+        if (!st.ok()) {
+          ++failed;
+        } else if (std::memcmp(out.data(), img.layer.data() + off, out.size()) != 0) {
+          ++wrong;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(c->stats().token_fetches.load(), 1U);  // the pull scope, fetched once for all threads
 }
 
 }  // namespace
