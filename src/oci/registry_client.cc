@@ -145,6 +145,8 @@ Error registry_http_error(const std::string& context, const HttpResponse& respon
   } else if (!response.error_body.empty()) {
     detail = response.error_body;
   }
+  // What a 401 that survived the auth flow means (a HEAD carries no body to say it).
+  if (response.status == 401 && detail.empty()) detail = "the registry refused the credentials";
   std::string message = context + ": HTTP " + std::to_string(response.status);
   if (!detail.empty()) message += " (" + printable(detail, 200) + ")";
   return {errno_for_status(response.status), message};

@@ -1,16 +1,6 @@
 // `ferry-image convert`: an OCI or Docker image (a registry or an OCI layout) in, a Ferry image
 // out (docs/image-format.md), pushed to a registry or written to a layout.
 //
-// FOR THE INTEGRATOR: written on branch `oci` against the builder's declared API
-// (builder/builder.h: build_image, BuildOptions, BuildSummary; storage/chunk_codec.h:
-// parse_compression, compression_name; erofs/chunk_table.h: BlobInfo) without the builder
-// merged. To wire it in:
-//   - command.h:  Command add_convert_command(CLI::App& parent);
-//   - main.cc:    commands.push_back(add_convert_command(app));
-//   - src/tools/CMakeLists.txt: add ferry-image/convert_command.cc to ferry-image and link
-//     ferry_oci and ZLIB::ZLIB (find_package(ZLIB REQUIRED); zlib1g-dev, already installed
-//     for the builder).
-//
 // What it does: resolves the source (an index to linux/amd64), fetches every layer to a private
 // work directory (verified against its digest), builds the bootstrap and blobs, then pushes
 // the blobs (annotated containerd.io/snapshot/ferry-blob, skipped when the target has them),
@@ -126,8 +116,9 @@ Result<nlohmann::json> convert(const ConvertOptions& o) {
   FERRY_ASSIGN(const oci::StoreOptions src_options, store_options(o, o.source_creds));
   FERRY_ASSIGN(const oci::StoreOptions dst_options, store_options(o, o.target_creds));
   FERRY_ASSIGN(auto src, oci::open_store(src_ref, src_options, /*create_layout=*/false));
-  FERRY_ASSIGN(auto dst, oci::open_store(dst_ref, dst_options, /*create_layout=*/true));
   FERRY_ASSIGN(oci::ResolvedImage image, oci::resolve_image(*src, src_ref));
+  // Opened once the source resolves: a target layout is not created for a source that fails.
+  FERRY_ASSIGN(auto dst, oci::open_store(dst_ref, dst_options, /*create_layout=*/true));
   FERRY_ASSIGN(const WorkDir work, WorkDir::create());
 
   // 1. The source layers, verified, into files the builder reads.
@@ -141,7 +132,7 @@ Result<nlohmann::json> convert(const ConvertOptions& o) {
     const oci::Descriptor& layer = image.manifest.layers[i];
     const std::string path = work / ("layer-" + std::to_string(i));
     FERRY_TRY(src->read_blob_to_file(layer, path));
-    build.layers.push_back({"layer " + std::to_string(i + 1) + " (" + layer.digest.str() + ")", path, {}});
+    build.layers.push_back({layer.digest.str(), path, {}});  // the builder says "layer N (NAME)"
   }
 
   // 2. Build.
