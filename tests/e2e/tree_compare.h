@@ -18,6 +18,7 @@ struct CompareOptions {
   bool ignore_dir_size = false;  // EROFS directory sizes are its own dirent blocks
   bool ignore_dir_nlink = false;
   bool ignore_dir_mtime = false;
+  bool ignore_root_mtime = false;  // containerd never applies a layer's "./" entry to the root
   bool ignore_mtime = false;  // images built with -T (fixed timestamp)
   bool ignore_dot_entries = false;
 
