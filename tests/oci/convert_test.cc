@@ -131,6 +131,7 @@ void expect_one_line_error(int status, const std::string& out, const std::string
   std::printf("[ error  ] %s", out.c_str());
 }
 
+// The source is a Docker schema 2 image (skopeo --format v2s2) in a plain-HTTP registry.
 TEST(ConvertE2E, ARegistryImageBecomesAFerryImageOverPlainHttp) {
   RegistryServer server;
   ASSERT_TRUE(server.ok());
@@ -139,7 +140,7 @@ TEST(ConvertE2E, ARegistryImageBecomesAFerryImageOverPlainHttp) {
   const std::string original = server.host() + "/orig/app:v1";
   const std::string target = server.host() + "/ferry/app:v1";
   std::string out;
-  ASSERT_EQ(ferry::test::run("skopeo copy --dest-tls-verify=false oci:" + tmp / "src:v1" + " docker://" + original + " 2>&1", &out), 0)
+  ASSERT_EQ(ferry::test::run("skopeo copy --format v2s2 --dest-tls-verify=false oci:" + tmp / "src:v1" + " docker://" + original + " 2>&1", &out), 0)
       << out;
 
   ASSERT_EQ(convert("--source " + original + " --target " + target + " --plain-http --compressor lz4 --chunk-size 65536", &out), 0)
