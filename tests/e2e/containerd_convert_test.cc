@@ -26,6 +26,7 @@
 #include "e2e/erofs_fixture.h"
 #include "e2e/feature_layers.h"
 #include "e2e/tar_writer.h"
+#include "common/proc_files.h"
 #include "e2e/tree_compare.h"
 #include "oci/registry_fixture.h"
 
@@ -237,6 +238,44 @@ TEST_F(ContainerdConvertTest, OverlayfsUnpackOfTheOriginalEqualsKernelErofsOfThe
   auto pull_converted = containerd.ctr({"images", "pull", "--plain-http", converted});
   std::printf("[ e2e    ] ctr images pull (overlayfs) of the converted image: exit %d: %s\n",
               pull_converted.exit_code(), pull_converted.err.substr(0, 300).c_str());
+}
+
+// The fixture itself: a running container (runc, a rootfs of /bin/sleep and its libraries), its
+// shim and shim socket, a mount left under the fixture's dir and containerd are all gone once the
+// fixture is destroyed.
+TEST_F(ContainerdConvertTest, FixtureTeardownLeavesNoProcessMountOrSocket) {
+  if (test::run("command -v runc >/dev/null") != 0) GTEST_SKIP() << "runc is not installed";
+  const std::string rootfs = dir_.path() + "/rootfs";
+  ASSERT_EQ(test::run("mkdir -p " + rootfs + "/bin && cp /bin/sleep " + rootfs + "/bin/ && for l in $(ldd /bin/sleep | grep -o '/[^ ]*'); do "
+                      "mkdir -p " + rootfs + "$(dirname $l) && cp -L $l " + rootfs + "$l; done"),
+            0);
+  std::string dir;
+  std::vector<pid_t> processes;
+  std::vector<std::string> sockets;
+  pid_t containerd_pid = 0;
+  {
+    ContainerdServer containerd;
+    ASSERT_TRUE(containerd.ok());
+    dir = containerd.dir();
+    containerd_pid = containerd.pid();
+    auto run = containerd.ctr({"run", "-d", "--rootfs", rootfs, "sleeper", "/bin/sleep", "300"});
+    ASSERT_EQ(run.exit_code(), 0) << run.describe() << containerd.log_tail();
+    ASSERT_TRUE(test::wait_until([&] { return containerd.shim_processes().size() >= 2; }, 30s))
+        << "no shim with a child for the task";
+    processes = containerd.shim_processes();
+    const std::string address =
+        test::read_file(dir + "/state/io.containerd.runtime.v2.task/" + containerd.ns() + "/sleeper/address");
+    ASSERT_EQ(address.rfind("unix://", 0), 0U) << address;
+    sockets.push_back(address.substr(7, address.find_last_not_of("\n ") - 6));
+    EXPECT_TRUE(fs::exists(sockets.back())) << sockets.back();
+    auto view_dir = dir + "/view";
+    fs::create_directories(view_dir);
+    ASSERT_EQ(test::run("mount --bind " + rootfs + " " + view_dir), 0);  // a mount the test "forgot"
+  }
+  EXPECT_TRUE(mounts_at_or_below(dir).empty());
+  EXPECT_FALSE(process_alive(containerd_pid)) << "containerd " << containerd_pid << " is still running";
+  for (const pid_t pid : processes) EXPECT_FALSE(process_alive(pid)) << "process " << pid << " is still running";
+  for (const auto& socket : sockets) EXPECT_FALSE(fs::exists(socket)) << socket;
 }
 
 }  // namespace

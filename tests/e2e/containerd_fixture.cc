@@ -12,6 +12,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "common/proc_files.h"
 #include "common/unique_fd.h"
@@ -62,9 +63,14 @@ std::map<pid_t, pid_t> parent_map() {
   return parents;
 }
 
-bool alive(pid_t pid) { return ::kill(pid, 0) == 0 || errno == EPERM; }
-
 }  // namespace
+
+bool process_alive(pid_t pid) {
+  // A killed shim is reparented to whatever reaps orphans here; until it does, it is a zombie.
+  const std::string stat = test::read_file("/proc/" + std::to_string(pid) + "/stat");
+  const size_t paren = stat.rfind(')');
+  return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] != 'Z' && stat[paren + 2] != 'X';
+}
 
 std::string ContainerdServer::missing_prerequisite() {
   if (::geteuid() != 0) return "containerd tests need root";
@@ -133,10 +139,38 @@ std::vector<pid_t> ContainerdServer::shim_processes() const {
   return {found.begin(), found.end()};
 }
 
+void ContainerdServer::remove_tasks_and_containers() {
+  auto tasks = ctr({"tasks", "ls", "-q"}, 20s);
+  std::istringstream task_ids(tasks.out);
+  for (std::string id; std::getline(task_ids, id);) {
+    if (!id.empty()) ctr({"tasks", "delete", "--force", id}, 20s);
+  }
+  auto containers = ctr({"containers", "ls", "-q"}, 20s);
+  std::istringstream container_ids(containers.out);
+  for (std::string id; std::getline(container_ids, id);) {
+    if (!id.empty()) ctr({"containers", "delete", id}, 20s);
+  }
+}
+
+std::vector<std::string> ContainerdServer::shim_sockets() const {
+  // Each task's bundle records its shim's socket (under /run/containerd/s, whatever the config).
+  std::vector<std::string> sockets;
+  std::error_code ec;
+  for (const auto& bundle : fs::directory_iterator(dir_ / ("state/io.containerd.runtime.v2.task/" + config_.ns), ec)) {
+    std::string address = test::read_file(bundle.path().string() + "/address");
+    while (!address.empty() && (address.back() == '\n' || address.back() == ' ')) address.pop_back();
+    if (address.starts_with("unix://")) sockets.push_back(address.substr(7));
+  }
+  return sockets;
+}
+
 void ContainerdServer::stop() {
+  // The orderly way first: the shims unmount rootfs, remove cgroups and their sockets.
+  if (ok_ && containerd_.running()) remove_tasks_and_containers();
+  const auto sockets = shim_sockets();
   const auto shims = shim_processes();
   for (const pid_t pid : shims) ::kill(pid, SIGKILL);
-  if (!test::wait_until([&] { return std::none_of(shims.begin(), shims.end(), alive); }, 10s))
+  if (!test::wait_until([&] { return std::none_of(shims.begin(), shims.end(), process_alive); }, 10s))
     ADD_FAILURE() << "a shim of containerd " << containerd_.pid() << " did not exit";
   if (containerd_.pid() > 0 && containerd_.running()) {
     containerd_.signal(SIGTERM);
@@ -144,6 +178,7 @@ void ContainerdServer::stop() {
   }
   const auto mounts = mounts_at_or_below(dir_.path());
   for (auto it = mounts.rbegin(); it != mounts.rend(); ++it) test::unmount_quietly(*it);
+  for (const auto& socket : sockets) ::unlink(socket.c_str());  // left by a killed shim
 }
 
 }  // namespace ferry::e2e

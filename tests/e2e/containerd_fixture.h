@@ -5,11 +5,15 @@
 //
 // Promises: the constructor waits for the socket under a deadline (ok() says whether it came
 // up; on failure the log tail is reported with ADD_FAILURE). The destructor stops everything this
-// containerd started, by pid: the shims it spawned (found by their `-address SOCKET`) and their
-// children, then containerd itself (SIGTERM, SIGKILL after a deadline), and unmounts whatever is
-// still mounted under its directory (snapshot views, overlay rootfs mounts), deepest first.
+// containerd started: its tasks and containers through ctr (force-deleted, so the shims unmount
+// the rootfs and remove cgroups), then by pid whatever shim is left (found by its `-address
+// SOCKET`) and its children, then containerd itself (SIGTERM, SIGKILL after a deadline); it
+// unmounts whatever is still mounted under its directory (snapshot views, rootfs mounts), deepest
+// first, and removes the sockets of shims it had to kill.
 // Not thread-safe; one instance per test.
 #pragma once
+
+#include <sys/types.h>
 
 #include <chrono>
 #include <string>
@@ -25,6 +29,9 @@ struct ContainerdConfig {
   std::string ns = "ferry-test";
   std::chrono::milliseconds start_deadline{60'000};
 };
+
+// Whether `pid` names a process that runs (a zombie does not).
+bool process_alive(pid_t pid);
 
 class ContainerdServer {
  public:
@@ -52,6 +59,8 @@ class ContainerdServer {
  private:
   bool start();
   void stop();
+  void remove_tasks_and_containers();
+  [[nodiscard]] std::vector<std::string> shim_sockets() const;
   ContainerdConfig config_;
   test::TempDir dir_;
   std::string socket_;
