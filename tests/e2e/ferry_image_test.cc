@@ -194,8 +194,16 @@ TEST_F(FerryImageTest, CompressedImagesPassCheckAndDamageIsFound) {
 TEST_F(FerryImageTest, HelpDescribesEveryCommand) {
   auto top = run_with_deadline({tool_, "--help"}, dir_.path(), kToolDeadline);
   EXPECT_EQ(top.exit_code(), 0) << top.describe();
-  for (const char* command : {"create", "inspect", "check"})
+  for (const char* command : {"create", "inspect", "check", "convert"})
     EXPECT_NE(top.out.find(command), std::string::npos);
+  auto convert_help = run_with_deadline({tool_, "convert", "--help"}, dir_.path(), kToolDeadline);
+  EXPECT_EQ(convert_help.exit_code(), 0);
+  for (const char* option : {"--source", "--target", "--compressor", "--chunk-size", "--plain-http", "--authfile",
+                             "--source-creds", "--target-creds"}) {
+    EXPECT_NE(convert_help.out.find(option), std::string::npos) << option;
+  }
+  auto no_target = run_with_deadline({tool_, "convert", "--source", "oci:/x:v1"}, dir_.path(), kToolDeadline);
+  EXPECT_EQ(no_target.exit_code(), 2) << no_target.describe();
   auto create_help = run_with_deadline({tool_, "create", "--help"}, dir_.path(), kToolDeadline);
   EXPECT_EQ(create_help.exit_code(), 0);
   for (const char* option : {"--bootstrap", "--blob-dir", "--compressor", "--chunk-size", "LAYER"}) {
