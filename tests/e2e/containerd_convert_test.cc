@@ -1,10 +1,10 @@
 // `ferry-image convert` against Debian's containerd 1.6 (a private instance, ContainerdServer) and
 // Debian's docker-registry on 127.0.0.1, both started here:
 //   (a) the ORIGINAL multi-layer OCI image (every entry kind, whiteouts, opaque dirs, less what
-//       containerd's applier refuses, see containerd_layers(); pushed with skopeo) pulled by `ctr images pull` and unpacked by containerd's own overlayfs
-//       snapshotter; a view of its top snapshot, mounted as `ctr snapshots mounts` says, equals
-//       with zero differences the kernel's erofs mounting the `--compressor none` Ferry image
-//       that `ferry-image convert` pushed;
+//       containerd's applier refuses, see containerd_layers(); pushed with skopeo) pulled by `ctr images
+//       pull` and unpacked by containerd's own overlayfs snapshotter; a view of its top snapshot, mounted as
+//       `ctr snapshots mounts` says, equals with zero differences the kernel's erofs mounting the
+//       `--compressor none` Ferry image that `ferry-image convert` pushed;
 //   (b) containerd's pull machinery (resolver, fetcher, content store, media-type handlers)
 //       accepts the converted manifest: `ctr content fetch` stores every layer, config and the
 //       manifest, verified by containerd against their digests, and the erofs image of (a) is
@@ -17,16 +17,16 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "common/proc_files.h"
 #include "e2e/containerd_fixture.h"
 #include "e2e/erofs_fixture.h"
 #include "e2e/feature_layers.h"
 #include "e2e/tar_writer.h"
-#include "common/proc_files.h"
 #include "e2e/tree_compare.h"
 #include "oci/registry_fixture.h"
 
@@ -43,11 +43,14 @@ class ContainerdConvertTest : public ::testing::Test {
   void SetUp() override {
     std::string missing = missing_prerequisite();
     if (missing.empty()) missing = ContainerdServer::missing_prerequisite();
-    if (missing.empty() && test::run("command -v skopeo >/dev/null && command -v docker-registry >/dev/null") != 0)
+    if (missing.empty() &&
+        test::run("command -v skopeo >/dev/null && command -v docker-registry >/dev/null") != 0)
       missing = "skopeo or docker-registry is not installed";
     if (!missing.empty()) GTEST_SKIP() << missing;
   }
-  RunResult tool(const std::vector<std::string>& argv) { return run_with_deadline(argv, dir_.path(), kToolDeadline); }
+  RunResult tool(const std::vector<std::string>& argv) {
+    return run_with_deadline(argv, dir_.path(), kToolDeadline);
+  }
 
   ImageDir dir_;
 };
@@ -63,7 +66,9 @@ std::string parent_of(const std::string& p) {
   const auto slash = p.rfind('/');
   return slash == std::string::npos ? "" : p.substr(0, slash);
 }
-std::string base_of(const std::string& p) { return p.substr(p.rfind('/') + 1); }
+std::string base_of(const std::string& p) {
+  return p.substr(p.rfind('/') + 1);
+}
 
 // What a non-directory entry (or a whiteout) at `p` removes from the tree of directories.
 void forget(std::map<std::string, TarEntry>& dirs, const std::string& p) {
@@ -105,7 +110,8 @@ std::vector<std::vector<TarEntry>> containerd_layers() {
         const std::string target = (parent_of(p).empty() ? "" : parent_of(p) + "/") + base.substr(4);
         if (linked.count(target) != 0) continue;
       }
-      std::erase_if(e.xattrs, [](const auto& x) { return x.first.starts_with("trusted.") || x.second.empty(); });
+      std::erase_if(e.xattrs,
+                    [](const auto& x) { return x.first.starts_with("trusted.") || x.second.empty(); });
       // Re-declare the parents this layer writes into.
       if (i > 0 && !(e.kind == TarEntry::Kind::kDir && p.empty())) {
         std::vector<std::string> chain;
@@ -152,7 +158,8 @@ std::vector<std::vector<TarEntry>> containerd_layers() {
 
 // containerd's content store path of a blob.
 std::string content_path(const ContainerdServer& c, const std::string& digest) {
-  return c.dir() + "/root/io.containerd.content.v1.content/blobs/sha256/" + digest.substr(digest.find(':') + 1);
+  return c.dir() + "/root/io.containerd.content.v1.content/blobs/sha256/" +
+         digest.substr(digest.find(':') + 1);
 }
 
 TEST_F(ContainerdConvertTest, OverlayfsUnpackOfTheOriginalEqualsKernelErofsOfTheConvertedImage) {
@@ -178,7 +185,8 @@ TEST_F(ContainerdConvertTest, OverlayfsUnpackOfTheOriginalEqualsKernelErofsOfThe
   auto pull = containerd.ctr({"images", "pull", "--plain-http", original});
   ASSERT_EQ(pull.exit_code(), 0) << pull.describe() << containerd.log_tail();
   std::string chain = "sha256:" + sha256_hex(tars[0]);
-  for (size_t i = 1; i < tars.size(); ++i) chain = "sha256:" + sha256_hex(chain + " sha256:" + sha256_hex(tars[i]));
+  for (size_t i = 1; i < tars.size(); ++i)
+    chain = "sha256:" + sha256_hex(chain + " sha256:" + sha256_hex(tars[i]));
   auto view = containerd.ctr({"snapshots", "view", "orig-view", chain});
   ASSERT_EQ(view.exit_code(), 0) << view.describe();
   const std::string view_dir = containerd.dir() + "/view";
@@ -216,7 +224,8 @@ TEST_F(ContainerdConvertTest, OverlayfsUnpackOfTheOriginalEqualsKernelErofsOfThe
   // The bootstrap and blobs as containerd stored them, mounted by the kernel's erofs.
   const std::string boot_dir = dir_.path() + "/boot";
   fs::create_directories(boot_dir);
-  auto untar = tool({"/bin/tar", "-xzf", content_path(containerd, summary["bootstrap"]["digest"]), "-C", boot_dir});
+  auto untar =
+      tool({"/bin/tar", "-xzf", content_path(containerd, summary["bootstrap"]["digest"]), "-C", boot_dir});
   ASSERT_EQ(untar.exit_code(), 0) << untar.describe();
   ErofsImage image;
   image.image = boot_dir + "/image/image.boot";
@@ -246,8 +255,10 @@ TEST_F(ContainerdConvertTest, OverlayfsUnpackOfTheOriginalEqualsKernelErofsOfThe
 TEST_F(ContainerdConvertTest, FixtureTeardownLeavesNoProcessMountOrSocket) {
   if (test::run("command -v runc >/dev/null") != 0) GTEST_SKIP() << "runc is not installed";
   const std::string rootfs = dir_.path() + "/rootfs";
-  ASSERT_EQ(test::run("mkdir -p " + rootfs + "/bin && cp /bin/sleep " + rootfs + "/bin/ && for l in $(ldd /bin/sleep | grep -o '/[^ ]*'); do "
-                      "mkdir -p " + rootfs + "$(dirname $l) && cp -L $l " + rootfs + "$l; done"),
+  ASSERT_EQ(test::run("mkdir -p " + rootfs + "/bin && cp /bin/sleep " + rootfs +
+                      "/bin/ && for l in $(ldd /bin/sleep | grep -o '/[^ ]*'); do "
+                      "mkdir -p " +
+                      rootfs + "$(dirname $l) && cp -L $l " + rootfs + "$l; done"),
             0);
   std::string dir;
   std::vector<pid_t> processes;
@@ -274,7 +285,8 @@ TEST_F(ContainerdConvertTest, FixtureTeardownLeavesNoProcessMountOrSocket) {
   }
   EXPECT_TRUE(mounts_at_or_below(dir).empty());
   EXPECT_FALSE(process_alive(containerd_pid)) << "containerd " << containerd_pid << " is still running";
-  for (const pid_t pid : processes) EXPECT_FALSE(process_alive(pid)) << "process " << pid << " is still running";
+  for (const pid_t pid : processes)
+    EXPECT_FALSE(process_alive(pid)) << "process " << pid << " is still running";
   for (const auto& socket : sockets) EXPECT_FALSE(fs::exists(socket)) << socket;
 }
 

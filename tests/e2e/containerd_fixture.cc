@@ -69,7 +69,8 @@ bool process_alive(pid_t pid) {
   // A killed shim is reparented to whatever reaps orphans here; until it does, it is a zombie.
   const std::string stat = test::read_file("/proc/" + std::to_string(pid) + "/stat");
   const size_t paren = stat.rfind(')');
-  return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] != 'Z' && stat[paren + 2] != 'X';
+  return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] != 'Z' &&
+         stat[paren + 2] != 'X';
 }
 
 std::string ContainerdServer::missing_prerequisite() {
@@ -85,7 +86,9 @@ ContainerdServer::ContainerdServer(ContainerdConfig config) : config_(std::move(
   if (!ok_) ADD_FAILURE() << "containerd did not come up:\n" << log_tail();
 }
 
-ContainerdServer::~ContainerdServer() { stop(); }
+ContainerdServer::~ContainerdServer() {
+  stop();
+}
 
 bool ContainerdServer::start() {
   const std::string d = dir_.path();
@@ -112,7 +115,9 @@ bool ContainerdServer::start() {
          containerd_.running();
 }
 
-std::string ContainerdServer::log_tail() const { return file_tail(dir_ / "containerd.log"); }
+std::string ContainerdServer::log_tail() const {
+  return file_tail(dir_ / "containerd.log");
+}
 
 RunResult ContainerdServer::ctr(const std::vector<std::string>& args, std::chrono::milliseconds deadline) {
   std::vector<std::string> argv = {"/usr/bin/ctr", "-a", socket_, "-n", config_.ns};
@@ -156,7 +161,8 @@ std::vector<std::string> ContainerdServer::shim_sockets() const {
   // Each task's bundle records its shim's socket (under /run/containerd/s, whatever the config).
   std::vector<std::string> sockets;
   std::error_code ec;
-  for (const auto& bundle : fs::directory_iterator(dir_ / ("state/io.containerd.runtime.v2.task/" + config_.ns), ec)) {
+  for (const auto& bundle :
+       fs::directory_iterator(dir_ / ("state/io.containerd.runtime.v2.task/" + config_.ns), ec)) {
     std::string address = test::read_file(bundle.path().string() + "/address");
     while (!address.empty() && (address.back() == '\n' || address.back() == ' ')) address.pop_back();
     if (address.starts_with("unix://")) sockets.push_back(address.substr(7));

@@ -25,7 +25,7 @@
 namespace ferry::e2e {
 
 struct ContainerdConfig {
-  std::string extra_toml;   // appended to the generated config.toml (version 2)
+  std::string extra_toml;  // appended to the generated config.toml (version 2)
   std::string ns = "ferry-test";
   std::chrono::milliseconds start_deadline{60'000};
 };
@@ -48,7 +48,8 @@ class ContainerdServer {
   [[nodiscard]] std::string log_tail() const;
 
   // `ctr -a SOCKET -n NS ARGS...` under a deadline (killed by pid when it passes).
-  RunResult ctr(const std::vector<std::string>& args, std::chrono::milliseconds deadline = std::chrono::seconds(120));
+  RunResult ctr(const std::vector<std::string>& args,
+                std::chrono::milliseconds deadline = std::chrono::seconds(120));
 
   // Pids of the shims this containerd started, and of their descendants.
   [[nodiscard]] std::vector<pid_t> shim_processes() const;

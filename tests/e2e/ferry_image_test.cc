@@ -198,8 +198,8 @@ TEST_F(FerryImageTest, HelpDescribesEveryCommand) {
     EXPECT_NE(top.out.find(command), std::string::npos);
   auto convert_help = run_with_deadline({tool_, "convert", "--help"}, dir_.path(), kToolDeadline);
   EXPECT_EQ(convert_help.exit_code(), 0);
-  for (const char* option : {"--source", "--target", "--compressor", "--chunk-size", "--plain-http", "--authfile",
-                             "--source-creds", "--target-creds"}) {
+  for (const char* option : {"--source", "--target", "--compressor", "--chunk-size", "--plain-http",
+                             "--authfile", "--source-creds", "--target-creds"}) {
     EXPECT_NE(convert_help.out.find(option), std::string::npos) << option;
   }
   auto no_target = run_with_deadline({tool_, "convert", "--source", "oci:/x:v1"}, dir_.path(), kToolDeadline);

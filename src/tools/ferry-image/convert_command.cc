@@ -38,7 +38,8 @@ class WorkDir {
  public:
   static Result<WorkDir> create() {
     const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/ferry-convert-XXXXXX";
+    std::string pattern =
+        std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/ferry-convert-XXXXXX";
     if (::mkdtemp(pattern.data()) == nullptr) return errno_error("creating a work directory");
     return WorkDir(pattern);
   }
@@ -109,7 +110,8 @@ Result<nlohmann::json> convert(const ConvertOptions& o) {
   FERRY_ASSIGN(const oci::ImageReference src_ref, oci::ImageReference::parse(o.source));
   FERRY_ASSIGN(oci::ImageReference dst_ref, oci::ImageReference::parse(o.target));
   if (dst_ref.tag.empty()) {
-    if (dst_ref.digest.valid()) return Error{EINVAL, "--target needs a tag, not a digest: the manifest is new"};
+    if (dst_ref.digest.valid())
+      return Error{EINVAL, "--target needs a tag, not a digest: the manifest is new"};
     dst_ref.tag = "latest";
   }
   FERRY_ASSIGN(const erofs::Compression compressor, storage::parse_compression(o.compressor));
@@ -154,7 +156,8 @@ Result<nlohmann::json> convert(const ConvertOptions& o) {
     diff_ids.push_back(d.digest);
     out.layers.push_back(std::move(d));
   }
-  FERRY_ASSIGN(const oci::Digest bootstrap_diff_id, oci::write_bootstrap_tar(build.bootstrap, work / "bootstrap.tar"));
+  FERRY_ASSIGN(const oci::Digest bootstrap_diff_id,
+               oci::write_bootstrap_tar(build.bootstrap, work / "bootstrap.tar"));
   FERRY_TRY(gzip_file(work / "bootstrap.tar", work / "bootstrap.tar.gz"));
   FERRY_ASSIGN(const oci::FileDigest gz, oci::digest_file(work / "bootstrap.tar.gz"));
   oci::Descriptor boot;
@@ -180,8 +183,11 @@ Result<nlohmann::json> convert(const ConvertOptions& o) {
                         {"compressor", std::string(storage::compression_name(summary.compressor))},
                         {"chunk_size", summary.chunk_size},
                         {"blobs", pushed},
-                        {"bootstrap", {{"digest", boot.digest.str()}, {"size", boot.size}, {"uploaded", boot_uploaded},
-                                       {"image_boot_size", summary.bootstrap_size}}},
+                        {"bootstrap",
+                         {{"digest", boot.digest.str()},
+                          {"size", boot.size},
+                          {"uploaded", boot_uploaded},
+                          {"image_boot_size", summary.bootstrap_size}}},
                         {"dedup_saved_bytes", summary.stats.bytes_deduplicated}};
 }
 
@@ -198,7 +204,9 @@ Command add_convert_command(CLI::App& parent) {
       "containerd.io/snapshot/ferry-bootstrap) and the source's config (entrypoint, env, cmd kept;\n"
       "rootfs adjusted). Blobs the target has already are not uploaded again. Prints a JSON summary.");
   app->add_option("--source", opts->source, "the image to convert")->required()->type_name("SRC");
-  app->add_option("--target", opts->target, "where the Ferry image goes (a tag; default latest)")->required()->type_name("DST");
+  app->add_option("--target", opts->target, "where the Ferry image goes (a tag; default latest)")
+      ->required()
+      ->type_name("DST");
   app->add_option("--compressor", opts->compressor, "how each chunk is stored: zstd, lz4 or none")
       ->check(CLI::IsMember({"zstd", "lz4", "none"}))
       ->capture_default_str();
@@ -208,8 +216,10 @@ Command add_convert_command(CLI::App& parent) {
   app->add_option("--authfile", opts->authfile,
                   "docker config.json with registry credentials (default $HOME/.docker/config.json)")
       ->type_name("FILE");
-  app->add_option("--source-creds", opts->source_creds, "credentials for the source registry")->type_name("USER:PASS");
-  app->add_option("--target-creds", opts->target_creds, "credentials for the target registry")->type_name("USER:PASS");
+  app->add_option("--source-creds", opts->source_creds, "credentials for the source registry")
+      ->type_name("USER:PASS");
+  app->add_option("--target-creds", opts->target_creds, "credentials for the target registry")
+      ->type_name("USER:PASS");
   return {app, [opts] {
             auto result = convert(*opts);
             if (!result.ok()) {
