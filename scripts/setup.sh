@@ -12,6 +12,8 @@ packages=(
   libarchive-dev libzstd-dev liblz4-dev libssl-dev zlib1g-dev
   # images, mounts and the tools tests and benchmarks compare against
   erofs-utils squashfs-tools squashfuse fuse3 fio attr util-linux kmod procps curl python3 umoci
+  # the registry tests: a real registry, htpasswd, skopeo as the oracle, a CA and a token server
+  docker-registry apache2-utils skopeo openssl python3-cryptography
 )
 
 export DEBIAN_FRONTEND=noninteractive

@@ -30,11 +30,12 @@ if [[ "$fuzz_seconds" != 0 && -x fuzz/run.sh ]]; then
   fuzz/run.sh build-fuzz "$fuzz_seconds" || status=1
   # The other parsers of untrusted bytes, briefly: the state a successor opens, the HTTP
   # requests of the API sockets (no seeds: the envelope target seals its own inputs, the HTTP
-  # one starts from its dictionary), the chunk table of a Ferry bootstrap (it rewrites its own
-  # headers) and tar layers through the builder to an EROFS image (seeded with small tars).
+  # and OCI ones start from their dictionaries), the chunk table of a Ferry bootstrap (it
+  # rewrites its own headers), tar layers through the builder to an EROFS image (seeded with
+  # small tars), and the OCI manifests, configs and references a registry or a user hands over.
   mkdir -p build-fuzz/fuzz-artifacts
   fuzz/make_layer_seeds.sh build-fuzz/layer_fuzz-seeds
-  for target in state_envelope_fuzz:15 http_request_fuzz:20 chunk_table_fuzz:15 layer_fuzz:15; do
+  for target in state_envelope_fuzz:15 http_request_fuzz:20 chunk_table_fuzz:15 layer_fuzz:15 oci_manifest_fuzz:20; do
     name=${target%%:*}
     secs=${target##*:}
     echo "== fuzzing with $name for ${secs}s"
@@ -42,6 +43,7 @@ if [[ "$fuzz_seconds" != 0 && -x fuzz/run.sh ]]; then
     seeds=()  # after the corpus: libFuzzer writes new inputs to the first directory
     [[ $name == http_request_fuzz ]] && extra=(-dict=fuzz/http.dict -max_len=70000)
     [[ $name == layer_fuzz ]] && seeds=(build-fuzz/layer_fuzz-seeds)
+    [[ $name == oci_manifest_fuzz ]] && extra=(-dict=fuzz/oci.dict)
     mkdir -p "build-fuzz/$name-corpus"
     if cmake --build build-fuzz --target "$name" -j"$jobs"; then
       "build-fuzz/bin/$name" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 "${extra[@]}" \

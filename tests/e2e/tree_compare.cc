@@ -358,7 +358,8 @@ class Comparer {
     if (!(is_dir && opt_.ignore_dir_size)) {
       check_num(rel, "size", static_cast<uint64_t>(a.st.st_size), static_cast<uint64_t>(b.st.st_size));
     }
-    if (!opt_.ignore_mtime && !(is_dir && opt_.ignore_dir_mtime)) {
+    if (!opt_.ignore_mtime && !(is_dir && opt_.ignore_dir_mtime) &&
+        !(rel.empty() && opt_.ignore_root_mtime)) {
       if (a.st.st_mtim.tv_sec != b.st.st_mtim.tv_sec || a.st.st_mtim.tv_nsec != b.st.st_mtim.tv_nsec) {
         rep_.add(rel, "mtime: A=" + time_text(a.st.st_mtim) + " B=" + time_text(b.st.st_mtim));
       }

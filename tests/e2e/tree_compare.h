@@ -18,7 +18,8 @@ struct CompareOptions {
   bool ignore_dir_size = false;  // EROFS directory sizes are its own dirent blocks
   bool ignore_dir_nlink = false;
   bool ignore_dir_mtime = false;
-  bool ignore_mtime = false;  // images built with -T (fixed timestamp)
+  bool ignore_root_mtime = false;  // containerd never applies a layer's "./" entry to the root
+  bool ignore_mtime = false;       // images built with -T (fixed timestamp)
   bool ignore_dot_entries = false;
 
   size_t max_differences = 50;  // the report keeps the first N (all are counted)

@@ -19,5 +19,7 @@ Command add_create_command(CLI::App& parent);
 Command add_inspect_command(CLI::App& parent);
 // `ferry-image check BOOTSTRAP --blob-dir DIR`: verifies every blob and chunk.
 Command add_check_command(CLI::App& parent);
+// `ferry-image convert --source SRC --target DST`: an OCI/Docker image -> a Ferry image, pushed.
+Command add_convert_command(CLI::App& parent);
 
 }  // namespace ferry::image_tool

@@ -17,7 +17,7 @@ int main(int argc, char** argv) {
     // Tar names are bytes; a UTF-8 locale makes libarchive hand PAX (UTF-8) names over unchanged.
     if (std::setlocale(LC_CTYPE, "C.UTF-8") == nullptr) std::setlocale(LC_CTYPE, "");
     CLI::App app{
-        "ferry-image: build Ferry images from OCI tar layers and examine them.\n"
+        "ferry-image: build Ferry images from OCI tar layers or whole OCI images, and examine them.\n"
         "A Ferry image is an EROFS bootstrap (the merged tree of all layers) plus blobs named by\n"
         "their sha256 that hold the file data in chunks, deduplicated and compressed\n"
         "(docs/image-format.md)."};
@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
     commands.push_back(add_create_command(app));
     commands.push_back(add_inspect_command(app));
     commands.push_back(add_check_command(app));
+    commands.push_back(add_convert_command(app));
     try {
       app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
