@@ -44,7 +44,7 @@ class ContainerdConvertTest : public ::testing::Test {
     std::string missing = missing_prerequisite();
     if (missing.empty()) missing = ContainerdServer::missing_prerequisite();
     if (missing.empty() &&
-        test::run("command -v skopeo >/dev/null && command -v docker-registry >/dev/null") != 0)
+        test::run_shell("command -v skopeo >/dev/null && command -v docker-registry >/dev/null") != 0)
       missing = "skopeo or docker-registry is not installed";
     if (!missing.empty()) GTEST_SKIP() << missing;
   }
@@ -253,9 +253,9 @@ TEST_F(ContainerdConvertTest, OverlayfsUnpackOfTheOriginalEqualsKernelErofsOfThe
 // shim and shim socket, a mount left under the fixture's dir and containerd are all gone once the
 // fixture is destroyed.
 TEST_F(ContainerdConvertTest, FixtureTeardownLeavesNoProcessMountOrSocket) {
-  if (test::run("command -v runc >/dev/null") != 0) GTEST_SKIP() << "runc is not installed";
+  if (test::run_shell("command -v runc >/dev/null") != 0) GTEST_SKIP() << "runc is not installed";
   const std::string rootfs = dir_.path() + "/rootfs";
-  ASSERT_EQ(test::run("mkdir -p " + rootfs + "/bin && cp /bin/sleep " + rootfs +
+  ASSERT_EQ(test::run_shell("mkdir -p " + rootfs + "/bin && cp /bin/sleep " + rootfs +
                       "/bin/ && for l in $(ldd /bin/sleep | grep -o '/[^ ]*'); do "
                       "mkdir -p " +
                       rootfs + "$(dirname $l) && cp -L $l " + rootfs + "$l; done"),
@@ -281,7 +281,7 @@ TEST_F(ContainerdConvertTest, FixtureTeardownLeavesNoProcessMountOrSocket) {
     EXPECT_TRUE(fs::exists(sockets.back())) << sockets.back();
     auto view_dir = dir + "/view";
     fs::create_directories(view_dir);
-    ASSERT_EQ(test::run("mount --bind " + rootfs + " " + view_dir), 0);  // a mount the test "forgot"
+    ASSERT_EQ(test::run_shell("mount --bind " + rootfs + " " + view_dir), 0);  // a mount the test "forgot"
   }
   EXPECT_TRUE(mounts_at_or_below(dir).empty());
   EXPECT_FALSE(process_alive(containerd_pid)) << "containerd " << containerd_pid << " is still running";

@@ -75,7 +75,7 @@ bool process_alive(pid_t pid) {
 
 std::string ContainerdServer::missing_prerequisite() {
   if (::geteuid() != 0) return "containerd tests need root";
-  if (test::run("command -v containerd >/dev/null && command -v ctr >/dev/null") != 0)
+  if (test::run_shell("command -v containerd >/dev/null && command -v ctr >/dev/null") != 0)
     return "containerd or ctr is not installed";
   return {};
 }
@@ -108,7 +108,7 @@ bool ContainerdServer::start() {
        << config_.extra_toml << "\n";
   toml.close();
   if (!toml) return false;
-  containerd_ = test::Child::spawn(die_with_parent({"/usr/bin/containerd", "--config", d + "/config.toml"}),
+  containerd_ = test::Process::start(die_with_parent({"/usr/bin/containerd", "--config", d + "/config.toml"}),
                                    d + "/containerd.log");
   return test::wait_until([&] { return !containerd_.running() ? true : socket_accepts(socket_); },
                           config_.start_deadline) &&
@@ -180,7 +180,7 @@ void ContainerdServer::stop() {
     ADD_FAILURE() << "a shim of containerd " << containerd_.pid() << " did not exit";
   if (containerd_.pid() > 0 && containerd_.running()) {
     containerd_.signal(SIGTERM);
-    if (containerd_.wait_for(15s) == -1) containerd_.kill_and_reap();
+    if (!containerd_.wait_exit(15s)) containerd_.kill_and_reap();
   }
   const auto mounts = mounts_at_or_below(dir_.path());
   for (auto it = mounts.rbegin(); it != mounts.rend(); ++it) test::unmount_quietly(*it);

@@ -65,7 +65,7 @@ class ContainerdServer {
   ContainerdConfig config_;
   test::TempDir dir_;
   std::string socket_;
-  test::Child containerd_;
+  test::Process containerd_;
   bool ok_ = false;
 };
 

@@ -17,11 +17,11 @@ TEST(BootstrapLayer, GnuTarReadsTheLayerBackByteForByte) {
     ASSERT_TRUE(diff_id.ok()) << diff_id.error().message;
     EXPECT_EQ(*diff_id, digest_file(tmp / "layer.tar")->digest);
     std::string listing;
-    ASSERT_EQ(test::run("tar -tvf " + tmp / "layer.tar", &listing), 0) << listing;
+    ASSERT_EQ(test::run_shell("tar -tvf " + tmp / "layer.tar", &listing), 0) << listing;
     EXPECT_NE(listing.find("drwxr-xr-x root/root"), std::string::npos) << listing;
     EXPECT_NE(listing.find("-rw-r--r-- root/root"), std::string::npos) << listing;
     EXPECT_NE(listing.find("image/image.boot"), std::string::npos) << listing;
-    ASSERT_EQ(test::run("mkdir -p " + tmp / "x" + " && tar -xf " + tmp / "layer.tar" + " -C " + tmp / "x"), 0);
+    ASSERT_EQ(test::run_shell("mkdir -p " + tmp / "x" + " && tar -xf " + tmp / "layer.tar" + " -C " + tmp / "x"), 0);
     EXPECT_EQ(test::read_file(tmp / "x/image/image.boot"), boot) << size;
     // Deterministic: the same bootstrap, the same diff_id.
     EXPECT_EQ(*write_bootstrap_tar(tmp / "boot", tmp / "again.tar"), *diff_id);

@@ -51,16 +51,16 @@ TEST(ConvertE2E, ALayoutBecomesAFerryImageInARegistry) {
   const std::string cmd = ferry_image() + " convert --source oci:" + tmp / "src:v1" + " --target " +
                           server.host() + "/ferry/conv:v1 --plain-http --target-creds '" + creds + "'";
   std::string out;
-  ASSERT_EQ(ferry::test::run(cmd + " 2>&1", &out), 0) << out;
+  ASSERT_EQ(ferry::test::run_shell(cmd + " 2>&1", &out), 0) << out;
   const auto summary = nlohmann::json::parse(out);
   ASSERT_EQ(summary["blobs"].size(), 1U);
   EXPECT_TRUE(summary["blobs"][0]["uploaded"].get<bool>());
   EXPECT_EQ(out.find(server.config().password), std::string::npos);
   // Again: everything is there already.
-  ASSERT_EQ(ferry::test::run(cmd + " 2>&1", &out), 0) << out;
+  ASSERT_EQ(ferry::test::run_shell(cmd + " 2>&1", &out), 0) << out;
   EXPECT_FALSE(nlohmann::json::parse(out)["blobs"][0]["uploaded"].get<bool>());
 
-  ASSERT_EQ(ferry::test::run("skopeo copy --src-tls-verify=false --src-creds '" + creds + "' docker://" +
+  ASSERT_EQ(ferry::test::run_shell("skopeo copy --src-tls-verify=false --src-creds '" + creds + "' docker://" +
                                  server.host() + "/ferry/conv:v1 oci:" + tmp / "back:v1 2>&1",
                              &out),
             0)
@@ -83,16 +83,16 @@ TEST(ConvertE2E, ALayoutBecomesAFerryImageInARegistry) {
   ASSERT_EQ(config->diff_ids().size(), 2U);
   EXPECT_EQ(config->diff_ids()[0], m.layers[0].digest);
 
-  ASSERT_EQ(ferry::test::run("mkdir -p " + tmp / "x " + tmp / "blobs" + " && tar -xzf " +
+  ASSERT_EQ(ferry::test::run_shell("mkdir -p " + tmp / "x " + tmp / "blobs" + " && tar -xzf " +
                              back->blob_path(m.layers[1].digest) + " -C " + tmp / "x" + " && cp " +
                              back->blob_path(m.layers[0].digest) + " " + tmp / "blobs/"),
             0);
   ASSERT_EQ(
-      ferry::test::run(
+      ferry::test::run_shell(
           ferry_image() + " check " + tmp / "x/image/image.boot --blob-dir " + tmp / "blobs 2>&1", &out),
       0)
       << out;
-  ASSERT_EQ(ferry::test::run(ferry_image() + " inspect " + tmp / "x/image/image.boot --tree 2>&1", &out), 0)
+  ASSERT_EQ(ferry::test::run_shell(ferry_image() + " inspect " + tmp / "x/image/image.boot --tree 2>&1", &out), 0)
       << out;
   EXPECT_NE(out.find("/etc/greeting"), std::string::npos) << out;
 }
@@ -121,7 +121,7 @@ std::string make_app_layout(const TempDir& tmp, const std::string& name, const s
 
 std::string skopeo_raw(const std::string& ref, const std::string& extra = "") {
   std::string out;
-  const int status = ferry::test::run(
+  const int status = ferry::test::run_shell(
       "skopeo inspect --raw --tls-verify=false " + extra + " docker://" + ref + " 2>&1", &out);
   return status == 0 ? out : std::string();
 }
@@ -133,7 +133,7 @@ bool has_manifest(const std::string& ref, const std::string& creds = "") {
 
 // Runs convert; returns the exit status, with stdout+stderr in `out`.
 int convert(const std::string& args, std::string* out) {
-  return ferry::test::run(ferry_image() + " convert " + args + " 2>&1", out);
+  return ferry::test::run_shell(ferry_image() + " convert " + args + " 2>&1", out);
 }
 
 void expect_one_line_error(int status, const std::string& out, const std::string& needle) {
@@ -153,7 +153,7 @@ TEST(ConvertE2E, ARegistryImageBecomesAFerryImageOverPlainHttp) {
   const std::string original = server.host() + "/orig/app:v1";
   const std::string target = server.host() + "/ferry/app:v1";
   std::string out;
-  ASSERT_EQ(ferry::test::run("skopeo copy --format v2s2 --dest-tls-verify=false oci:" + tmp / "src:v1" +
+  ASSERT_EQ(ferry::test::run_shell("skopeo copy --format v2s2 --dest-tls-verify=false oci:" + tmp / "src:v1" +
                                  " docker://" + original + " 2>&1",
                              &out),
             0)
@@ -196,21 +196,21 @@ TEST(ConvertE2E, ARegistryImageBecomesAFerryImageOverPlainHttp) {
 
   // The bootstrap layer's diff_id is its tar's digest; the image it holds checks against the blob.
   ASSERT_EQ(
-      ferry::test::run(
+      ferry::test::run_shell(
           "skopeo copy --src-tls-verify=false docker://" + target + " oci:" + tmp / "back:v1 2>&1", &out),
       0)
       << out;
   auto back = OciLayout::open(tmp / "back");
   ASSERT_TRUE(back.ok());
   const Digest boot_digest = *Digest::parse(layers[1]["digest"].get<std::string>());
-  ASSERT_EQ(ferry::test::run("gzip -dc " + back->blob_path(boot_digest) + " > " + tmp / "boot.tar"), 0);
+  ASSERT_EQ(ferry::test::run_shell("gzip -dc " + back->blob_path(boot_digest) + " > " + tmp / "boot.tar"), 0);
   EXPECT_EQ(config["rootfs"]["diff_ids"][1], Digest::of(ferry::test::read_file(tmp / "boot.tar")).str());
   const Digest blob_digest = *Digest::parse(layers[0]["digest"].get<std::string>());
-  ASSERT_EQ(ferry::test::run("mkdir -p " + tmp / "x " + tmp / "blobs && tar -xf " + tmp / "boot.tar -C " +
+  ASSERT_EQ(ferry::test::run_shell("mkdir -p " + tmp / "x " + tmp / "blobs && tar -xf " + tmp / "boot.tar -C " +
                              tmp / "x && cp " + back->blob_path(blob_digest) + " " + tmp / "blobs/"),
             0);
   ASSERT_EQ(
-      ferry::test::run(
+      ferry::test::run_shell(
           ferry_image() + " check " + tmp / "x/image/image.boot --blob-dir " + tmp / "blobs 2>&1", &out),
       0)
       << out;
@@ -253,7 +253,7 @@ TEST(ConvertE2E, FailuresAreOneLineAndPushNoManifest) {
   EXPECT_EQ(out.find("wrong"), std::string::npos) << out;
   EXPECT_FALSE(has_manifest(target, creds));
   // No credentials at all (and an empty authfile): the same.
-  ferry::test::run("echo '{}' > " + tmp / "config.json");
+  ferry::test::run_shell("echo '{}' > " + tmp / "config.json");
   expect_one_line_error(convert("--source oci:" + tmp / "src:v1 --target " + target +
                                     " --plain-http --authfile " + tmp / "config.json",
                                 &out),
@@ -342,7 +342,7 @@ TEST(ConvertE2E, TokenAuthWithCredentialsFromAnAuthfile) {
   EXPECT_TRUE(summary["blobs"][0]["uploaded"].get<bool>());
   EXPECT_TRUE(has_manifest(target, creds));
   // Without the authfile's credentials: refused, nothing new.
-  ferry::test::run("echo '{}' > " + tmp / "empty.json");
+  ferry::test::run_shell("echo '{}' > " + tmp / "empty.json");
   expect_one_line_error(convert("--source oci:" + tmp / "src:v1 --target " + server.host() +
                                     "/ferry/token2:v1 --plain-http --authfile " + tmp / "empty.json",
                                 &out),
@@ -353,7 +353,7 @@ TEST(ConvertE2E, TokenAuthWithCredentialsFromAnAuthfile) {
 TEST(ConvertE2E, ABadReferenceIsOneLineAndExitStatus1) {
   std::string out;
   const int status =
-      ferry::test::run(ferry_image() + " convert --source busybox --target oci:/nonexistent:v1 2>&1", &out);
+      ferry::test::run_shell(ferry_image() + " convert --source busybox --target oci:/nonexistent:v1 2>&1", &out);
   EXPECT_EQ(status, 1) << out;
   EXPECT_NE(out.find("invalid image reference 'busybox'"), std::string::npos) << out;
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;

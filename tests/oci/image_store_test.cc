@@ -73,7 +73,7 @@ TEST(ImageStoreE2E, LayoutToRegistryAndBackResolvesTheSameImage) {
   EXPECT_EQ(from_registry->config.bytes(), from_layout->config.bytes());
 
   std::string out;
-  ASSERT_EQ(ferry::test::run("skopeo inspect --tls-verify=false --creds 'alice:pa55:w0rd' docker://" + server.host() +
+  ASSERT_EQ(ferry::test::run_shell("skopeo inspect --tls-verify=false --creds 'alice:pa55:w0rd' docker://" + server.host() +
                                  "/ferry/copied:v1 2>&1",
                              &out),
             0)

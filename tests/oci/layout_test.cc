@@ -79,7 +79,7 @@ TEST(OciLayout, ImportsAFileAsABlob) {
   EXPECT_EQ(d->size, static_cast<int64_t>(big.size()));
   EXPECT_TRUE(layout->verify_blob(*d).ok());
   std::string leftovers;
-  EXPECT_EQ(test::run("ls -A " + tmp / "l/blobs/sha256", &leftovers), 0);
+  EXPECT_EQ(test::run_shell("ls -A " + tmp / "l/blobs/sha256", &leftovers), 0);
   EXPECT_EQ(leftovers, std::string(d->digest.hex()) + "\n");  // no temporary file left
 }
 

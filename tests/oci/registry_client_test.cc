@@ -112,7 +112,7 @@ TEST(RegistryE2E, PushesAndReadsBackBlobsManifestsAndRanges) {
   EXPECT_EQ(**size, img.layer_desc.size);
 
   // The config from a file (the other upload path).
-  ASSERT_EQ(ferry::test::run("printf '%s' '" + img.config + "' > " + tmp / "config.json"), 0);
+  ASSERT_EQ(ferry::test::run_shell("printf '%s' '" + img.config + "' > " + tmp / "config.json"), 0);
   auto config = c->push_blob_file(repo, img.config_desc, tmp / "config.json");
   ASSERT_TRUE(config.ok()) << config.error().message;
   EXPECT_TRUE(*config);
@@ -199,7 +199,7 @@ TEST(RegistryE2E, SkopeoReadsWhatWePushAndWeReadWhatSkopeoPushes) {
 
   // skopeo pulls our image into a layout: it checks every digest on the way.
   std::string out;
-  ASSERT_EQ(ferry::test::run("skopeo copy --src-tls-verify=false docker://" + server.host() + "/ferry/ours:v1 oci:" +
+  ASSERT_EQ(ferry::test::run_shell("skopeo copy --src-tls-verify=false docker://" + server.host() + "/ferry/ours:v1 oci:" +
                                  tmp / "pulled:v1 2>&1",
                              &out),
             0)
@@ -230,7 +230,7 @@ TEST(RegistryE2E, SkopeoReadsWhatWePushAndWeReadWhatSkopeoPushes) {
   for (const auto& [repo, format, type] :
        {std::tuple<std::string, std::string, std::string_view>{"ferry/oci", "oci", media_type::kOciManifest},
         {"ferry/docker", "v2s2", media_type::kDockerManifest}}) {
-    ASSERT_EQ(ferry::test::run("skopeo copy --format " + format + " --dest-tls-verify=false oci:" + tmp / "ours:v2" +
+    ASSERT_EQ(ferry::test::run_shell("skopeo copy --format " + format + " --dest-tls-verify=false oci:" + tmp / "ours:v2" +
                                    " docker://" + server.host() + "/" + repo + ":v2 2>&1",
                                &out),
               0)

@@ -11,7 +11,7 @@
 
 namespace ferry::oci::test {
 
-using ferry::test::run;
+using ferry::test::run_shell;
 using ferry::test::wait_until;
 
 namespace {
@@ -77,7 +77,7 @@ bool RegistryServer::start() {
         ">/dev/null 2>&1 && openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1 "
         ">/dev/null 2>&1 && printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext && openssl x509 -req -in server.csr -CA ca.pem "
         "-CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext >/dev/null 2>&1";
-    if (run(cmd) != 0) {
+    if (run_shell(cmd) != 0) {
       ADD_FAILURE() << "openssl could not make the test CA";
       return false;
     }
@@ -85,19 +85,19 @@ bool RegistryServer::start() {
     yaml += "  tls:\n    certificate: " + dir_ / "server.pem" + "\n    key: " + dir_ / "server.key" + "\n";
   }
   if (config_.auth == RegistryConfig::Auth::kBasic) {
-    if (run("htpasswd -Bbn '" + config_.user + "' '" + config_.password + "' > " + dir_ / "htpasswd") != 0) {
+    if (run_shell("htpasswd -Bbn '" + config_.user + "' '" + config_.password + "' > " + dir_ / "htpasswd") != 0) {
       ADD_FAILURE() << "htpasswd failed";
       return false;
     }
     yaml += "auth:\n  htpasswd:\n    realm: ferry-test\n    path: " + dir_ / "htpasswd" + "\n";
   } else if (config_.auth == RegistryConfig::Auth::kToken) {
-    if (run("cd " + dir_.path() + " && openssl req -x509 -newkey rsa:2048 -nodes -keyout token.key -out token.pem -days 2 "
+    if (run_shell("cd " + dir_.path() + " && openssl req -x509 -newkey rsa:2048 -nodes -keyout token.key -out token.pem -days 2 "
             "-subj /CN=ferry-token-issuer >/dev/null 2>&1") != 0) {
       ADD_FAILURE() << "openssl could not make the token signing key";
       return false;
     }
     token_port_ = free_tcp_port();
-    token_server_ = Child::spawn(
+    token_server_ = Process::start(
         {"/usr/bin/python3", std::string(FERRY_SOURCE_DIR) + "/tests/oci/token_server.py", "--port",
          std::to_string(token_port_), "--key", dir_ / "token.key", "--cert", dir_ / "token.pem", "--issuer",
          "ferry-test-issuer", "--service", "ferry-test-registry", "--user", config_.user, "--password",
@@ -118,7 +118,7 @@ bool RegistryServer::start() {
 
 bool RegistryServer::restart() {
   registry_.kill_and_reap();
-  registry_ = Child::spawn({"/usr/bin/docker-registry", "serve", dir_ / "config.yml"}, dir_ / "registry.log");
+  registry_ = Process::start({"/usr/bin/docker-registry", "serve", dir_ / "config.yml"}, dir_ / "registry.log");
   if (!wait_for_port(port_, std::chrono::seconds(20))) {
     ADD_FAILURE() << "docker-registry did not listen on " << port_ << ": " << log();
     return false;

@@ -18,7 +18,7 @@
 
 namespace ferry::oci::test {
 
-using ferry::test::Child;
+using ferry::test::Process;
 using ferry::test::TempDir;
 
 // A port nothing listens on right now (bound once to 127.0.0.1:0, then released).
@@ -60,8 +60,8 @@ class RegistryServer {
   int port_ = 0;
   int token_port_ = 0;
   std::string ca_file_;
-  Child registry_;
-  Child token_server_;
+  Process registry_;
+  Process token_server_;
   bool ok_ = false;
 };
 

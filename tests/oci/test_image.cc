@@ -12,11 +12,11 @@ namespace ferry::oci::test {
 TestImage make_test_image(const std::string& dir, const std::string& salt) {
   TestImage img;
   const std::string root = dir + "/rootfs-" + salt;
-  EXPECT_EQ(ferry::test::run("mkdir -p " + root + "/etc && echo 'hello " + salt + "' > " + root +
+  EXPECT_EQ(ferry::test::run_shell("mkdir -p " + root + "/etc && echo 'hello " + salt + "' > " + root +
                              "/etc/greeting && head -c 300000 /dev/urandom > " + root + "/data.bin"),
             0);
   const std::string tar = dir + "/layer-" + salt + ".tar";
-  EXPECT_EQ(ferry::test::run("tar --sort=name -C " + root + " -cf " + tar + " . && gzip -n -k -f " + tar), 0);
+  EXPECT_EQ(ferry::test::run_shell("tar --sort=name -C " + root + " -cf " + tar + " . && gzip -n -k -f " + tar), 0);
   const std::string uncompressed = ferry::test::read_file(tar);
   img.layer = ferry::test::read_file(tar + ".gz");
   img.layer_desc = {std::string(media_type::kOciLayerGzip), Digest::of(img.layer),
