@@ -18,6 +18,7 @@
 
 #include "common/byte_source.h"
 #include "common/crc32c.h"
+#include "common/memory_source.h"
 #include "erofs/erofs_image.h"
 
 namespace {
@@ -32,29 +33,6 @@ constexpr size_t kMaxNodes = 256;
 constexpr int kMaxDepth = 8;
 constexpr size_t kMaxEntriesPerDir = 512;
 constexpr size_t kReadBytes = size_t{16} * 1024;
-
-// Serves the fuzz input in place; libFuzzer's buffer is exactly input-sized, so ASan catches
-// any read past it.
-class InputSource final : public ByteSource {
- public:
-  InputSource(std::span<const std::byte> bytes, bool mapped) : bytes_(bytes), mapped_(mapped) {}
-  [[nodiscard]] uint64_t size() const override { return bytes_.size(); }
-  Status read_exact(uint64_t offset, std::span<std::byte> out) const override {
-    if (offset > bytes_.size() || out.size() > bytes_.size() - offset)
-      return Error{EIO, "read past the input"};
-    if (!out.empty()) std::memcpy(out.data(), bytes_.data() + offset, out.size());
-    return {};
-  }
-  [[nodiscard]] std::span<const std::byte> view() const override {
-    return mapped_ ? bytes_ : std::span<const std::byte>{};
-  }
-  [[nodiscard]] const std::string& name() const override { return name_; }
-
- private:
-  std::span<const std::byte> bytes_;
-  bool mapped_;
-  std::string name_ = "fuzz input";
-};
 
 class Walker {
  public:
@@ -152,7 +130,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {  // NO
   if (size > 0) std::memcpy(image.data(), data, size);
   if (size == 0 || data[size - 1] % 8 != 0) fix_checksum(image);
   std::shared_ptr<const ByteSource> source =
-      std::make_shared<InputSource>(std::span<const std::byte>(image), size % 2 == 0);
+      std::make_shared<ferry::MemorySource>(std::span<const std::byte>(image), "fuzz input", size % 2 == 0);
   auto resolve = [&](const DeviceSlot&) -> Result<std::shared_ptr<const ByteSource>> { return source; };
   auto opened = ErofsImage::open(source, resolve);
   if (!opened.ok()) return 0;

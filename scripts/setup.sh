@@ -9,8 +9,9 @@ packages=(
   # libraries
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev
   libprotobuf-dev protobuf-compiler libsqlite3-dev libtomlplusplus-dev libboost-dev libcurl4-openssl-dev
+  libarchive-dev libzstd-dev liblz4-dev libssl-dev zlib1g-dev
   # images, mounts and the tools tests and benchmarks compare against
-  erofs-utils squashfs-tools squashfuse fuse3 fio attr util-linux kmod procps curl python3
+  erofs-utils squashfs-tools squashfuse fuse3 fio attr util-linux kmod procps curl python3 umoci
 )
 
 export DEBIAN_FRONTEND=noninteractive

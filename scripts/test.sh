@@ -28,20 +28,24 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 if [[ "$fuzz_seconds" != 0 && -x fuzz/run.sh ]]; then
   echo "== fuzzing the EROFS reader for ${fuzz_seconds}s"
   fuzz/run.sh build-fuzz "$fuzz_seconds" || status=1
-  # The other parsers of untrusted bytes, briefly: the state a successor opens and the HTTP
+  # The other parsers of untrusted bytes, briefly: the state a successor opens, the HTTP
   # requests of the API sockets (no seeds: the envelope target seals its own inputs, the HTTP
-  # one starts from its dictionary).
+  # one starts from its dictionary), the chunk table of a Ferry bootstrap (it rewrites its own
+  # headers) and tar layers through the builder to an EROFS image (seeded with small tars).
   mkdir -p build-fuzz/fuzz-artifacts
-  for target in state_envelope_fuzz:15 http_request_fuzz:20; do
+  fuzz/make_layer_seeds.sh build-fuzz/layer_fuzz-seeds
+  for target in state_envelope_fuzz:15 http_request_fuzz:20 chunk_table_fuzz:15 layer_fuzz:15; do
     name=${target%%:*}
     secs=${target##*:}
     echo "== fuzzing with $name for ${secs}s"
     extra=()
+    seeds=()  # after the corpus: libFuzzer writes new inputs to the first directory
     [[ $name == http_request_fuzz ]] && extra=(-dict=fuzz/http.dict -max_len=70000)
+    [[ $name == layer_fuzz ]] && seeds=(build-fuzz/layer_fuzz-seeds)
     mkdir -p "build-fuzz/$name-corpus"
     if cmake --build build-fuzz --target "$name" -j"$jobs"; then
       "build-fuzz/bin/$name" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 "${extra[@]}" \
-        -artifact_prefix=build-fuzz/fuzz-artifacts/ -print_final_stats=1 "build-fuzz/$name-corpus" || status=1
+        -artifact_prefix=build-fuzz/fuzz-artifacts/ -print_final_stats=1 "build-fuzz/$name-corpus" "${seeds[@]}" || status=1
     else
       status=1
     fi

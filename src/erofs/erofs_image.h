@@ -134,4 +134,16 @@ class ErofsImage {
 
 FileType file_type_of(uint16_t mode);
 
+// Where one chunk of a chunk-based file lives: a device (0 = the primary, else the 1-based slot)
+// and block address; blkaddr 0xFFFFFFFF is a hole. For tools that report on an image's layout
+// (`ferry-image inspect` counts references and dedup from it); the read path never needs it.
+struct ChunkPlace {
+  uint16_t device_id = 0;
+  uint32_t blkaddr = 0;
+};
+
+// Every chunk of `file`, in file order. EINVAL when the file is not chunk-based or `image` was
+// not made by ErofsImage::open; EIO when its chunk table is corrupt.
+Result<std::vector<ChunkPlace>> chunk_places(const ErofsImage& image, const Inode& file);
+
 }  // namespace ferry::erofs

@@ -47,6 +47,8 @@ class ImageImpl final : public ErofsImage {
   [[nodiscard]] Result<std::vector<std::string>> list_xattrs(const Inode& inode) const override;
   [[nodiscard]] Result<std::string> get_xattr(const Inode& inode, std::string_view name) const override;
   [[nodiscard]] Result<uint64_t> seek(const Inode& file, uint64_t offset, int whence) const override;
+  // chunk_places.cc: the free function chunk_places() of erofs_image.h.
+  [[nodiscard]] Result<std::vector<ChunkPlace>> chunk_places(const Inode& file) const;
 
  private:
   // Where the bytes of a file at one logical offset live, and for how long they run.

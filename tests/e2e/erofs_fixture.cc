@@ -94,9 +94,11 @@ KernelErofsMount::KernelErofsMount(const ErofsImage& image, std::string mountpoi
   // The kernel only takes block devices for device=, so the blob goes through a loop device;
   // the image itself through mount's own "loop" option (auto-detached on unmount).
   std::string options = "ro,loop";
-  if (!image.blob.empty()) {
-    blob_loop_ = std::make_unique<test::LoopDevice>(image.blob);
-    options += ",device=" + blob_loop_->path();
+  std::vector<std::string> blobs = image.devices;
+  if (!image.blob.empty()) blobs.insert(blobs.begin(), image.blob);
+  for (const auto& blob : blobs) {
+    blob_loops_.push_back(std::make_unique<test::LoopDevice>(blob));
+    options += ",device=" + blob_loops_.back()->path();
   }
   std::string out;
   const std::string cmd =
@@ -110,7 +112,7 @@ KernelErofsMount::KernelErofsMount(const ErofsImage& image, std::string mountpoi
 
 KernelErofsMount::~KernelErofsMount() {
   test::unmount_quietly(mnt_);
-  blob_loop_.reset();
+  blob_loops_.clear();
 }
 
 namespace {

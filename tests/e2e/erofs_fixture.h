@@ -37,6 +37,7 @@ const std::vector<Layout>& erofs_layouts();
 struct ErofsImage {
   std::string image;  // the metadata image (bootstrap)
   std::string blob;   // the --blobdev file, empty when none
+  std::vector<std::string> devices;  // or: several extra devices, in device order (Ferry images)
 };
 
 // A private directory for images, removed recursively on destruction. It is always under /tmp:
@@ -65,8 +66,8 @@ ErofsImage make_erofs_image(const std::string& source, const std::string& out_di
 // fuse in the kernel.
 std::string missing_prerequisite();
 
-// The kernel's EROFS driver mounted read-only at `mountpoint`; unmounted (and the blob's loop
-// device detached) on destruction. Throws std::runtime_error when the mount fails.
+// The kernel's EROFS driver mounted read-only at `mountpoint`; unmounted (and the blobs' loop
+// devices detached) on destruction. Throws std::runtime_error when the mount fails.
 class KernelErofsMount {
  public:
   KernelErofsMount(const ErofsImage& image, std::string mountpoint);
@@ -76,7 +77,7 @@ class KernelErofsMount {
   [[nodiscard]] const std::string& path() const { return mnt_; }
 
  private:
-  std::unique_ptr<test::LoopDevice> blob_loop_;
+  std::vector<std::unique_ptr<test::LoopDevice>> blob_loops_;
   std::string mnt_;
 };
 

@@ -61,7 +61,7 @@ TEST(InstallTest, PrefixInstallPutsEverythingInItsPlaceAndTheBinariesRun) {
   const std::string prefix = dir / "usr-local";
   install(prefix);
 
-  for (const char* binary : {"ferryd", "ferry-snapshotter", "ferryctl"}) {
+  for (const char* binary : {"ferryd", "ferry-snapshotter", "ferryctl", "ferry-image"}) {
     const std::string path = prefix + "/bin/" + binary;
     ASSERT_TRUE(executable(path)) << path;
     std::string out;
