@@ -33,12 +33,10 @@ struct AlignedBuffer {
 };
 }  // namespace
 
-SampleImage make_sample_image(const std::string& dir, const std::string& name, int files, uint64_t seed) {
-  SampleImage img;
-  img.tree = dir + "/" + name + "-tree";
-  img.meta = dir + "/" + name + ".erofs";
-  img.blob = dir + "/" + name + ".blob";
-  img.config_path = dir + "/" + name + ".json";
+namespace {
+// `files` regular files (sizes 0 .. ~3 MiB, seeded) in a few directories under img.tree:
+// random bytes, or bytes compression shrinks (letters of a small alphabet, random runs).
+void write_sample_tree(SampleImage& img, int files, uint64_t seed, bool compressible) {
   fs::create_directories(img.tree);
   std::mt19937_64 rng(seed);
   for (int i = 0; i < files; ++i) {
@@ -63,18 +61,51 @@ SampleImage make_sample_image(const std::string& dir, const std::string& name, i
     std::string data(size, '\0');
     for (size_t k = 0; k < size; k += 8) {
       uint64_t v = rng();
+      if (compressible) v = 0x6161616161616161ULL + (v & 0x0303030303030303ULL);
       std::memcpy(data.data() + k, &v, std::min<size_t>(8, size - k));
     }
     std::ofstream(img.tree + "/" + rel, std::ios::binary)
         .write(data.data(), static_cast<std::streamsize>(size));
     img.files.push_back(rel);
   }
+}
+}  // namespace
+
+SampleImage make_sample_image(const std::string& dir, const std::string& name, int files, uint64_t seed) {
+  SampleImage img;
+  img.tree = dir + "/" + name + "-tree";
+  img.meta = dir + "/" + name + ".erofs";
+  img.blob = dir + "/" + name + ".blob";
+  img.config_path = dir + "/" + name + ".json";
+  write_sample_tree(img, files, seed, /*compressible=*/false);
   std::string out;
   int rc = run("mkfs.erofs --quiet --chunksize=65536 --blobdev='" + img.blob + "' '" + img.meta + "' '" +
                    img.tree + "'",
                &out);
   if (rc != 0) throw std::runtime_error("mkfs.erofs failed: " + out);
   img.config = R"({"device":{"backend":{"type":"localfs","config":{"blob_file":")" + img.blob + R"("}}}})";
+  std::ofstream(img.config_path) << img.config;
+  return img;
+}
+
+SampleImage make_ferry_sample_image(const std::string& dir, const std::string& name, int files, uint64_t seed,
+                                    const std::string& compressor) {
+  SampleImage img;
+  img.tree = dir + "/" + name + "-tree";
+  img.meta = dir + "/" + name + ".boot";
+  img.blob = dir + "/" + name + "-blobs";
+  img.config_path = dir + "/" + name + ".json";
+  write_sample_tree(img, files, seed, /*compressible=*/true);
+  fs::create_directories(img.blob);
+  const std::string layer = dir + "/" + name + ".tar";
+  std::string out;
+  int rc = run("tar --format=pax --numeric-owner -C '" + img.tree + "' -cf '" + layer + "' . 2>&1", &out);
+  if (rc != 0) throw std::runtime_error("tar failed: " + out);
+  rc = run("'" + binary_path("ferry-image") + "' create --bootstrap '" + img.meta + "' --blob-dir '" + img.blob +
+               "' --compressor " + compressor + " --chunk-size 1048576 '" + layer + "' 2>&1",
+           &out);
+  if (rc != 0) throw std::runtime_error("ferry-image create failed: " + out);
+  img.config = R"({"device":{"backend":{"type":"localfs","config":{"dir":")" + img.blob + R"("}}}})";
   std::ofstream(img.config_path) << img.config;
   return img;
 }

@@ -18,7 +18,8 @@
 
 namespace ferry::test {
 
-// A generated tree packed into an EROFS image whose data lives in a blob device.
+// A generated tree packed into an EROFS image whose data lives in a blob device (or a Ferry
+// image and its blob directory).
 struct SampleImage {
   std::string tree;    // source directory (the truth readers compare with)
   std::string meta;    // bootstrap (metadata image)
@@ -30,6 +31,11 @@ struct SampleImage {
 
 // Builds `files` regular files (sizes 0 .. ~3 MiB, seeded), a few directories, into dir/name.
 SampleImage make_sample_image(const std::string& dir, const std::string& name, int files, uint64_t seed);
+// The same kind of tree, made compressible, packed by `tar` and converted by `ferry-image create
+// --compressor COMPRESSOR` (1 MiB chunks): meta is the bootstrap, blob the blob directory, the
+// config localfs {"dir": blob}.
+SampleImage make_ferry_sample_image(const std::string& dir, const std::string& name, int files, uint64_t seed,
+                                    const std::string& compressor);
 
 // A ferryd process. The destructor kills it (SIGKILL, by pid) if still running.
 class Ferryd {
