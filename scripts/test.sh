@@ -34,7 +34,7 @@ if [[ "$fuzz_seconds" != 0 && -x fuzz/run.sh ]]; then
   # headers) and tar layers through the builder to an EROFS image (seeded with small tars).
   mkdir -p build-fuzz/fuzz-artifacts
   fuzz/make_layer_seeds.sh build-fuzz/layer_fuzz-seeds
-  for target in state_envelope_fuzz:15 http_request_fuzz:20 chunk_table_fuzz:15 layer_fuzz:15; do
+  for target in state_envelope_fuzz:15 http_request_fuzz:20 chunk_table_fuzz:15 layer_fuzz:15 chunked_blob_fuzz:15; do
     name=${target%%:*}
     secs=${target##*:}
     echo "== fuzzing with $name for ${secs}s"

@@ -229,6 +229,21 @@ TEST_P(FerrydCompressedTest, DamagedChunkIsEioWithOneLogLineOtherFilesRead) {
   EXPECT_EQ(big, want_big);
 }
 
+// A blob file that is not the chunk table's blob (here: one byte short) is refused when the
+// image is opened, with a message naming the file and the blob; nothing is mounted.
+TEST_P(FerrydCompressedTest, TruncatedBlobIsRefusedWhenTheImageOpens) {
+  const std::string blob = summary_["blobs"][0]["path"].get<std::string>();
+  fs::resize_file(blob, fs::file_size(blob) - 1);
+  fs::create_directories(dir_.path() + "/mnt");
+  FerrydMount ferryd(dir_.path() + "/mnt", boot(), config(), dir_.path() + "/ferryd.log");
+  const std::string not_mounted = ferryd.wait_mounted(20s);
+  EXPECT_FALSE(not_mounted.empty()) << "mounted an image with a truncated blob";
+  EXPECT_FALSE(test::is_mounted(dir_.path() + "/mnt", "fuse"));
+  const std::string log = ferryd.log();
+  EXPECT_NE(log.find("blob file '" + blob + "' is"), std::string::npos) << log;
+  EXPECT_NE(log.find("truncated, or another blob"), std::string::npos) << log;
+}
+
 INSTANTIATE_TEST_SUITE_P(Compressors, FerrydCompressedTest, ::testing::Values("zstd", "lz4"),
                          [](const auto& p) { return p.param; });
 
