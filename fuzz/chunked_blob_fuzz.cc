@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "common/memory_source.h"
-#include "storage/chunk_codec.h"
+#include "kit/memory_blob.h"
 #include "storage/chunked_blob_source.h"
 
 namespace {
@@ -32,33 +32,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto payload = std::as_bytes(std::span<const uint8_t>(data + 3, payload_size));
   const uint8_t* flip = data + 3 + payload_size;
 
-  auto table = std::make_shared<erofs::ChunkTable>();
-  table->chunk_size = chunk_size;
-  erofs::BlobInfo blob;
-  blob.device_id = 1;
-  blob.compressor = algorithm;
-  std::vector<std::byte> device, stored, out;
-  storage::ChunkCompressor compressor(algorithm);
-  for (size_t at = 0; at < payload.size(); at += chunk_size) {
-    const auto piece = payload.subspan(at, std::min<size_t>(chunk_size, payload.size() - at));
-    erofs::ChunkInfo c;
-    c.device_offset = device.size();
-    c.blob_offset = stored.size();
-    c.size = static_cast<uint32_t>(piece.size());
-    auto how = compressor.compress(piece, out);
-    if (!how.ok()) return 0;
-    c.compression = *how;
-    c.stored_size = static_cast<uint32_t>(out.size());
-    c.digest = storage::sha256(piece);
-    stored.insert(stored.end(), out.begin(), out.end());
-    device.insert(device.end(), piece.begin(), piece.end());
-    device.resize((device.size() + 4095) & ~size_t{4095});
-    table->chunks.push_back(c);
-  }
-  blob.chunk_count = static_cast<uint32_t>(table->chunks.size());
-  blob.blob_size = stored.size();
-  blob.device_size = device.size();
-  table->blobs.push_back(blob);
+  std::vector<std::span<const std::byte>> chunks;
+  for (size_t at = 0; at < payload.size(); at += chunk_size)
+    chunks.push_back(payload.subspan(at, std::min<size_t>(chunk_size, payload.size() - at)));
+  testkit::MemoryBlob blob = testkit::make_memory_blob(chunks, algorithm, chunk_size);
+  const auto& table = blob.table;
+  const auto& device = blob.device;
+  auto& stored = blob.stored;
   for (size_t i = 0; i < flips && !stored.empty(); ++i) {
     const size_t pos = (size_t{flip[3 * i]} << 8U | flip[3 * i + 1]) % stored.size();
     stored[pos] ^= std::byte{flip[3 * i + 2]};

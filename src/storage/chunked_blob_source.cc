@@ -64,6 +64,8 @@ ChunkedBlobSource::ChunkedBlobSource(Key, std::shared_ptr<const erofs::ChunkTabl
       slot_count_(slots),
       slots_(std::make_unique<Slot[]>(slots)) {  // NOLINT(*-avoid-c-arrays)
   name_ = "blob sha256:" + digest_hex_ + " (" + stored_->name() + ")";
+  // Slot buffers hold this blob's largest chunk (whatever the table's chunk size says).
+  for (const erofs::ChunkInfo& c : chunks_) max_chunk_ = std::max(max_chunk_, c.size);
 }
 
 ChunkedBlobSource::~ChunkedBlobSource() = default;
@@ -131,7 +133,7 @@ Status ChunkedBlobSource::copy_cached(uint64_t index, uint64_t within, std::span
   if (!(v.valid && v.key.load(std::memory_order_relaxed) == key)) {
     v.valid = false;
     v.key.store(key, std::memory_order_release);
-    if (!v.data) v.data = std::make_unique_for_overwrite<std::byte[]>(table_->chunk_size);  // NOLINT
+    if (!v.data) v.data = std::make_unique_for_overwrite<std::byte[]>(max_chunk_);  // NOLINT
     Status st = decode(index, std::span(v.data.get(), size));
     if (!st.ok()) {
       v.key.store(kEmptyKey, std::memory_order_release);

@@ -10,6 +10,7 @@
 #include <random>
 #include <thread>
 
+#include "kit/memory_blob.h"
 #include "kit/memory_source.h"
 #include "storage/chunk_codec.h"
 
@@ -39,37 +40,10 @@ struct Built {
 };
 
 Built build(const std::vector<std::vector<std::byte>>& chunks, Compression algorithm) {
-  Built b;
-  b.table = std::make_shared<ChunkTable>();
-  b.table->chunk_size = kChunk;
-  erofs::BlobInfo blob;
-  blob.digest.fill(0xAB);
-  blob.device_id = 1;
-  blob.compressor = algorithm;
-  blob.chunk_count = static_cast<uint32_t>(chunks.size());
-  ChunkCompressor compressor(algorithm);
-  std::vector<std::byte> stored_bytes;
-  std::vector<std::byte> out;
-  for (const auto& data : chunks) {
-    ChunkInfo c;
-    c.device_offset = b.device.size();
-    c.blob_offset = stored_bytes.size();
-    c.size = static_cast<uint32_t>(data.size());
-    auto how = compressor.compress(data, out);
-    EXPECT_TRUE(how.ok());
-    c.compression = *how;
-    c.stored_size = static_cast<uint32_t>(out.size());
-    c.digest = sha256(data);
-    stored_bytes.insert(stored_bytes.end(), out.begin(), out.end());
-    b.device.insert(b.device.end(), data.begin(), data.end());
-    b.device.resize((b.device.size() + 4095) & ~size_t{4095});
-    b.table->chunks.push_back(c);
-  }
-  blob.blob_size = stored_bytes.size();
-  blob.device_size = b.device.size();
-  b.table->blobs.push_back(blob);
-  b.blob = std::make_shared<testkit::MemorySource>(std::move(stored_bytes), "mem-blob", /*viewable=*/false);
-  return b;
+  std::vector<std::span<const std::byte>> spans(chunks.begin(), chunks.end());
+  testkit::MemoryBlob m = testkit::make_memory_blob(spans, algorithm, kChunk);
+  return {m.table, std::make_shared<testkit::MemorySource>(std::move(m.stored), "mem-blob", /*viewable=*/false),
+          std::move(m.device)};
 }
 
 // The seam's fault-free counting reader: how many chunk fetches the source made.
