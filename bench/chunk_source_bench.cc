@@ -22,8 +22,7 @@ int main() {
     for (auto& data : contents) {
       for (auto& b : data) b = static_cast<std::byte>('a' + rng() % 8);
     }
-    testkit::MemoryBlob blob =
-        testkit::make_memory_blob({contents.begin(), contents.end()}, algo, kChunk);
+    testkit::MemoryBlob blob = testkit::make_memory_blob({contents.begin(), contents.end()}, algo, kChunk);
     const auto& table = blob.table;
     const auto& stored = blob.stored;
     auto file = std::make_shared<MemorySource>(std::span<const std::byte>(stored), "memory", false);
@@ -42,16 +41,18 @@ int main() {
     const auto t2 = clock::now();
     constexpr int kHitRounds = 20;
     for (int r = 0; r < kHitRounds; ++r) {
-      for (uint64_t o = 0; o < kChunk; o += 4096) ok &= (*source)->read_exact(o, std::span(buf).first(4096)).ok();
+      for (uint64_t o = 0; o < kChunk; o += 4096)
+        ok &= (*source)->read_exact(o, std::span(buf).first(4096)).ok();
     }
     const auto t3 = clock::now();
     auto us = [](clock::time_point a, clock::time_point b) {
       return std::chrono::duration<double, std::micro>(b - a).count();
     };
-    std::printf("%s: whole 1 MiB chunk (decode + sha256) %.0f us; 8 x 128 KiB reads of a chunk %.0f us; "
-                "4 KiB cache hit %.2f us%s\n",
-                std::string(storage::compression_name(algo)).c_str(), us(t0, t1) / kChunks, us(t1, t2) / kChunks,
-                us(t2, t3) / (kHitRounds * (kChunk / 4096.0)), ok ? "" : " (READ ERRORS)");
+    std::printf(
+        "%s: whole 1 MiB chunk (decode + sha256) %.0f us; 8 x 128 KiB reads of a chunk %.0f us; "
+        "4 KiB cache hit %.2f us%s\n",
+        std::string(storage::compression_name(algo)).c_str(), us(t0, t1) / kChunks, us(t1, t2) / kChunks,
+        us(t2, t3) / (kHitRounds * (kChunk / 4096.0)), ok ? "" : " (READ ERRORS)");
   }
   return 0;
 }

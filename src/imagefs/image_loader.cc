@@ -43,7 +43,8 @@ Result<std::shared_ptr<const erofs::ErofsImage>> open_image(const std::string& b
     if (!blob.ok()) return std::move(blob).error().context("blob device " + std::to_string(slot.device_id));
     if (table == nullptr) return std::shared_ptr<const ByteSource>(std::move(blob).value());
     auto device = storage::open_blob_device(table, slot.device_id, std::move(blob).value());
-    if (!device.ok()) return std::move(device).error().context("blob device " + std::to_string(slot.device_id));
+    if (!device.ok())
+      return std::move(device).error().context("blob device " + std::to_string(slot.device_id));
     return device;
   };
   auto image = erofs::ErofsImage::open(std::move(meta).value(), resolve);

@@ -35,14 +35,13 @@ struct alignas(64) ChunkedBlobSource::Slot {
   std::shared_mutex mu;
   std::atomic<uint64_t> key{kEmptyKey};
   std::atomic<bool> referenced{false};
-  bool valid = false;                    // under mu: data holds the chunk named by key
-  std::unique_ptr<std::byte[]> data;     // NOLINT(*-avoid-c-arrays): chunk_size bytes once filled
+  bool valid = false;                 // under mu: data holds the chunk named by key
+  std::unique_ptr<std::byte[]> data;  // NOLINT(*-avoid-c-arrays): chunk_size bytes once filled
 };
 
-Result<std::shared_ptr<ChunkedBlobSource>> ChunkedBlobSource::open(std::shared_ptr<const erofs::ChunkTable> table,
-                                                                   uint16_t device_id,
-                                                                   std::shared_ptr<const StoredChunkReader> stored,
-                                                                   Options options) {
+Result<std::shared_ptr<ChunkedBlobSource>> ChunkedBlobSource::open(
+    std::shared_ptr<const erofs::ChunkTable> table, uint16_t device_id,
+    std::shared_ptr<const StoredChunkReader> stored, Options options) {
   if (table == nullptr || device_id == 0 || device_id > table->blobs.size()) {
     return Error{EINVAL, "the chunk table has no blob for device " + std::to_string(device_id)};
   }
@@ -74,8 +73,9 @@ Error ChunkedBlobSource::chunk_error(uint64_t index, const std::string& what) co
   const erofs::ChunkInfo& c = chunks_[index];
   return Error{EIO, "blob sha256:" + digest_hex_ + " chunk " + std::to_string(blob_.first_chunk + index) +
                         " (device offset " + std::to_string(c.device_offset) + ", " + std::to_string(c.size) +
-                        " bytes, stored " + std::string(compression_name(c.compression)) + " at blob offset " +
-                        std::to_string(c.blob_offset) + ", " + std::to_string(c.stored_size) + " bytes): " + what};
+                        " bytes, stored " + std::string(compression_name(c.compression)) +
+                        " at blob offset " + std::to_string(c.blob_offset) + ", " +
+                        std::to_string(c.stored_size) + " bytes): " + what};
 }
 
 Status ChunkedBlobSource::decode(uint64_t index, std::span<std::byte> out) const {
@@ -123,7 +123,8 @@ Status ChunkedBlobSource::copy_cached(uint64_t index, uint64_t within, std::span
     std::shared_lock lock(s->mu);
     if (s->valid && s->key.load(std::memory_order_relaxed) == key) {
       std::memcpy(out.data(), s->data.get() + within, out.size());
-      if (!s->referenced.load(std::memory_order_relaxed)) s->referenced.store(true, std::memory_order_relaxed);
+      if (!s->referenced.load(std::memory_order_relaxed))
+        s->referenced.store(true, std::memory_order_relaxed);
       return {};
     }
     // Its decode failed or it was evicted: look again, then decode it ourselves.
@@ -148,8 +149,9 @@ Status ChunkedBlobSource::copy_cached(uint64_t index, uint64_t within, std::span
 
 Status ChunkedBlobSource::read_exact(uint64_t offset, std::span<std::byte> out) const {
   if (offset > blob_.device_size || out.size() > blob_.device_size - offset) {
-    return Error{EIO, "read of " + std::to_string(out.size()) + " bytes at device offset " + std::to_string(offset) +
-                          " is past the end of " + name_ + " (" + std::to_string(blob_.device_size) + " bytes)"};
+    return Error{EIO, "read of " + std::to_string(out.size()) + " bytes at device offset " +
+                          std::to_string(offset) + " is past the end of " + name_ + " (" +
+                          std::to_string(blob_.device_size) + " bytes)"};
   }
   while (!out.empty()) {
     // The chunk whose block-padded range holds the offset: the last one starting at or before it.
@@ -168,8 +170,8 @@ Status ChunkedBlobSource::read_exact(uint64_t offset, std::span<std::byte> out) 
                                                 : copy_cached(index, within, out.first(data));
       if (!st.ok()) return st;
     }
-    std::fill(out.begin() + static_cast<std::ptrdiff_t>(data), out.begin() + static_cast<std::ptrdiff_t>(take),
-              std::byte{0});
+    std::fill(out.begin() + static_cast<std::ptrdiff_t>(data),
+              out.begin() + static_cast<std::ptrdiff_t>(take), std::byte{0});
     offset += take;
     out = out.subspan(take);
   }
@@ -185,8 +187,9 @@ Result<std::shared_ptr<const ByteSource>> open_blob_device(std::shared_ptr<const
   const erofs::BlobInfo& blob = table->blobs[device_id - 1U];
   if (blob_file->size() != blob.blob_size) {
     return Error{EIO, "blob file '" + blob_file->name() + "' is " + std::to_string(blob_file->size()) +
-                          " bytes, but blob sha256:" + erofs::digest_hex(blob.digest) + " of the chunk table has " +
-                          std::to_string(blob.blob_size) + " (truncated, or another blob)"};
+                          " bytes, but blob sha256:" + erofs::digest_hex(blob.digest) +
+                          " of the chunk table has " + std::to_string(blob.blob_size) +
+                          " (truncated, or another blob)"};
   }
   // The chunk table reader guarantees that an uncompressed blob stores every chunk raw at its
   // device offset: the file is the device.

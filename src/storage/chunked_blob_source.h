@@ -91,7 +91,7 @@ class ChunkedBlobSource final : public ByteSource {
   std::string name_;
   std::string digest_hex_;
   unsigned slot_count_;
-  uint32_t max_chunk_ = 0;  // the largest chunk of this blob: the size of a slot's buffer
+  uint32_t max_chunk_ = 0;         // the largest chunk of this blob: the size of a slot's buffer
   std::unique_ptr<Slot[]> slots_;  // NOLINT(*-avoid-c-arrays): fixed count, never resized
   mutable std::atomic<unsigned> hand_{0};
 };

@@ -29,7 +29,8 @@ class StoredChunkReader {
   // Reads the stored bytes of chunk `index` (its record's index in the image's chunk table):
   // exactly `chunk.stored_size` bytes at `chunk.blob_offset` of the blob file, into `out`
   // (out.size() == chunk.stored_size).
-  virtual Status read_stored(uint64_t index, const erofs::ChunkInfo& chunk, std::span<std::byte> out) const = 0;
+  virtual Status read_stored(uint64_t index, const erofs::ChunkInfo& chunk,
+                             std::span<std::byte> out) const = 0;
   [[nodiscard]] virtual const std::string& name() const = 0;
 };
 
@@ -37,7 +38,8 @@ class StoredChunkReader {
 class BlobFileReader final : public StoredChunkReader {
  public:
   explicit BlobFileReader(std::shared_ptr<const ByteSource> file) : file_(std::move(file)) {}
-  Status read_stored(uint64_t /*index*/, const erofs::ChunkInfo& chunk, std::span<std::byte> out) const override {
+  Status read_stored(uint64_t /*index*/, const erofs::ChunkInfo& chunk,
+                     std::span<std::byte> out) const override {
     return file_->read_exact(chunk.blob_offset, out);
   }
   [[nodiscard]] const std::string& name() const override { return file_->name(); }

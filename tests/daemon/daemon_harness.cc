@@ -101,8 +101,8 @@ SampleImage make_ferry_sample_image(const std::string& dir, const std::string& n
   std::string out;
   int rc = run("tar --format=pax --numeric-owner -C '" + img.tree + "' -cf '" + layer + "' . 2>&1", &out);
   if (rc != 0) throw std::runtime_error("tar failed: " + out);
-  rc = run("'" + binary_path("ferry-image") + "' create --bootstrap '" + img.meta + "' --blob-dir '" + img.blob +
-               "' --compressor " + compressor + " --chunk-size 1048576 '" + layer + "' 2>&1",
+  rc = run("'" + binary_path("ferry-image") + "' create --bootstrap '" + img.meta + "' --blob-dir '" +
+               img.blob + "' --compressor " + compressor + " --chunk-size 1048576 '" + layer + "' 2>&1",
            &out);
   if (rc != 0) throw std::runtime_error("ferry-image create failed: " + out);
   img.config = R"({"device":{"backend":{"type":"localfs","config":{"dir":")" + img.blob + R"("}}}})";

@@ -62,11 +62,12 @@ StoredChunk stored_chunk(const std::string& bootstrap, const std::string& blob_d
   if (!meta.ok()) throw std::runtime_error(meta.error().message);
   auto table = erofs::load_chunk_table(**meta);
   if (!table.ok() || !table->has_value()) throw std::runtime_error("no chunk table in " + bootstrap);
-  auto image = erofs::ErofsImage::open(*meta, [&](const erofs::DeviceSlot& slot) -> Result<std::shared_ptr<const ByteSource>> {
-    auto f = storage::LocalFile::open(blob_dir + "/" + slot.tag, false);
-    if (!f.ok()) return f.error();
-    return std::shared_ptr<const ByteSource>(*f);
-  });
+  auto image = erofs::ErofsImage::open(
+      *meta, [&](const erofs::DeviceSlot& slot) -> Result<std::shared_ptr<const ByteSource>> {
+        auto f = storage::LocalFile::open(blob_dir + "/" + slot.tag, false);
+        if (!f.ok()) return f.error();
+        return std::shared_ptr<const ByteSource>(*f);
+      });
   if (!image.ok()) throw std::runtime_error(image.error().message);
   uint64_t nid = (*image)->superblock().root_nid;
   std::stringstream parts(path);
@@ -78,7 +79,8 @@ StoredChunk stored_chunk(const std::string& bootstrap, const std::string& blob_d
   }
   auto inode = (*image)->inode(nid);
   auto places = erofs::chunk_places(**image, *inode);
-  if (!places.ok() || places->size() <= k) throw std::runtime_error(path + " has no chunk " + std::to_string(k));
+  if (!places.ok() || places->size() <= k)
+    throw std::runtime_error(path + " has no chunk " + std::to_string(k));
   const auto& place = (*places)[k];
   const erofs::ChunkInfo* c = (**table).find(place.device_id, uint64_t{place.blkaddr} * 4096);
   if (c == nullptr) throw std::runtime_error("chunk table has no record for chunk " + std::to_string(k));
@@ -124,12 +126,18 @@ class FerrydCompressedTest : public ::testing::TestWithParam<std::string> {
     }
     write_oci_layout(dir_.path() + "/oci", "latest", gz, tars);
     auto unpack = run_with_deadline(
-        {"/usr/bin/umoci", "unpack", "--image", dir_.path() + "/oci:latest", dir_.path() + "/bundle"}, dir_.path(),
-        kToolDeadline);
+        {"/usr/bin/umoci", "unpack", "--image", dir_.path() + "/oci:latest", dir_.path() + "/bundle"},
+        dir_.path(), kToolDeadline);
     ASSERT_EQ(unpack.exit_code(), 0) << unpack.describe();
     fs::create_directories(blobs());
-    std::vector<std::string> argv = {test::binary_path("ferry-image"), "create", "--bootstrap", boot(),
-                                     "--blob-dir", blobs(), "--compressor", GetParam()};
+    std::vector<std::string> argv = {test::binary_path("ferry-image"),
+                                     "create",
+                                     "--bootstrap",
+                                     boot(),
+                                     "--blob-dir",
+                                     blobs(),
+                                     "--compressor",
+                                     GetParam()};
     argv.insert(argv.end(), layer_files_.begin(), layer_files_.end());
     auto made = run_with_deadline(argv, dir_.path(), kToolDeadline);
     ASSERT_EQ(made.exit_code(), 0) << made.describe();
@@ -191,7 +199,8 @@ TEST_P(FerrydCompressedTest, DamagedChunkIsEioWithOneLogLineOtherFilesRead) {
 
   EXPECT_EQ(direct_read(mnt + "/text/big.txt", kChunk + 8192), EIO);
   const std::string chunk_name = "chunk " + std::to_string(victim.table_index);
-  ASSERT_TRUE(test::wait_until([&] { return count_lines_with(ferryd.log(), chunk_name) >= 1; }, 5s)) << ferryd.log();
+  ASSERT_TRUE(test::wait_until([&] { return count_lines_with(ferryd.log(), chunk_name) >= 1; }, 5s))
+      << ferryd.log();
   EXPECT_EQ(count_lines_with(ferryd.log(), chunk_name), 1U) << ferryd.log();
   EXPECT_EQ(count_lines_with(ferryd.log(), digest + " " + chunk_name), 1U)
       << "the line names the blob and the chunk: " << ferryd.log();

@@ -42,7 +42,8 @@ struct Built {
 Built build(const std::vector<std::vector<std::byte>>& chunks, Compression algorithm) {
   std::vector<std::span<const std::byte>> spans(chunks.begin(), chunks.end());
   testkit::MemoryBlob m = testkit::make_memory_blob(spans, algorithm, kChunk);
-  return {m.table, std::make_shared<testkit::MemorySource>(std::move(m.stored), "mem-blob", /*viewable=*/false),
+  return {m.table,
+          std::make_shared<testkit::MemorySource>(std::move(m.stored), "mem-blob", /*viewable=*/false),
           std::move(m.device)};
 }
 
@@ -78,8 +79,10 @@ class ChunkedBlobSourceTest : public ::testing::TestWithParam<Compression> {
   std::vector<std::byte> read(uint64_t offset, size_t n, Status* status = nullptr) {
     std::vector<std::byte> out(n);
     Status st = source_->read_exact(offset, out);
-    if (status != nullptr) *status = st;
-    else EXPECT_TRUE(st.ok()) << st.error().message;
+    if (status != nullptr)
+      *status = st;
+    else
+      EXPECT_TRUE(st.ok()) << st.error().message;
     return out;
   }
   std::vector<std::byte> want(uint64_t offset, size_t n) const {
@@ -102,14 +105,15 @@ TEST_P(ChunkedBlobSourceTest, ReadsEqualTheUncompressedDeviceAtAnyOffset) {
   // Whole device, chunk boundaries, the zero padding after the short chunk, and random ranges.
   EXPECT_EQ(read(0, built_.device.size()), built_.device);
   const uint64_t short_end = 3 * kChunk + 5000;
-  for (uint64_t off : {uint64_t{0}, uint64_t{kChunk - 1}, uint64_t{kChunk}, 2 * uint64_t{kChunk} - 7, short_end - 1,
-                       short_end, short_end + 10, 4 * uint64_t{kChunk} - 1}) {
+  for (uint64_t off : {uint64_t{0}, uint64_t{kChunk - 1}, uint64_t{kChunk}, 2 * uint64_t{kChunk} - 7,
+                       short_end - 1, short_end, short_end + 10, 4 * uint64_t{kChunk} - 1}) {
     EXPECT_EQ(read(off, 4096), want(off, 4096)) << off;
   }
   std::mt19937_64 rng(7);
   for (int i = 0; i < 300; ++i) {
     const uint64_t off = rng() % built_.device.size();
-    const size_t n = static_cast<size_t>(rng() % std::min<uint64_t>(3 * kChunk, built_.device.size() - off + 1));
+    const size_t n =
+        static_cast<size_t>(rng() % std::min<uint64_t>(3 * kChunk, built_.device.size() - off + 1));
     ASSERT_EQ(read(off, n), want(off, n)) << off << "+" << n;
   }
 }
@@ -133,7 +137,8 @@ TEST_P(ChunkedBlobSourceTest, DamagedChunkIsEioNamingBlobAndChunkOthersRead) {
       ASSERT_FALSE(st.ok()) << "chunk " << chunk << " read " << n;
       EXPECT_EQ(st.error().code, EIO);
       const std::string hex = erofs::digest_hex(built_.table->blobs[0].digest);
-      EXPECT_NE(st.error().message.find("blob sha256:" + hex + " chunk " + std::to_string(chunk)), std::string::npos)
+      EXPECT_NE(st.error().message.find("blob sha256:" + hex + " chunk " + std::to_string(chunk)),
+                std::string::npos)
           << st.error().message;
       EXPECT_NE(st.error().message.find("device offset " + std::to_string(chunk * kChunk)), std::string::npos)
           << st.error().message;
@@ -176,7 +181,8 @@ TEST_P(ChunkedBlobSourceTest, ReadsPastTheDeviceOrInAGapAreEio) {
   std::vector<std::byte> out(100);
   st = (*s)->read_exact(4096 + 50, out);
   EXPECT_FALSE(st.ok());
-  EXPECT_NE(st.error().message.find("no chunk holds device offset 4146"), std::string::npos) << st.error().message;
+  EXPECT_NE(st.error().message.find("no chunk holds device offset 4146"), std::string::npos)
+      << st.error().message;
   EXPECT_FALSE(ChunkedBlobSource::open(gappy.table, 2, std::make_shared<BlobFileReader>(gappy.blob)).ok());
 }
 
@@ -189,7 +195,8 @@ TEST_P(ChunkedBlobSourceTest, ConcurrentReadersThroughATinyCacheGetExactBytes) {
       std::vector<std::byte> out;
       for (int i = 0; i < 400; ++i) {
         const uint64_t off = rng() % built_.device.size();
-        const size_t n = static_cast<size_t>(1 + rng() % std::min<uint64_t>(20000, built_.device.size() - off));
+        const size_t n =
+            static_cast<size_t>(1 + rng() % std::min<uint64_t>(20000, built_.device.size() - off));
         out.resize(n);
         Status st = source_->read_exact(off, out);
         if (!st.ok() || std::memcmp(out.data(), built_.device.data() + off, n) != 0) bad.fetch_add(1);
@@ -200,7 +207,8 @@ TEST_P(ChunkedBlobSourceTest, ConcurrentReadersThroughATinyCacheGetExactBytes) {
   EXPECT_EQ(bad.load(), 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Codecs, ChunkedBlobSourceTest, ::testing::Values(Compression::kZstd, Compression::kLz4),
+INSTANTIATE_TEST_SUITE_P(Codecs, ChunkedBlobSourceTest,
+                         ::testing::Values(Compression::kZstd, Compression::kLz4),
                          [](const auto& p) { return std::string(compression_name(p.param)); });
 
 TEST(OpenBlobDevice, UncompressedBlobIsTheFileItselfAndSizesAreChecked) {
