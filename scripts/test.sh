@@ -35,7 +35,7 @@ if [[ "$fuzz_seconds" != 0 && -x fuzz/run.sh ]]; then
   # small tars), and the OCI manifests, configs and references a registry or a user hands over.
   mkdir -p build-fuzz/fuzz-artifacts
   fuzz/make_layer_seeds.sh build-fuzz/layer_fuzz-seeds
-  for target in state_envelope_fuzz:15 http_request_fuzz:20 chunk_table_fuzz:15 layer_fuzz:15 oci_manifest_fuzz:20; do
+  for target in state_envelope_fuzz:15 http_request_fuzz:20 chunk_table_fuzz:15 layer_fuzz:15 oci_manifest_fuzz:20 chunked_blob_fuzz:15; do
     name=${target%%:*}
     secs=${target##*:}
     echo "== fuzzing with $name for ${secs}s"

@@ -1,7 +1,11 @@
 // Opens an EROFS image (bootstrap) and its blob devices as a storage backend describes them.
 //
 // Knows the backend kinds, not their JSON: the daemon parses nydusd's config into
-// BackendConfig. Errors name the file or device that could not be opened.
+// BackendConfig. A Ferry image (a bootstrap with the Ferry header, docs/image-format.md) has
+// its chunk table loaded and checked against the device table, and each compressed blob served
+// through a storage::ChunkedBlobSource (decoded and verified per chunk); uncompressed blobs and
+// plain EROFS images (no Ferry header) read their device files raw. Errors name the file or
+// device that could not be opened, or what is inconsistent.
 #pragma once
 
 #include <memory>

@@ -88,7 +88,14 @@ Status decompress_chunk(Compression compression, std::span<const std::byte> stor
       std::memcpy(out.data(), stored.data(), out.size());
       return {};
     case Compression::kZstd: {
-      const size_t n = ZSTD_decompress(out.data(), out.size(), stored.data(), stored.size());
+      // One context per thread, reused: ZSTD_decompress() would allocate one per chunk.
+      struct DCtx {
+        ZSTD_DCtx* ctx = ZSTD_createDCtx();
+        ~DCtx() { ZSTD_freeDCtx(ctx); }
+      };
+      thread_local DCtx dctx;
+      if (dctx.ctx == nullptr) return Error{ENOMEM, "cannot allocate a zstd decompression context"};
+      const size_t n = ZSTD_decompressDCtx(dctx.ctx, out.data(), out.size(), stored.data(), stored.size());
       if (ZSTD_isError(n) != 0U)
         return Error{EIO, std::string("zstd decompression failed: ") + ZSTD_getErrorName(n)};
       if (n != out.size()) {
@@ -138,9 +145,12 @@ Digest Sha256::finish() {
 }
 
 Digest sha256(std::span<const std::byte> data) {
+  // Fetched once: EVP_sha256() makes OpenSSL 3 look the algorithm up (under a global lock) on
+  // every digest.
+  static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
   Digest d{};
   unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), d.data(), &len, EVP_sha256(), nullptr);
+  EVP_Digest(data.data(), data.size(), d.data(), &len, md != nullptr ? md : EVP_sha256(), nullptr);
   return d;
 }
 

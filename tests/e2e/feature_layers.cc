@@ -1,12 +1,15 @@
+// The multi-layer image of the e2e tests of ferry-image and of ferryd serving its output.
 #include "e2e/feature_layers.h"
 
 #include <cstring>
-#include <string>
+#include <fstream>
+#include <stdexcept>
 
 namespace ferry::e2e {
-namespace {
 
 using Kind = TarEntry::Kind;
+
+namespace {
 
 TarEntry with(TarEntry e, uint32_t uid, uint32_t gid, int64_t mtime, long nsec) {
   e.uid = uid;
@@ -34,7 +37,14 @@ std::string file_caps() {
   return v;
 }
 
+// The layers of the main image, lowest first.
 }  // namespace
+
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!out) throw std::runtime_error("cannot write " + path);
+}
 
 std::vector<std::vector<TarEntry>> feature_layers() {
   const std::string big = random_bytes((5U << 20U) + 123, 1);

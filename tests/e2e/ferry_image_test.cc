@@ -30,12 +30,6 @@ using namespace std::chrono_literals;
 
 constexpr auto kToolDeadline = 120s;
 
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  if (!out) throw std::runtime_error("cannot write " + path);
-}
-
 class FerryImageTest : public ::testing::Test {
  protected:
   void SetUp() override {

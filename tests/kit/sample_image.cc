@@ -46,6 +46,35 @@ size_t pick_size(uint64_t& rng, size_t max) {
   }
 }
 
+// Bytes that compression shrinks: letters of a small alphabet at random.
+std::string compressible_bytes(size_t size, uint64_t seed) {
+  std::string data(size, '\0');
+  for (size_t k = 0; k < size; k += 8) {
+    uint64_t v = 0x6161616161616161ULL + (splitmix64(seed) & 0x0303030303030303ULL);
+    std::memcpy(data.data() + k, &v, std::min<size_t>(8, size - k));
+  }
+  return data;
+}
+
+// Packs img.tree into a Ferry image with `ferry-image create` (the build's binary).
+Status pack_ferry_image(SampleImage& img, const std::string& dir, const std::string& name,
+                        const std::string& compressor) {
+  img.meta = dir + "/" + name + ".boot";
+  img.blob = dir + "/" + name + "-blobs";
+  std::error_code ec;
+  fs::create_directories(img.blob, ec);
+  if (ec) return Error{ec.value(), "mkdir '" + img.blob + "': " + ec.message()};
+  const std::string layer = dir + "/" + name + ".tar";
+  const std::string log = dir + "/" + name + ".pack.log";
+  FERRY_TRY(run_command({find_in_path("tar"), "--format=pax", "--numeric-owner", "-C", img.tree, "-cf", layer, "."},
+                        log, std::chrono::seconds(120)));
+  FERRY_TRY(run_command({binary_path("ferry-image"), "create", "--bootstrap", img.meta, "--blob-dir", img.blob,
+                         "--compressor", compressor, "--chunk-size", "1048576", layer},
+                        log, std::chrono::seconds(120)));
+  img.config = R"({"device":{"backend":{"type":"localfs","config":{"dir":")" + img.blob + R"("}}}})";
+  return {};
+}
+
 Status write_file(const SampleImage& img, const std::string& rel, const std::string& data) {
   fs::path p = fs::path(img.tree) / rel;
   std::error_code ec;
@@ -71,7 +100,9 @@ Result<SampleImage> make_sample_image(const std::string& dir, const std::string&
   if (ec) return Error{ec.value(), "mkdir '" + img.tree + "': " + ec.message()};
   uint64_t rng = spec.seed;
   auto add = [&](const std::string& rel, size_t size) -> Status {
-    FERRY_TRY(write_file(img, rel, random_bytes(size, splitmix64(rng))));
+    const uint64_t file_seed = splitmix64(rng);
+    FERRY_TRY(write_file(img, rel, spec.compressor.empty() ? random_bytes(size, file_seed)
+                                                            : compressible_bytes(size, file_seed)));
     img.files.push_back(rel);
     img.bytes += size;
     return {};
@@ -84,11 +115,15 @@ Result<SampleImage> make_sample_image(const std::string& dir, const std::string&
     FERRY_TRY(add(rel, size));
     img.named.push_back(rel);
   }
-  std::string mkfs = find_in_path("mkfs.erofs");
-  if (mkfs.empty()) return Error{ENOENT, "mkfs.erofs not found in PATH (erofs-utils)"};
-  FERRY_TRY(run_command({mkfs, "--quiet", "--chunksize=65536", "--blobdev=" + img.blob, img.meta, img.tree},
-                        dir + "/" + name + ".mkfs.log", std::chrono::seconds(120)));
-  img.config = R"({"device":{"backend":{"type":"localfs","config":{"blob_file":")" + img.blob + R"("}}}})";
+  if (!spec.compressor.empty()) {
+    FERRY_TRY(pack_ferry_image(img, dir, name, spec.compressor));
+  } else {
+    std::string mkfs = find_in_path("mkfs.erofs");
+    if (mkfs.empty()) return Error{ENOENT, "mkfs.erofs not found in PATH (erofs-utils)"};
+    FERRY_TRY(run_command({mkfs, "--quiet", "--chunksize=65536", "--blobdev=" + img.blob, img.meta, img.tree},
+                          dir + "/" + name + ".mkfs.log", std::chrono::seconds(120)));
+    img.config = R"({"device":{"backend":{"type":"localfs","config":{"blob_file":")" + img.blob + R"("}}}})";
+  }
   std::ofstream out(img.config_path);
   out << img.config;
   if (!out) return Error{EIO, "cannot write '" + img.config_path + "'"};
@@ -101,6 +136,17 @@ SampleImage make_sample_image(const std::string& dir, const std::string& name, i
   spec.seed = seed;
   auto img = make_sample_image(dir, name, spec);
   if (!img.ok()) throw std::runtime_error("sample image '" + name + "': " + img.error().message);
+  return std::move(*img);
+}
+
+SampleImage make_ferry_sample_image(const std::string& dir, const std::string& name, int files, uint64_t seed,
+                                    const std::string& compressor) {
+  SampleSpec spec;
+  spec.files = files;
+  spec.seed = seed;
+  spec.compressor = compressor;
+  auto img = make_sample_image(dir, name, spec);
+  if (!img.ok()) throw std::runtime_error("Ferry sample image '" + name + "': " + img.error().message);
   return std::move(*img);
 }
 

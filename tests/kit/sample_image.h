@@ -20,6 +20,11 @@ struct SampleSpec {
   uint64_t seed = 1;
   // Files of exact sizes at the given relative paths (what a benchmark's reader reads).
   std::vector<std::pair<std::string, size_t>> named;
+  // Empty: mkfs.erofs packs the tree (above). Else a Ferry image: the tree, made of bytes that
+  // compress, is packed by tar and converted by `ferry-image create --compressor COMPRESSOR`
+  // (1 MiB chunks); meta is the bootstrap (dir/<name>.boot), blob the blob directory
+  // (dir/<name>-blobs), the config localfs {"dir": blob}.
+  std::string compressor;
 };
 
 struct SampleImage {
@@ -38,6 +43,9 @@ Result<SampleImage> make_sample_image(const std::string& dir, const std::string&
                                       const SampleSpec& spec);
 // For tests: `files` files, seeded; throws std::runtime_error on failure.
 SampleImage make_sample_image(const std::string& dir, const std::string& name, int files, uint64_t seed);
+// The same as a Ferry image compressed with `compressor` (see SampleSpec::compressor).
+SampleImage make_ferry_sample_image(const std::string& dir, const std::string& name, int files, uint64_t seed,
+                                    const std::string& compressor);
 
 // Reproducible pseudo-random numbers and bytes (splitmix64).
 uint64_t splitmix64(uint64_t& state);

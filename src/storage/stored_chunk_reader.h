@@ -1,0 +1,51 @@
+// StoredChunkReader: where the stored (possibly compressed) bytes of a blob's chunks come from.
+//
+// This is the seam between fetching and serving. ChunkedBlobSource (chunked_blob_source.h) does
+// everything that is the same for every backend: finding the chunk of a device offset, decoding,
+// verifying the sha256, caching decoded chunks. A reader only delivers stored bytes: today from
+// a local blob file (BlobFileReader, localfs `dir` / `blob_file`); next from a registry with
+// `Range` requests (issue 16), which gets the chunk index so that it can merge neighbours and
+// fetch each chunk once however many readers wait. A persistent blob cache of verified,
+// uncompressed chunks sits in front of the ChunkedBlobSource, not behind this interface: what
+// comes through here is never trusted.
+//
+// Thread-safety: read_stored() is called from many threads at once. Errors name the source.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "common/byte_source.h"
+#include "common/result.h"
+#include "erofs/chunk_table.h"
+
+namespace ferry::storage {
+
+class StoredChunkReader {
+ public:
+  virtual ~StoredChunkReader() = default;
+  // Reads the stored bytes of chunk `index` (its record's index in the image's chunk table):
+  // exactly `chunk.stored_size` bytes at `chunk.blob_offset` of the blob file, into `out`
+  // (out.size() == chunk.stored_size).
+  virtual Status read_stored(uint64_t index, const erofs::ChunkInfo& chunk,
+                             std::span<std::byte> out) const = 0;
+  [[nodiscard]] virtual const std::string& name() const = 0;
+};
+
+// The stored bytes are a local blob file (any ByteSource: a LocalFile, or memory in tests).
+class BlobFileReader final : public StoredChunkReader {
+ public:
+  explicit BlobFileReader(std::shared_ptr<const ByteSource> file) : file_(std::move(file)) {}
+  Status read_stored(uint64_t /*index*/, const erofs::ChunkInfo& chunk,
+                     std::span<std::byte> out) const override {
+    return file_->read_exact(chunk.blob_offset, out);
+  }
+  [[nodiscard]] const std::string& name() const override { return file_->name(); }
+
+ private:
+  std::shared_ptr<const ByteSource> file_;
+};
+
+}  // namespace ferry::storage
