@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <random>
 
-#include "common/memory_source.h"
+#include "kit/memory_source.h"
 #include "kit/memory_blob.h"
 #include "storage/chunk_codec.h"
 #include "storage/chunked_blob_source.h"
@@ -25,7 +25,7 @@ int main() {
     testkit::MemoryBlob blob = testkit::make_memory_blob({contents.begin(), contents.end()}, algo, kChunk);
     const auto& table = blob.table;
     const auto& stored = blob.stored;
-    auto file = std::make_shared<MemorySource>(std::span<const std::byte>(stored), "memory", false);
+    auto file = std::make_shared<ferry::testkit::MemorySource>(std::span<const std::byte>(stored), "memory", false);
     auto source = storage::ChunkedBlobSource::open(table, 1, std::make_shared<storage::BlobFileReader>(file));
     if (!source.ok()) return 1;
     std::vector<std::byte> buf(kChunk);

@@ -12,7 +12,7 @@
 #include <span>
 #include <vector>
 
-#include "common/memory_source.h"
+#include "kit/memory_source.h"
 #include "kit/memory_blob.h"
 #include "storage/chunked_blob_source.h"
 
@@ -44,7 +44,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     stored[pos] ^= std::byte{flip[3 * i + 2]};
   }
 
-  auto file = std::make_shared<MemorySource>(std::span<const std::byte>(stored), "fuzz blob", false);
+  auto file = std::make_shared<ferry::testkit::MemorySource>(std::span<const std::byte>(stored), "fuzz blob", false);
   auto source = storage::ChunkedBlobSource::open(table, 1, std::make_shared<storage::BlobFileReader>(file),
                                                  {.cache_slots = 2});
   if (!source.ok()) __builtin_trap();

@@ -203,7 +203,7 @@ TEST_F(CompressedTakeoverTest, CrashesAndHandOversOfACompressedImageLoseNothing)
       Ferryd next = start(gen, true);
       take_over_and_start(gen);
       ASSERT_TRUE(api_ok(sock(gen - 1), "PUT", "/api/v1/daemon/exit").ok());
-      ASSERT_NE(d.process().wait_for(10s), -1) << "old daemon did not exit";
+      ASSERT_TRUE(d.process().wait_exit(10s).has_value()) << "old daemon did not exit";
       d = std::move(next);
     }
     save(gen);

@@ -114,7 +114,7 @@ class FerrydCompressedTest : public ::testing::TestWithParam<std::string> {
   void SetUp() override {
     const std::string missing = missing_prerequisite();
     if (!missing.empty()) GTEST_SKIP() << missing;
-    if (test::run("command -v umoci >/dev/null") != 0) GTEST_SKIP() << "umoci is not installed";
+    if (test::run_shell("command -v umoci >/dev/null") != 0) GTEST_SKIP() << "umoci is not installed";
     auto layers = feature_layers();
     layers.push_back(text_layer());
     std::vector<std::string> tars, gz;
