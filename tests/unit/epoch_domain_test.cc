@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -82,7 +83,12 @@ TEST(EpochDomain, ReadersNeverSeeADestroyedObject) {
       }
     });
   }
-  for (int i = 0; i < 20000; ++i) {
+  // At least 20000 replacements, and on until the readers have read a while (on a loaded host
+  // they may not have been scheduled yet), within a deadline.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (int i = 0; i < 20000 || (reads.load(std::memory_order_relaxed) < 10000 &&
+                                std::chrono::steady_clock::now() < deadline);
+       ++i) {
     auto next = std::make_shared<Value>();
     published.store(next.get(), std::memory_order_seq_cst);
     domain.retire(std::exchange(current, std::move(next)));

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -473,7 +474,12 @@ TEST(ImageFsConcurrency, WorkersReadWhileImagesAreAttachedAndDetached) {
       }
     });
   }
-  for (uint32_t slot = 100; slot < 400; ++slot) {
+  // 300 attach/detach rounds at least, and on until the workers have read a while (on a loaded
+  // host they may not have been scheduled yet), within a deadline.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (uint32_t slot = 100;
+       slot < 400 || (reads.load() < 1000 && std::chrono::steady_clock::now() < deadline && slot < (1U << 22));
+       ++slot) {
     AttachedImage next(image);
     next.slot = slot;
     ASSERT_TRUE(fs.attach(std::move(next)).ok());
