@@ -32,15 +32,16 @@ std::string normalize(std::string path) {
 }  // namespace
 
 DaemonManager::DaemonManager(ManagerConfig config, std::string binary, ManagerStore& store,
-                             ManagerMetrics& metrics)
-    : config_(std::move(config)), store_(store), metrics_(metrics), binary_(std::move(binary)) {}
+                             ManagerMetrics& metrics, Env& env)
+    : config_(std::move(config)), store_(store), metrics_(metrics), env_(env), binary_(std::move(binary)) {}
 
 Result<std::unique_ptr<DaemonManager>> DaemonManager::create(ManagerConfig config, std::string binary,
-                                                             ManagerStore& store, ManagerMetrics& metrics) {
+                                                             ManagerStore& store, ManagerMetrics& metrics,
+                                                             Env& env) {
   for (const auto& dir : {config.supervisor_dir(), config.daemons_dir(), config.log_dir()}) {
     FERRY_TRY(make_dirs(dir));
   }
-  auto m = std::make_unique<DaemonManager>(std::move(config), std::move(binary), store, metrics);
+  auto m = std::make_unique<DaemonManager>(std::move(config), std::move(binary), store, metrics, env);
   DaemonManager* raw = m.get();
   FERRY_ASSIGN(m->watcher_,
                DeathWatcher::create([raw](const std::string& key, int pid) { raw->on_death(key, pid); }));
@@ -259,15 +260,15 @@ Result<MountAnswer> DaemonManager::mount_shared(const MountRequest& request) {
   // The standby holds the state without this image: were the daemon to die between the
   // attach and a new standby, it must not start serving a mount it knows nothing of.
   kill_standby(*d);
-  DaemonClient client(d->rec.api_socket, d->rec.id);
-  if (auto st = client.attach(sub, request.bootstrap, request.config_json); !st) {
+  auto client = env_.api(d->rec.api_socket, d->rec.id);
+  if (auto st = client->attach(sub, request.bootstrap, request.config_json); !st) {
     ensure_standby(*d);
     return std::move(st).error().context("attaching '" + request.bootstrap + "' to the shared daemon " +
                                          d->rec.id);
   }
   const std::string source = config_.shared_mnt() + sub;
   if (auto st = bind_mount(source, request.mountpoint); !st) {
-    (void)client.detach(sub);
+    (void)client->detach(sub);
     (void)fetch_state(*d, d->rec.api_socket);
     ensure_standby(*d);
     return std::move(st).error();
@@ -347,8 +348,8 @@ Status DaemonManager::umount_shared(const std::shared_ptr<Daemon>& d, const std:
   (void)umount_one(mountpoint);
   (void)umount_all(mountpoint);
   if (!d->dead && d->proc.valid()) {
-    DaemonClient client(d->rec.api_socket, d->rec.id);
-    if (auto st = client.detach(sub); !st) {
+    auto client = env_.api(d->rec.api_socket, d->rec.id);
+    if (auto st = client->detach(sub); !st) {
       spdlog::warn("daemon {}: detaching '{}': {}", d->rec.id, sub, st.error().message);
     }
   }
@@ -403,7 +404,7 @@ std::vector<DaemonView> DaemonManager::daemons() const {
   for (auto& v : out) {
     if (!v.state.empty()) continue;
     // Bounded: a listing must not hang on a stuck daemon, but a busy one still answers.
-    auto info = DaemonClient(v.record.api_socket, v.record.id).info(std::chrono::milliseconds(500));
+    auto info = env_.api(v.record.api_socket, v.record.id)->info(std::chrono::milliseconds(500));
     v.state = info ? info->state : "UNKNOWN";
   }
   return out;

@@ -37,6 +37,7 @@
 #include "manager/config.h"
 #include "manager/daemon_process.h"
 #include "manager/death_watcher.h"
+#include "manager/env.h"
 #include "manager/events.h"
 #include "manager/metrics.h"
 #include "manager/store.h"
@@ -88,9 +89,11 @@ struct UpgradeAnswer {
 class DaemonManager {
  public:
   // `binary`: the ferryd to start (already resolved: store setting, config, or next to the
-  // manager). `store` and `metrics` must outlive the manager.
+  // manager). `store`, `metrics` and `env` must outlive the manager. `env`: processes, daemon
+  // APIs and time (env.h); a unit test passes its own.
   static Result<std::unique_ptr<DaemonManager>> create(ManagerConfig config, std::string binary,
-                                                       ManagerStore& store, ManagerMetrics& metrics);
+                                                       ManagerStore& store, ManagerMetrics& metrics,
+                                                       Env& env = Env::system());
   ~DaemonManager();  // shutdown()
   DaemonManager(const DaemonManager&) = delete;
   DaemonManager& operator=(const DaemonManager&) = delete;
@@ -113,10 +116,10 @@ class DaemonManager {
 
   struct Daemon;  // one managed daemon (daemon_manager.cc)
 
-  DaemonManager(ManagerConfig config, std::string binary, ManagerStore& store, ManagerMetrics& metrics);
+  DaemonManager(ManagerConfig config, std::string binary, ManagerStore& store, ManagerMetrics& metrics, Env& env);
 
  private:
-  using Clock = std::chrono::steady_clock;
+  using Clock = Env::Clock;
   struct Death {
     std::string key;
     int pid = 0;
@@ -197,6 +200,7 @@ class DaemonManager {
   ManagerConfig config_;
   ManagerStore& store_;
   ManagerMetrics& metrics_;
+  Env& env_;
 
   mutable std::mutex mu_;  // guards everything below up to the marked line, and Daemon views
   std::string binary_;

@@ -175,9 +175,7 @@ int cli_main(int argc, char** argv) {
   app.footer(
       "Logs go to stderr and to <log dir>/ferry-snapshotter.log (<log dir>: [log] dir, default "
       "<root>/logs);\n"
-      "each daemon logs to <log dir>/<daemon id>.log. System API: docs/manager-api.md.\n"
-      "Environment: FERRY_TEST_KILL_NEW_AFTER_OLD_EXIT=1 (tests only) kills every upgraded daemon right "
-      "after its predecessor left, to exercise the rollback.");
+      "each daemon logs to <log dir>/<daemon id>.log. System API: docs/manager-api.md.");
   app.failure_message([](const CLI::App* /*app*/, const CLI::Error& e) {
     return std::string("ferry-snapshotter: error: ") + e.what() + " (see ferry-snapshotter --help)\n";
   });

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/dirs.h"
 #include "common/proc_files.h"
 #include "common/result.h"
 
@@ -30,8 +31,6 @@ Status bind_mount(const std::string& source, const std::string& target);
 std::string random_id();
 // Writes `text` to `path` atomically (temp file + rename), mode 0600.
 Status write_file(const std::string& path, const std::string& text);
-// mkdir -p with `mode` for the directories it creates.
-Status make_dirs(const std::string& path, unsigned mode = 0700);
 // The last `lines` non-empty lines of a text file ("" when unreadable), joined by " | ".
 std::string log_tail(const std::string& path, int lines = 3);
 // Checks that `path` is absolute and names an existing directory / regular file (EINVAL with a
