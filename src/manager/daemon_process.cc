@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -143,8 +144,10 @@ Result<DaemonProcess> DaemonProcess::spawn(const std::vector<std::string>& argv,
   for (auto& s : arg_strings) args.push_back(s.data());
   args.push_back(nullptr);
 
-  UniqueFd log(::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
+  // Private: a daemon's log names its images, their paths and (soon) registries.
+  UniqueFd log(::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
   if (!log) return errno_error("spawn " + binary + ": opening log file " + log_file);
+  if (::fchmod(log.get(), 0600) != 0) return errno_error("spawn " + binary + ": chmod 0600 " + log_file);
   FERRY_ASSIGN(log, above_stdio(std::move(log), "spawn " + binary + ": moving log fd"));
   UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   if (!devnull) return errno_error("spawn " + binary + ": opening /dev/null");

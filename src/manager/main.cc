@@ -12,6 +12,7 @@
 
 #include "common/build_info.h"
 #include "common/guarded_main.h"
+#include "common/log.h"
 #include "http/http_server.h"
 #include "http/json_errors.h"
 #include "manager/config.h"
@@ -37,6 +38,7 @@ Status init_logging(const ManagerConfig& config) {
     return Error{EINVAL, "[log] level: unknown level '" + config.log.level + "'"};
   }
   const std::string file = config.log_dir() + "/ferry-snapshotter.log";
+  FERRY_TRY(log::make_private_file(file));
   std::shared_ptr<spdlog::logger> logger;
   try {
     std::vector<spdlog::sink_ptr> sinks = {std::make_shared<spdlog::sinks::stderr_sink_mt>(),

@@ -88,6 +88,22 @@ std::string log_tail(const std::string& path, int lines) {
   return out;
 }
 
+std::string last_marked_line(const std::string& path, uint64_t offset, const std::string& marker) {
+  std::ifstream in(path);
+  in.seekg(static_cast<std::streamoff>(offset));
+  std::string line;
+  std::string found;
+  while (std::getline(in, line)) {
+    if (auto at = line.find(marker); at != std::string::npos) found = line.substr(at + marker.size());
+  }
+  return found;
+}
+
+uint64_t file_size(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+}
+
 Status check_abs_dir(const std::string& path, const std::string& what) {
   if (path.empty() || path[0] != '/')
     return Error{EINVAL, what + " must be an absolute path, got '" + path + "'"};

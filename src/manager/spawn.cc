@@ -77,11 +77,18 @@ Result<DaemonManager::Started> DaemonManager::start_process(Daemon& d, const std
   s.api = next_api_socket(d);
   ::unlink(s.api.c_str());
   const std::string log = log_file(d.rec.id);
+  const uint64_t log_before = file_size(log);  // this process's lines start here
+  d.refusal.clear();
   auto proc = env_.spawn(ferryd_argv(d, binary, s.api, upgrade), log, idle);
   if (!proc) return std::move(proc).error().context("starting '" + binary + "' for daemon " + d.rec.id);
   s.proc = std::move(*proc);
   auto version = wait_for(s.proc, s.api, state, deadline, /*urgent=*/!idle);
   if (!version) {
+    if (s.proc.exit_code() == kFerrydExitRefused) {
+      // ferryd refused its input (the image, the config): its own one-line reason says why.
+      d.refusal = last_marked_line(log, log_before, "ferryd: error: ");
+      if (d.refusal.empty()) d.refusal = "ferryd refused its input (see " + log + ")";
+    }
     discard(s);
     std::string tail = log_tail(log);
     return Error{version.error().code, "daemon " + d.rec.id + ": " + version.error().message + "; see " +

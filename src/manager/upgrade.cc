@@ -81,7 +81,7 @@ Result<UpgradeAnswer> DaemonManager::upgrade(const UpgradeRequest& request) {
     if (!step) {
       ensure_standby(*d);  // the old daemon serves on: it gets its standby back
       Error e = std::move(step).error();
-      if (e.code == EINVAL || e.code == EEXIST || e.code == ENOENT) e.code = EIO;
+      e = internal(std::move(e));
       std::string done;
       for (const auto& s : answer.daemons) done += (done.empty() ? "" : ", ") + s.id;
       return e.context("upgrading daemon " + d->rec.id +
