@@ -56,7 +56,7 @@ int errno_for_http_status(int status) {
     case 501:
       return ENOSYS;
     case 503:
-      return EAGAIN;
+      return EBUSY;
     default:
       return EIO;
   }

@@ -7,7 +7,7 @@
 //   ENOENT                                           404     NotFound        nothing there
 //   EEXIST EADDRINUSE                                409     Conflict        already taken
 //   ENOSYS                                           501     NotImplemented
-//   EAGAIN EBUSY                                     503     NotReady        try again later
+//   EBUSY EAGAIN                                     503     NotReady        try again later
 //   anything else                                    500     InternalError
 //
 // Thread-safety: pure functions.
