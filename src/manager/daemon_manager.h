@@ -14,9 +14,14 @@
 //     leaves the daemons serving (hot standbys, which serve nothing, are killed).
 //   - The manager never opens a file inside a managed mount.
 //
-// Errors (the system API maps them to HTTP statuses): EINVAL bad request (400), EEXIST the
-// mountpoint is taken (409), ENOENT nothing managed there (404); any other code is a failure
-// of the operation (500) whose message says what failed and where to look (the daemon log).
+// Errors (the system API maps them to HTTP statuses, http/error_status.h): EINVAL bad request
+// (400; also a mount whose ferryd refused the image or config, with ferryd's own reason),
+// EEXIST the mountpoint is taken (409), ENOENT nothing managed there (404), EAGAIN shutting
+// down (503); any other code is a failure of the operation (500) whose message says what failed
+// and where to look (the daemon log). Failed mounts are also recorded (kFailure).
+//
+// Everything outside its bookkeeping (processes, daemon APIs, time) goes through an Env
+// (env.h), so that the policies are unit-tested without root (tests/manager/unit).
 //
 // Thread-safety: every public method may be called from any thread.
 #pragma once
@@ -114,7 +119,7 @@ class DaemonManager {
   [[nodiscard]] std::string metrics_text() const;
   [[nodiscard]] std::string binary() const;
 
-  struct Daemon;  // one managed daemon (daemon_manager.cc)
+  struct Daemon;  // one managed daemon (managed_daemon.h)
 
   DaemonManager(ManagerConfig config, std::string binary, ManagerStore& store, ManagerMetrics& metrics, Env& env);
 
