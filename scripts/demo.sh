@@ -25,11 +25,21 @@ while [[ $# -gt 0 ]]; do
   esac
   shift
 done
-[[ $(id -u) -eq 0 ]] || { echo "demo: run as root (mounting needs CAP_SYS_ADMIN)" >&2; exit 1; }
+if [[ $(id -u) -ne 0 ]]; then
+  echo "demo: run as root (mounting needs CAP_SYS_ADMIN): in a root shell 'scripts/demo.sh'," \
+    "otherwise 'su -c scripts/demo.sh' (or sudo where installed)" >&2
+  exit 1
+fi
 
 if [[ $do_build -eq 1 ]]; then
   echo "== building (cmake, ninja -j${FERRY_JOBS:-2})"
-  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  # An existing build directory keeps its settings (scripts/test.sh's, say); a new one is the
+  # Release build a package would ship.
+  if [[ -f "$build/CMakeCache.txt" ]]; then
+    cmake "$build" >/dev/null
+  else
+    cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+  fi
   cmake --build "$build" -j"${FERRY_JOBS:-2}" --target ferryd ferryd-next ferry-snapshotter ferryctl
 fi
 bin=$(cd "$build/bin" && pwd)

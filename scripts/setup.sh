@@ -2,6 +2,11 @@
 # Installs every Debian 12 package Ferry needs to build, test, fuzz and benchmark.
 # Run as root on a fresh machine. Nothing is downloaded from anywhere but Debian.
 set -euo pipefail
+if [[ $(id -u) -ne 0 ]]; then
+  echo "setup: run as root (it installs packages with apt-get and loads kernel modules):" \
+    "in a root shell 'scripts/setup.sh', otherwise 'su -c scripts/setup.sh' (or sudo where installed)" >&2
+  exit 1
+fi
 
 packages=(
   # toolchain

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "http/error_status.h"
 #include "http/json_errors.h"
 
 namespace ferry::daemon {
@@ -10,30 +11,8 @@ namespace {
 using http::HttpRequest;
 using http::HttpResponse;
 
-std::string error_code_for(int status) {
-  switch (status) {
-    case 400:
-      return "BadRequest";
-    case 404:
-      return "NotFound";
-    case 409:
-      return "Conflict";
-    case 501:
-      return "NotImplemented";
-    case 503:
-      return "NotReady";
-    default:
-      return "InternalError";
-  }
-}
-
-HttpResponse error_response(const Error& e) {
-  int status = http_status_for(e);
-  return http::json_error(status, error_code_for(status), e.message);
-}
-
 HttpResponse done(const Status& st) {
-  return st.ok() ? http::no_content() : error_response(st.error());
+  return st.ok() ? http::no_content() : http::error_response(st.error());
 }
 
 HttpResponse bad_method(const HttpRequest& r) {
@@ -86,7 +65,7 @@ HttpResponse handle_mount(Daemon& d, const HttpRequest& r) {
   if (r.method == "DELETE") return done(d.detach(sub));
   if (r.method != "POST" && r.method != "PUT") return bad_method(r);
   auto body = parse_mount_body(r);
-  if (!body.ok()) return error_response(body.error());
+  if (!body.ok()) return http::error_response(body.error());
   Status st = r.method == "POST" ? d.attach(sub, body->source, body->config)
                                  : d.replace(sub, body->source, body->config);
   return done(st);
@@ -112,7 +91,7 @@ HttpResponse route(Daemon& d, const HttpRequest& r) {
   if (p == "/api/v1/metrics") {
     if (r.method != "GET") return bad_method(r);
     auto m = d.metrics(query(r, "id"));
-    if (!m.ok()) return error_response(m.error());
+    if (!m.ok()) return http::error_response(m.error());
     return http::json_ok(*m);
   }
   if (p == "/api/v1/metrics/inflight") {

@@ -74,30 +74,6 @@ Result<std::shared_ptr<const erofs::ErofsImage>> open_erofs(const std::string& s
 
 }  // namespace
 
-int http_status_for(const Error& e) {
-  switch (e.code) {
-    case EINVAL:
-    case EPROTO:
-    case EBADMSG:
-    case ENOTDIR:
-    case EISDIR:
-    case EOPNOTSUPP:
-      return 400;
-    case ENOENT:
-      return 404;
-    case EEXIST:
-    case EADDRINUSE:
-      return 409;
-    case EAGAIN:
-    case EBUSY:
-      return 503;
-    case ENOSYS:
-      return 501;
-    default:
-      return 500;
-  }
-}
-
 Daemon::Daemon(DaemonOptions options, const EventWaiter& events, const FilesystemDecorator& decorate)
     : options_(std::move(options)),
       events_(events),

@@ -138,7 +138,4 @@ class Daemon {
   std::atomic<bool> connection_lost_{false};
 };
 
-// Maps an Error's code to the HTTP status the API answers.
-int http_status_for(const Error& e);
-
 }  // namespace ferry::daemon

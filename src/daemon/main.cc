@@ -28,6 +28,7 @@
 #include "daemon/fuse_workers.h"
 #include "daemon/scheduling.h"
 #include "fuse/transport/fuse_session.h"
+#include "http/error_status.h"
 #include "http/http_server.h"
 
 namespace ferry::daemon {
@@ -66,11 +67,19 @@ bool g_logging_to_file = false;
   std::_Exit(0);
 }
 
-// One line on stderr; the log file (if any) gets it too.
+// The exit status of a daemon that refused its input (see fail()). CLI11's own usage errors
+// keep CLI11's statuses.
+constexpr int kExitRefused = 2;
+
+// One line on stderr; the log file (if any) gets it too. The exit status tells a supervisor
+// whose fault it was: kExitRefused when the input was refused (the errors an API would answer
+// with a 4xx: an image that is not EROFS, a config naming an unknown backend, a missing file),
+// 1 for anything else. ferry-snapshotter answers the first with a 4xx carrying this line.
 int fail(const Error& e) {
   std::fprintf(stderr, "ferryd: error: %s\n", e.message.c_str());
   if (g_logging_to_file) spdlog::error("{}", e.message);
-  return 1;
+  const int status = http::http_status_for_errno(e.code);
+  return status >= 400 && status < 500 ? kExitRefused : 1;
 }
 
 std::string absolute(const std::string& path) {
@@ -191,7 +200,9 @@ int cli_main(int argc, char** argv, const FilesystemDecorator& decorate) {
   CLI::App app{
       "ferryd: serves read-only EROFS container images (Nydus RAFS v6) through kernel FUSE, with a\n"
       "nydusd-compatible HTTP API, and survives its own crash or upgrade by handing its state and\n"
-      "/dev/fuse fd to a supervisor."};
+      "/dev/fuse fd to a supervisor.\n"
+      "Exit status: 0 stopped, 1 failed, 2 refused its input (image, config or options; the reason is the\n"
+      "last 'ferryd: error:' line on stderr)."};
   app.set_version_flag("--version,-V", version_text());
   app.require_subcommand(1);
   CliOptions opt;

@@ -2,11 +2,11 @@
 
 #include <poll.h>
 #include <sys/eventfd.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 
+#include "common/pidfd.h"
 #include "common/proc_files.h"
 #include "daemon/scheduling.h"
 
@@ -18,12 +18,12 @@ Result<std::unique_ptr<PredecessorWatch>> PredecessorWatch::start(pid_t pid, uin
   w->cancel_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!w->cancel_) return errno_error("watching the previous daemon: eventfd");
   if (pid > 0) {
-    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0U)));
-    if (!pidfd && errno != ESRCH) {
-      return errno_error("watching the previous daemon: pidfd_open(" + std::to_string(pid) + ")");
+    auto pidfd = open_pidfd(pid);
+    if (!pidfd && pidfd.error().code != ESRCH) {
+      return std::move(pidfd).error().context("watching the previous daemon");
     }
     // Opened first, checked second: if the start time still matches, the pidfd is that process.
-    if (pidfd && live_process_start_time(pid) == start_time) w->pidfd_ = std::move(pidfd);
+    if (pidfd && live_process_start_time(pid) == start_time) w->pidfd_ = std::move(*pidfd);
   }
   w->on_exit_ = std::move(on_exit);
   w->thread_ = std::thread([raw = w.get()] { raw->run(); });

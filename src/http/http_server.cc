@@ -22,13 +22,16 @@
 #include <exception>
 #include <list>
 #include <mutex>
+#include <optional>
 #include <system_error>
 #include <thread>
 #include <utility>
 
+#include "common/dirs.h"
 #include "common/unique_fd.h"
 #include "http/json_errors.h"
 #include "http/request_parser.h"
+#include "ipc/unix_socket.h"
 
 namespace ferry::http {
 namespace {
@@ -49,9 +52,9 @@ struct HttpServer::Impl {
   HttpHandler handler;
   HttpServerOptions opts;
   std::string endpoint;
-  std::string unix_path;  // the socket file we created; empty for TCP
-  dev_t dev = 0;          // identity of that file, so we never unlink a successor's socket
-  ino_t ino = 0;
+  // The unix socket (it removes its file when closed, unless a successor replaced it), or
+  // the TCP socket in listen_fd.
+  std::optional<ipc::UnixListener> unix_listener;
   UniqueFd listen_fd;
   UniqueFd stop_fd;  // eventfd, readable from the moment the server stops; wakes every poll
   std::thread acceptor;
@@ -236,14 +239,15 @@ size_t HttpServer::Impl::reap_finished() {
 
 void HttpServer::Impl::accept_loop() {
   while (true) {
-    pollfd fds[2] = {{listen_fd.get(), POLLIN, 0}, {stop_fd.get(), POLLIN, 0}};
+    const int lfd = unix_listener ? unix_listener->fd() : listen_fd.get();
+    pollfd fds[2] = {{lfd, POLLIN, 0}, {stop_fd.get(), POLLIN, 0}};
     if (::poll(fds, 2, -1) < 0) {
       if (errno == EINTR) continue;
       spdlog::error("http: poll on '{}' failed: {}; no longer accepting", endpoint, std::strerror(errno));
       return;
     }
     if (fds[1].revents != 0) return;
-    UniqueFd fd(::accept4(listen_fd.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    UniqueFd fd(::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC));
     if (!fd) {
       // The client may have gone already (ECONNABORTED): next. Anything else (out of fds or
       // memory, say) is retried after a pause, so that a persistent failure cannot spin.
@@ -293,80 +297,12 @@ void HttpServer::Impl::stop() {
     if (c->thread.joinable()) c->thread.join();
   }
   listen_fd.reset();
+  unix_listener.reset();
 }
 
 namespace {
 
 // ---- sockets ----
-
-// Creates missing directories up to and including `dir`, each 0755.
-Status make_dirs(const std::string& dir) {
-  if (dir.empty()) return ok_status();
-  struct stat st {};
-  if (::stat(dir.c_str(), &st) == 0) {
-    if (S_ISDIR(st.st_mode)) return ok_status();
-    return Error{ENOTDIR, "'" + dir + "' is not a directory"};
-  }
-  if (errno != ENOENT) return errno_error("stat '" + dir + "'");
-  auto slash = dir.find_last_of('/');
-  if (slash != std::string::npos && slash > 0) FERRY_TRY(make_dirs(dir.substr(0, slash)));
-  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return errno_error("mkdir '" + dir + "'");
-  return ok_status();
-}
-
-Result<sockaddr_un> unix_address(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty()) return Error{EINVAL, "empty unix socket path"};
-  if (path.size() >= sizeof addr.sun_path) {
-    return Error{ENAMETOOLONG, "unix socket path '" + path + "' is longer than " +
-                                   std::to_string(sizeof addr.sun_path - 1) + " bytes"};
-  }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  return addr;
-}
-
-const char* file_kind(mode_t mode) {
-  if (S_ISREG(mode)) return "a regular file";
-  if (S_ISDIR(mode)) return "a directory";
-  if (S_ISLNK(mode)) return "a symbolic link";
-  if (S_ISFIFO(mode)) return "a fifo";
-  return "not a socket";
-}
-
-// Makes `path` free for bind(): nothing there, or a socket nobody listens on (removed).
-Status clear_stale_socket(const std::string& path, const sockaddr_un& addr) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return ok_status();
-    return errno_error("lstat '" + path + "'");
-  }
-  if (!S_ISSOCK(st.st_mode)) {
-    return Error{EEXIST,
-                 "'" + path + "' exists and is " + file_kind(st.st_mode) + "; refusing to replace it"};
-  }
-  UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!probe) return errno_error("socket");
-  // Non-blocking: a live server with a full backlog answers EAGAIN instead of hanging us.
-  if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0 || errno == EAGAIN ||
-      errno == EINPROGRESS) {
-    return Error{EADDRINUSE, "'" + path + "' is in use by a live process"};
-  }
-  if (errno != ECONNREFUSED) return errno_error("cannot tell whether '" + path + "' is in use: connect");
-  // Stale: its server is gone. Remove it (another starter may have raced us to it).
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
-    return errno_error("removing stale socket '" + path + "'");
-  spdlog::info("http: replaced stale socket '{}'", path);
-  return ok_status();
-}
-
-// Unlinks `path` if it is still the socket file identified by (dev, ino).
-void unlink_if_ours(const std::string& path, dev_t dev, ino_t ino) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == dev && st.st_ino == ino) {
-    ::unlink(path.c_str());
-  }
-}
 
 bool is_loopback(const sockaddr* sa) {
   if (sa->sa_family == AF_INET) {
@@ -380,12 +316,14 @@ bool is_loopback(const sockaddr* sa) {
   return false;
 }
 
-Result<std::unique_ptr<HttpServer::Impl>> start(UniqueFd listen_fd, HttpHandler handler,
-                                                HttpServerOptions opts, std::string endpoint) {
+// `listener` or `listen_fd`: the one that is set is served.
+Result<std::unique_ptr<HttpServer::Impl>> start(std::optional<ipc::UnixListener> listener, UniqueFd listen_fd,
+                                                HttpHandler handler, HttpServerOptions opts, std::string endpoint) {
   auto impl = std::make_unique<HttpServer::Impl>();
   impl->handler = std::move(handler);
   impl->opts = opts;
   impl->endpoint = std::move(endpoint);
+  impl->unix_listener = std::move(listener);
   impl->listen_fd = std::move(listen_fd);
   impl->stop_fd = UniqueFd(::eventfd(0, EFD_CLOEXEC));
   if (!impl->stop_fd) return errno_error("eventfd for the HTTP server on '" + impl->endpoint + "'");
@@ -412,7 +350,6 @@ HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 HttpServer::~HttpServer() {
   // Stop first: joins every connection thread, so no handler runs past this point.
   impl_->stop();
-  if (!impl_->unix_path.empty()) unlink_if_ours(impl_->unix_path, impl_->dev, impl_->ino);
 }
 
 bool HttpServer::drain(std::chrono::milliseconds timeout) {
@@ -427,45 +364,17 @@ const std::string& HttpServer::endpoint() const {
 Result<std::unique_ptr<HttpServer>> HttpServer::listen_unix(const std::string& path, HttpHandler handler,
                                                             HttpServerOptions opts) {
   FERRY_TRY(check_options(opts));
-  FERRY_ASSIGN(sockaddr_un addr, unix_address(path));
   auto slash = path.find_last_of('/');
   if (slash != std::string::npos && slash > 0) {
-    if (auto made = make_dirs(path.substr(0, slash)); !made.ok()) {
+    if (auto made = make_dirs(path.substr(0, slash), 0755); !made.ok()) {
       return std::move(made).error().context("creating the directory of '" + path + "'");
     }
   }
-  FERRY_TRY(clear_stale_socket(path, addr));
-
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) return errno_error("socket");
-  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-    if (errno == EADDRINUSE)
-      return Error{EADDRINUSE, "'" + path + "' was taken by another process meanwhile"};
-    return errno_error("bind '" + path + "'");
-  }
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) {
-    Error e = errno_error("lstat '" + path + "' after bind");
-    ::unlink(path.c_str());
-    return e;
-  }
-  // The file exists from bind() on with the umask's mode; narrow it before listen() so that
-  // nobody can connect while it is wider (connect() is refused until listen()).
-  if (::chmod(path.c_str(), opts.socket_mode) != 0 || ::listen(fd.get(), SOMAXCONN) != 0) {
-    Error e = errno_error("chmod/listen '" + path + "'");
-    unlink_if_ours(path, st.st_dev, st.st_ino);
-    return e;
-  }
-  auto impl = start(std::move(fd), std::move(handler), opts, path);
-  if (!impl.ok()) {
-    unlink_if_ours(path, st.st_dev, st.st_ino);
-    return std::move(impl).error();
-  }
-  (*impl)->unix_path = path;
-  (*impl)->dev = st.st_dev;
-  (*impl)->ino = st.st_ino;
+  // The stale-socket rule and the refusal of anything that is not a socket are UnixListener's.
+  FERRY_ASSIGN(ipc::UnixListener listener, ipc::UnixListener::listen(path, SOMAXCONN, opts.socket_mode));
+  FERRY_ASSIGN(auto impl, start(std::move(listener), UniqueFd(), std::move(handler), opts, path));
   spdlog::info("http: listening on unix socket '{}'", path);
-  return std::make_unique<HttpServer>(std::move(*impl));
+  return std::make_unique<HttpServer>(std::move(impl));
 }
 
 Result<std::unique_ptr<HttpServer>> HttpServer::listen_tcp(const std::string& host_port, HttpHandler handler,
@@ -521,7 +430,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::listen_tcp(const std::string& ho
   std::string endpoint =
       (ai->ai_family == AF_INET6 ? "[" + host + "]" : host) + ":" + std::to_string(bound_port);
 
-  FERRY_ASSIGN(auto impl, start(std::move(fd), std::move(handler), opts, endpoint));
+  FERRY_ASSIGN(auto impl, start(std::nullopt, std::move(fd), std::move(handler), opts, endpoint));
   spdlog::info("http: listening on tcp {}", impl->endpoint);
   return std::make_unique<HttpServer>(std::move(impl));
 }

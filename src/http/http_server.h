@@ -65,10 +65,11 @@ struct HttpServerOptions {
 
 class HttpServer {
  public:
-  // Listens on the unix socket `path`. Creates the parent directory (0755) if missing. An
-  // existing socket file is replaced when no process answers on it (stale), refused with
-  // EADDRINUSE when one does; anything else at the path (file, directory, symlink) is refused
-  // with EEXIST and left alone.
+  // Listens on the unix socket `path` (an ipc::UnixListener, whose rules these are). Creates
+  // the parent directory (0755) if missing. An existing socket file is replaced when no process
+  // answers on it (stale), refused with EADDRINUSE when one does; anything else at the path
+  // (a regular file, directory, symlink: never a stale socket) is refused with EEXIST and left
+  // alone.
   static Result<std::unique_ptr<HttpServer>> listen_unix(const std::string& path, HttpHandler handler,
                                                          HttpServerOptions opts = {});
 

@@ -29,6 +29,14 @@ const sockaddr* as_sockaddr(const sockaddr_un& addr) {
   return reinterpret_cast<const sockaddr*>(&addr);
 }
 
+const char* file_kind(mode_t mode) {
+  if (S_ISREG(mode)) return "a regular file";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISLNK(mode)) return "a symbolic link";
+  if (S_ISFIFO(mode)) return "a fifo";
+  return "something else";
+}
+
 Result<UniqueFd> new_socket() {
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!fd) return errno_error("creating a unix socket");
@@ -86,14 +94,14 @@ Result<PeerCredentials> peer_credentials(int sock) {
   return PeerCredentials{cred.pid, cred.uid, cred.gid};
 }
 
-Result<UnixListener> UnixListener::listen(const std::string& path, int backlog) {
+Result<UnixListener> UnixListener::listen(const std::string& path, int backlog, mode_t mode) {
   FERRY_ASSIGN(sockaddr_un addr, make_address(path));
 
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {
-      return Error{EEXIST,
-                   "cannot listen on " + path + ": it exists and is not a socket; refusing to replace it"};
+      return Error{EEXIST, "cannot listen on " + path + ": it exists and is " + file_kind(st.st_mode) +
+                               ", not a socket; refusing to replace it"};
     }
     // A socket file: live if someone accepts on it (or its backlog is full), stale otherwise.
     auto probe = try_connect(addr, path);
@@ -126,7 +134,7 @@ Result<UnixListener> UnixListener::listen(const std::string& path, int backlog) 
   } unlinker{path};
   // The mode must be tight before listen(): until then every connect is refused, so no one can
   // slip in through the umask-derived mode bind(2) gave the file.
-  if (::chmod(path.c_str(), 0600) != 0) return errno_error("chmod 0600 " + path);
+  if (::chmod(path.c_str(), mode) != 0) return errno_error("chmod " + path);
   if (::lstat(path.c_str(), &st) != 0) return errno_error("inspecting " + path + " after bind");
   if (::listen(fd.get(), backlog) != 0) return errno_error("listening on " + path);
   unlinker.armed = false;

@@ -6,7 +6,7 @@
 //     Deadline (fd_passing.h), so nothing blocks past it.
 //   - Errors name the socket path and say what a person can do about it (ENOENT: nothing is
 //     listening there; EADDRINUSE: another live listener owns the path; ...).
-//   - UnixListener owns its socket file: created with mode 0600 (bind, chmod, then listen, so
+//   - UnixListener owns its socket file: created with mode 0600 or the one asked for (bind, chmod, then listen, so
 //     no one can connect before the mode is tight), removed on destruction if the path still
 //     names OUR socket (not one a successor bound in the meantime).
 //   - UnixListener is thread-compatible: accept() from one thread at a time.
@@ -37,10 +37,11 @@ Result<PeerCredentials> peer_credentials(int sock);
 
 class UnixListener {
  public:
-  // Listens on `path` with mode 0600. A stale socket file (nobody accepts on it) is replaced;
-  // a live one is refused (EADDRINUSE) and so is anything that is not a socket (EEXIST).
-  // The parent directory must exist.
-  static Result<UnixListener> listen(const std::string& path, int backlog = 16);
+  // Listens on `path` with `mode` (0600 unless told otherwise). A stale socket file (nobody
+  // accepts on it) is replaced; a live one is refused (EADDRINUSE) and so is anything that is
+  // not a socket (EEXIST, naming what it is: a regular file is not a stale socket, it is left
+  // alone). The parent directory must exist.
+  static Result<UnixListener> listen(const std::string& path, int backlog = 16, mode_t mode = 0600);
 
   UnixListener(UnixListener&& other) noexcept;
   UnixListener& operator=(UnixListener&& other) noexcept;

@@ -5,6 +5,7 @@
 #include <thread>
 #include <utility>
 
+#include "http/error_status.h"
 #include "http/http_client.h"
 
 namespace ferry::manager {
@@ -12,21 +13,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
-
-int errno_for_status(int status) {
-  switch (status) {
-    case 400:
-      return EINVAL;
-    case 404:
-      return ENOENT;
-    case 409:
-      return EEXIST;
-    case 503:
-      return EBUSY;
-    default:
-      return EIO;
-  }
-}
 
 // The daemon's own explanation: {"message"} of a JSON error, else the (shortened) body.
 std::string daemon_message(const std::string& body) {
@@ -58,7 +44,7 @@ Result<http::HttpResponse> call(const std::string& socket, const std::string& la
   if (!r.ok()) return std::move(r).error().context(prefix);
   if (r->status < 200 || r->status > 299) {
     std::string msg = daemon_message(r->body);
-    return Error{errno_for_status(r->status),
+    return Error{http::errno_for_http_status(r->status),
                  prefix + ": " + std::to_string(r->status) + (msg.empty() ? std::string() : " " + msg)};
   }
   return std::move(r).value();

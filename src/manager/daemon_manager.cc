@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "http/error_status.h"
 #include "ipc/state_envelope.h"
 #include "manager/daemon_client.h"
 #include "manager/managed_daemon.h"
@@ -17,12 +18,14 @@
 namespace ferry::manager {
 namespace {
 
-// Operations report their own failures as 500s: a code that the API would read as "your
-// request was wrong" (EINVAL, EEXIST, ENOENT from deep inside) must not leak out of them.
+}  // namespace
+
 Error internal(Error e) {
-  if (e.code == EINVAL || e.code == EEXIST || e.code == ENOENT) e.code = EIO;
+  if (http::http_status_for_errno(e.code) != 500) e.code = EIO;
   return e;
 }
+
+namespace {
 
 std::string normalize(std::string path) {
   while (path.size() > 1 && path.back() == '/') path.pop_back();
@@ -32,15 +35,16 @@ std::string normalize(std::string path) {
 }  // namespace
 
 DaemonManager::DaemonManager(ManagerConfig config, std::string binary, ManagerStore& store,
-                             ManagerMetrics& metrics)
-    : config_(std::move(config)), store_(store), metrics_(metrics), binary_(std::move(binary)) {}
+                             ManagerMetrics& metrics, Env& env)
+    : config_(std::move(config)), store_(store), metrics_(metrics), env_(env), binary_(std::move(binary)) {}
 
 Result<std::unique_ptr<DaemonManager>> DaemonManager::create(ManagerConfig config, std::string binary,
-                                                             ManagerStore& store, ManagerMetrics& metrics) {
+                                                             ManagerStore& store, ManagerMetrics& metrics,
+                                                             Env& env) {
   for (const auto& dir : {config.supervisor_dir(), config.daemons_dir(), config.log_dir()}) {
     FERRY_TRY(make_dirs(dir));
   }
-  auto m = std::make_unique<DaemonManager>(std::move(config), std::move(binary), store, metrics);
+  auto m = std::make_unique<DaemonManager>(std::move(config), std::move(binary), store, metrics, env);
   DaemonManager* raw = m.get();
   FERRY_ASSIGN(m->watcher_,
                DeathWatcher::create([raw](const std::string& key, int pid) { raw->on_death(key, pid); }));
@@ -130,11 +134,13 @@ Result<MountAnswer> DaemonManager::mount(const MountRequest& in) {
     }
     mount_index_[request.mountpoint] = "";  // reserved while we work
   }
+  // Their errors are final: a failure of theirs is a 500 (internal()), a refusal of the image
+  // or config by ferryd a 400 with ferryd's reason.
   auto answer = config_.daemon_mode == DaemonMode::kShared ? mount_shared(request) : mount_dedicated(request);
   std::lock_guard lk(mu_);
   if (!answer) {
     mount_index_.erase(request.mountpoint);
-    return internal(std::move(answer).error());
+    return std::move(answer).error();
   }
   mount_index_[request.mountpoint] = answer->daemon_id;
   return answer;
@@ -168,7 +174,7 @@ Result<MountAnswer> DaemonManager::mount_dedicated(const MountRequest& request) 
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
   };
-  FERRY_TRY(make_dirs(dir));
+  if (auto made = make_dirs(dir); !made) return internal(std::move(made).error());
   int mounts_before = mount_count(request.mountpoint);
   auto started = [&]() -> Status {
     FERRY_ASSIGN(d->supervisor, ipc::Supervisor::listen(d->rec.supervisor_path, supervisor_options()));
@@ -181,7 +187,12 @@ Result<MountAnswer> DaemonManager::mount_dedicated(const MountRequest& request) 
     }
     d->supervisor.reset();
     cleanup_files();
-    return std::move(started).error().context("mounting '" + request.mountpoint + "'");
+    Error e = d->refusal.empty()
+                  ? internal(std::move(started).error())
+                  : Error{EINVAL, "ferryd refused to serve '" + request.bootstrap + "': " + d->refusal};
+    e = std::move(e).context("mounting '" + request.mountpoint + "'");
+    record({.daemon_id = id, .kind = EventKind::kFailure, .ok = false, .detail = e.message});
+    return e;
   }
   {
     std::lock_guard lk(mu_);
@@ -213,7 +224,7 @@ Result<std::shared_ptr<DaemonManager::Daemon>> DaemonManager::ensure_shared_daem
   std::lock_guard op(d->op_mu);
   const std::string dir = config_.daemons_dir() + "/" + id;
   FERRY_TRY(make_dirs(dir));
-  FERRY_TRY(make_dirs(config_.shared_mnt(), 0755));
+  FERRY_TRY(make_dirs(config_.shared_mnt()));
   // No live shared daemon is known: whatever is mounted at its root is a leftover.
   FERRY_TRY(umount_all(config_.shared_mnt()));
   auto started = [&]() -> Status {
@@ -244,11 +255,22 @@ Result<std::shared_ptr<DaemonManager::Daemon>> DaemonManager::ensure_shared_daem
 }
 
 Result<MountAnswer> DaemonManager::mount_shared(const MountRequest& request) {
-  FERRY_ASSIGN(auto d, ensure_shared_daemon());
+  auto ensured = ensure_shared_daemon();
+  if (!ensured) {
+    Error e = internal(std::move(ensured).error()).context("mounting '" + request.mountpoint + "'");
+    record({.daemon_id = "", .kind = EventKind::kFailure, .ok = false, .detail = e.message});
+    return e;
+  }
+  auto d = std::move(*ensured);
   std::lock_guard op(d->op_mu);
+  auto failed = [&](Error e) {
+    e = std::move(e).context("mounting '" + request.mountpoint + "'");
+    record({.daemon_id = d->rec.id, .kind = EventKind::kFailure, .ok = false, .detail = e.message});
+    return e;
+  };
   if (d->removed || d->dead || !d->proc.valid()) {
-    return Error{
-        EIO, "the shared daemon " + d->rec.id + " is not serving (state DEAD); see " + log_file(d->rec.id)};
+    return failed(Error{
+        EIO, "the shared daemon " + d->rec.id + " is not serving (state DEAD); see " + log_file(d->rec.id)});
   }
   std::string name;
   do {
@@ -259,18 +281,21 @@ Result<MountAnswer> DaemonManager::mount_shared(const MountRequest& request) {
   // The standby holds the state without this image: were the daemon to die between the
   // attach and a new standby, it must not start serving a mount it knows nothing of.
   kill_standby(*d);
-  DaemonClient client(d->rec.api_socket, d->rec.id);
-  if (auto st = client.attach(sub, request.bootstrap, request.config_json); !st) {
+  auto client = env_.api(d->rec.api_socket, d->rec.id);
+  if (auto st = client->attach(sub, request.bootstrap, request.config_json); !st) {
     ensure_standby(*d);
-    return std::move(st).error().context("attaching '" + request.bootstrap + "' to the shared daemon " +
-                                         d->rec.id);
+    // A 400 from ferryd: it refused this image or config (its message says why). Anything
+    // else (the daemon not answering, say) is the manager's failure.
+    Error e = std::move(st).error();
+    if (e.code != EINVAL) e = internal(std::move(e));
+    return failed(std::move(e).context("attaching '" + request.bootstrap + "' to the shared daemon " + d->rec.id));
   }
   const std::string source = config_.shared_mnt() + sub;
   if (auto st = bind_mount(source, request.mountpoint); !st) {
-    (void)client.detach(sub);
+    (void)client->detach(sub);
     (void)fetch_state(*d, d->rec.api_socket);
     ensure_standby(*d);
-    return std::move(st).error();
+    return failed(internal(std::move(st).error()));
   }
   d->rec.mounts.push_back(MountRecord{request.mountpoint, request.bootstrap, request.config_json, sub});
   (void)persist(*d);
@@ -347,8 +372,8 @@ Status DaemonManager::umount_shared(const std::shared_ptr<Daemon>& d, const std:
   (void)umount_one(mountpoint);
   (void)umount_all(mountpoint);
   if (!d->dead && d->proc.valid()) {
-    DaemonClient client(d->rec.api_socket, d->rec.id);
-    if (auto st = client.detach(sub); !st) {
+    auto client = env_.api(d->rec.api_socket, d->rec.id);
+    if (auto st = client->detach(sub); !st) {
       spdlog::warn("daemon {}: detaching '{}': {}", d->rec.id, sub, st.error().message);
     }
   }
@@ -403,7 +428,7 @@ std::vector<DaemonView> DaemonManager::daemons() const {
   for (auto& v : out) {
     if (!v.state.empty()) continue;
     // Bounded: a listing must not hang on a stuck daemon, but a busy one still answers.
-    auto info = DaemonClient(v.record.api_socket, v.record.id).info(std::chrono::milliseconds(500));
+    auto info = env_.api(v.record.api_socket, v.record.id)->info(std::chrono::milliseconds(500));
     v.state = info ? info->state : "UNKNOWN";
   }
   return out;

@@ -14,9 +14,14 @@
 //     leaves the daemons serving (hot standbys, which serve nothing, are killed).
 //   - The manager never opens a file inside a managed mount.
 //
-// Errors (the system API maps them to HTTP statuses): EINVAL bad request (400), EEXIST the
-// mountpoint is taken (409), ENOENT nothing managed there (404); any other code is a failure
-// of the operation (500) whose message says what failed and where to look (the daemon log).
+// Errors (the system API maps them to HTTP statuses, http/error_status.h): EINVAL bad request
+// (400; also a mount whose ferryd refused the image or config, with ferryd's own reason),
+// EEXIST the mountpoint is taken (409), ENOENT nothing managed there (404), EAGAIN shutting
+// down (503); any other code is a failure of the operation (500) whose message says what failed
+// and where to look (the daemon log). Failed mounts are also recorded (kFailure).
+//
+// Everything outside its bookkeeping (processes, daemon APIs, time) goes through an Env
+// (env.h), so that the policies are unit-tested without root (tests/manager/unit).
 //
 // Thread-safety: every public method may be called from any thread.
 #pragma once
@@ -37,6 +42,7 @@
 #include "manager/config.h"
 #include "manager/daemon_process.h"
 #include "manager/death_watcher.h"
+#include "manager/env.h"
 #include "manager/events.h"
 #include "manager/metrics.h"
 #include "manager/store.h"
@@ -88,9 +94,11 @@ struct UpgradeAnswer {
 class DaemonManager {
  public:
   // `binary`: the ferryd to start (already resolved: store setting, config, or next to the
-  // manager). `store` and `metrics` must outlive the manager.
+  // manager). `store`, `metrics` and `env` must outlive the manager. `env`: processes, daemon
+  // APIs and time (env.h); a unit test passes its own.
   static Result<std::unique_ptr<DaemonManager>> create(ManagerConfig config, std::string binary,
-                                                       ManagerStore& store, ManagerMetrics& metrics);
+                                                       ManagerStore& store, ManagerMetrics& metrics,
+                                                       Env& env = Env::system());
   ~DaemonManager();  // shutdown()
   DaemonManager(const DaemonManager&) = delete;
   DaemonManager& operator=(const DaemonManager&) = delete;
@@ -111,12 +119,12 @@ class DaemonManager {
   [[nodiscard]] std::string metrics_text() const;
   [[nodiscard]] std::string binary() const;
 
-  struct Daemon;  // one managed daemon (daemon_manager.cc)
+  struct Daemon;  // one managed daemon (managed_daemon.h)
 
-  DaemonManager(ManagerConfig config, std::string binary, ManagerStore& store, ManagerMetrics& metrics);
+  DaemonManager(ManagerConfig config, std::string binary, ManagerStore& store, ManagerMetrics& metrics, Env& env);
 
  private:
-  using Clock = std::chrono::steady_clock;
+  using Clock = Env::Clock;
   struct Death {
     std::string key;
     int pid = 0;
@@ -197,6 +205,7 @@ class DaemonManager {
   ManagerConfig config_;
   ManagerStore& store_;
   ManagerMetrics& metrics_;
+  Env& env_;
 
   mutable std::mutex mu_;  // guards everything below up to the marked line, and Daemon views
   std::string binary_;

@@ -6,7 +6,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "common/pidfd.h"
 #include "common/proc_files.h"
 
 extern char** environ;  // NOLINT(readability-redundant-declaration): POSIX, not in every header
@@ -26,10 +27,6 @@ namespace {
 constexpr int kBackgroundNice = 19;
 
 using Clock = std::chrono::steady_clock;
-
-int pidfd_open(pid_t pid) {
-  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-}
 
 std::string describe_status(int status) {
   if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
@@ -70,6 +67,40 @@ void kill_and_reap_child(pid_t pid) {
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
 }
+
+
+// A process of this machine, watched and signalled through its pidfd.
+class OsProcess final : public Process {
+ public:
+  OsProcess(pid_t pid, UniqueFd pidfd, uint64_t start_time, bool child)
+      : pid_(pid), pidfd_(std::move(pidfd)), start_time_(start_time), child_(child) {}
+
+  [[nodiscard]] pid_t pid() const override { return pid_; }
+  [[nodiscard]] int pidfd() const override { return pidfd_.get(); }
+  [[nodiscard]] uint64_t start_time() const override { return start_time_; }
+  [[nodiscard]] bool is_child() const override { return child_; }
+  [[nodiscard]] bool is_alive() const override;
+  Status signal(int sig) const override;
+  Result<std::string> wait_exit(std::chrono::milliseconds timeout) override;
+  Status kill_and_reap() override;
+  std::string reap() override;
+  [[nodiscard]] std::optional<int> exit_code() const override {
+    if (!exit_status_ || !WIFEXITED(*exit_status_)) return std::nullopt;
+    return WEXITSTATUS(*exit_status_);
+  }
+
+ private:
+  // Records the outcome of waitpid() (`got`, with errno set when it is not pid_).
+  std::string note_reaped(pid_t got, int status);
+
+  pid_t pid_ = -1;
+  UniqueFd pidfd_;
+  uint64_t start_time_ = 0;
+  bool child_ = false;
+  bool reaped_ = false;
+  std::string exit_description_;    // set when a child is reaped; reap() repeats it
+  std::optional<int> exit_status_;  // the wait status of a reaped child
+};
 
 }  // namespace
 
@@ -113,8 +144,10 @@ Result<DaemonProcess> DaemonProcess::spawn(const std::vector<std::string>& argv,
   for (auto& s : arg_strings) args.push_back(s.data());
   args.push_back(nullptr);
 
-  UniqueFd log(::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
+  // Private: a daemon's log names its images, their paths and (soon) registries.
+  UniqueFd log(::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
   if (!log) return errno_error("spawn " + binary + ": opening log file " + log_file);
+  if (::fchmod(log.get(), 0600) != 0) return errno_error("spawn " + binary + ": chmod 0600 " + log_file);
   FERRY_ASSIGN(log, above_stdio(std::move(log), "spawn " + binary + ": moving log fd"));
   UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   if (!devnull) return errno_error("spawn " + binary + ": opening /dev/null");
@@ -157,35 +190,31 @@ Result<DaemonProcess> DaemonProcess::spawn(const std::vector<std::string>& argv,
     return e;
   }
 
-  DaemonProcess p;
-  p.pid_ = pid;
-  p.child_ = true;
-  p.pidfd_.reset(pidfd_open(pid));
-  if (!p.pidfd_) {
+  auto pidfd = open_pidfd(pid);
+  if (!pidfd) {
     // Without a pidfd the process cannot be watched or signalled safely: do not keep it.
-    Error e = errno_error("spawn " + binary + ": pidfd_open(" + std::to_string(pid) + ")");
     kill_and_reap_child(pid);
-    return e;
+    return std::move(pidfd).error().context("spawn " + binary);
   }
   // Start time is fixed when the process is created and kept across exec; the child is un-reaped, so it is
   // there.
   auto start = process_start_time(pid);
   if (!start.ok()) {
-    (void)p.kill_and_reap();
+    kill_and_reap_child(pid);
     return std::move(start).error().context("spawn " + binary + ": reading its start time");
   }
-  p.start_time_ = *start;
-  return p;
+  return DaemonProcess(std::make_unique<OsProcess>(pid, std::move(*pidfd), *start, true));
 }
 
 Result<DaemonProcess> DaemonProcess::adopt(pid_t pid, uint64_t expected_start_time) {
   std::string who = "adopting process " + std::to_string(pid);
   if (pid <= 0) return Error{ESRCH, who + ": not a valid pid"};
-  UniqueFd pidfd(pidfd_open(pid));
-  if (!pidfd) {
-    if (errno == ESRCH) return Error{ESRCH, who + ": it is gone"};
-    return errno_error(who + ": pidfd_open");
+  auto opened = open_pidfd(pid);
+  if (!opened) {
+    if (opened.error().code == ESRCH) return Error{ESRCH, who + ": it is gone"};
+    return std::move(opened).error().context(who);
   }
+  UniqueFd pidfd = std::move(*opened);
   // Order matters: the pidfd pins the process we opened; /proc/<pid> names whatever has the
   // pid now. If the pidfd's process is still alive after we read /proc, they are the same.
   auto st = read_proc_stat(pid);
@@ -198,17 +227,22 @@ Result<DaemonProcess> DaemonProcess::adopt(pid_t pid, uint64_t expected_start_ti
     return Error{ESRCH, who + ": pid was reused (start time " + std::to_string(st->start_time) +
                             ", expected " + std::to_string(expected_start_time) + ")"};
   }
-  DaemonProcess p;
-  p.pid_ = pid;
-  p.pidfd_ = std::move(pidfd);
-  p.start_time_ = st->start_time;
   // Normally adopted daemons belong to a previous manager; if it is ours after all, we must
   // reap it or it would linger as a zombie.
-  p.child_ = st->ppid == ::getpid();
-  return p;
+  return DaemonProcess(std::make_unique<OsProcess>(pid, std::move(pidfd), st->start_time, st->ppid == ::getpid()));
 }
 
-bool DaemonProcess::is_alive() const {
+Status DaemonProcess::signal(int sig) const {
+  if (!p_) return Error{ESRCH, "signal " + std::to_string(sig) + ": no process"};
+  return p_->signal(sig);
+}
+
+Result<std::string> DaemonProcess::wait_exit(std::chrono::milliseconds timeout) {
+  if (!valid()) return Error{EINVAL, "wait_exit: no process"};
+  return p_->wait_exit(timeout);
+}
+
+bool OsProcess::is_alive() const {
   // Only the pidfd is consulted (it stays readable after the reap), so that other threads may
   // call this while the owner reaps.
   if (!pidfd_) return false;
@@ -221,23 +255,21 @@ bool DaemonProcess::is_alive() const {
   return r <= 0;
 }
 
-Status DaemonProcess::signal(int sig) const {
+Status OsProcess::signal(int sig) const {
   if (!pidfd_ || reaped_)
     return Error{ESRCH,
                  "signal " + std::to_string(sig) + " to process " + std::to_string(pid_) + ": it has exited"};
-  if (::syscall(SYS_pidfd_send_signal, pidfd_.get(), sig, nullptr, 0) != 0) {
-    int err = errno;
-    if (err == ESRCH) {
+  if (auto sent = pidfd_send_signal(pidfd_.get(), sig); !sent) {
+    if (sent.error().code == ESRCH) {
       return Error{
           ESRCH, "signal " + std::to_string(sig) + " to process " + std::to_string(pid_) + ": it has exited"};
     }
-    return errno_error(err, "signal " + std::to_string(sig) + " to process " + std::to_string(pid_));
+    return std::move(sent).error().context("process " + std::to_string(pid_));
   }
   return ok_status();
 }
 
-Result<std::string> DaemonProcess::wait_exit(std::chrono::milliseconds timeout) {
-  if (!valid()) return Error{EINVAL, "wait_exit: no process"};
+Result<std::string> OsProcess::wait_exit(std::chrono::milliseconds timeout) {
   if (reaped_ || !pidfd_) return reap();
   auto deadline = Clock::now() + timeout;
   while (true) {
@@ -264,9 +296,8 @@ Result<std::string> DaemonProcess::wait_exit(std::chrono::milliseconds timeout) 
   return note_reaped(got, status);
 }
 
-Status DaemonProcess::kill_and_reap() {
-  if (!valid()) return ok_status();
-  if (reaped_) return ok_status();
+Status OsProcess::kill_and_reap() {
+  if (pid_ <= 0 || reaped_) return ok_status();
   // An unreaped child's pid (its group's id) cannot have been reused: the group is ours.
   if (child_) (void)::kill(-pid_, SIGKILL);
   Status st = signal(SIGKILL);
@@ -276,7 +307,7 @@ Status DaemonProcess::kill_and_reap() {
   return ok_status();
 }
 
-std::string DaemonProcess::note_reaped(pid_t got, int status) {
+std::string OsProcess::note_reaped(pid_t got, int status) {
   reaped_ = true;
   if (got != pid_) {
     exit_description_ = "exited (status not available: " + std::string(std::strerror(errno)) + ")";
@@ -287,7 +318,7 @@ std::string DaemonProcess::note_reaped(pid_t got, int status) {
   return exit_description_;
 }
 
-std::string DaemonProcess::reap() {
+std::string OsProcess::reap() {
   if (!child_) return "exited";
   if (reaped_) return exit_description_;
   int status = 0;

@@ -1,4 +1,6 @@
-// DaemonProcess: one ferryd process as the manager sees it: a pid plus a pidfd.
+// DaemonProcess: one ferryd process as the manager sees it: a pid plus a pidfd. A value handle
+// over a Process: the operating system's (spawn()/adopt() here, Env::system()), or one a unit
+// test makes through its own Env (env.h).
 //
 // The pidfd is how death is detected (it becomes readable when the process exits; no false
 // alarm from a slow or hung daemon) and how the process is signalled without racing pid reuse.
@@ -23,6 +25,7 @@
 
 #include <chrono>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,9 +35,26 @@
 
 namespace ferry::manager {
 
+// One process, as DaemonProcess forwards to it (the meaning of each call is DaemonProcess's).
+class Process {
+ public:
+  virtual ~Process() = default;
+  [[nodiscard]] virtual pid_t pid() const = 0;
+  [[nodiscard]] virtual int pidfd() const = 0;  // readable once the process exited
+  [[nodiscard]] virtual uint64_t start_time() const = 0;
+  [[nodiscard]] virtual bool is_child() const = 0;
+  [[nodiscard]] virtual bool is_alive() const = 0;
+  virtual Status signal(int sig) const = 0;
+  virtual Result<std::string> wait_exit(std::chrono::milliseconds timeout) = 0;
+  virtual Status kill_and_reap() = 0;
+  virtual std::string reap() = 0;
+  [[nodiscard]] virtual std::optional<int> exit_code() const = 0;
+};
+
 class DaemonProcess {
  public:
   DaemonProcess() = default;
+  explicit DaemonProcess(std::unique_ptr<Process> process) : p_(std::move(process)) {}
   // Starts argv[0] (absolute path) with argv. Extra environment entries are added.
   // With `idle_priority` the process runs at nice 19 (set right after its exec, before it has
   // made a thread, so its start-up yields the CPU to the serving daemon and its readers but is
@@ -55,13 +75,13 @@ class DaemonProcess {
   DaemonProcess& operator=(const DaemonProcess&) = delete;
   ~DaemonProcess() = default;
 
-  [[nodiscard]] pid_t pid() const { return pid_; }
-  [[nodiscard]] int pidfd() const { return pidfd_.get(); }  // readable once the process exited
-  [[nodiscard]] uint64_t start_time() const { return start_time_; }
-  [[nodiscard]] bool is_child() const { return child_; }
-  [[nodiscard]] bool valid() const { return pid_ > 0; }
+  [[nodiscard]] pid_t pid() const { return p_ ? p_->pid() : -1; }
+  [[nodiscard]] int pidfd() const { return p_ ? p_->pidfd() : -1; }  // readable once the process exited
+  [[nodiscard]] uint64_t start_time() const { return p_ ? p_->start_time() : 0; }
+  [[nodiscard]] bool is_child() const { return p_ && p_->is_child(); }
+  [[nodiscard]] bool valid() const { return p_ && p_->pid() > 0; }
   // True until the process has exited (polls the pidfd, does not block).
-  [[nodiscard]] bool is_alive() const;
+  [[nodiscard]] bool is_alive() const { return p_ && p_->is_alive(); }
   // Sends `sig` through the pidfd (no pid-reuse race).
   Status signal(int sig) const;
   // Waits up to `timeout` for the exit (pidfd poll); for a child also reaps it. Returns a
@@ -72,23 +92,16 @@ class DaemonProcess {
   // process group (spawn() makes a new session), so the whole group is killed: whatever it
   // started (a wrapper script's daemon) goes too. Never fails silently: returns an error only
   // if the process could not be confirmed dead within 5 s.
-  Status kill_and_reap();
+  Status kill_and_reap() { return p_ ? p_->kill_and_reap() : ok_status(); }
   // For a child that has exited: reaps it and describes the exit; for others "exited".
-  std::string reap();
+  std::string reap() { return p_ ? p_->reap() : "exited"; }
+  // The exit status of a reaped child that exited (not killed); nullopt otherwise or unknown.
+  [[nodiscard]] std::optional<int> exit_code() const { return p_ ? p_->exit_code() : std::nullopt; }
   // A reaped child that exited with status 0 (false for anything else, or when unknown).
-  [[nodiscard]] bool exited_with_success() const { return exit_status_ && *exit_status_ == 0; }
+  [[nodiscard]] bool exited_with_success() const { return exit_code() == 0; }
 
  private:
-  // Records the outcome of waitpid() (`got`, with errno set when it is not pid_).
-  std::string note_reaped(pid_t got, int status);
-
-  pid_t pid_ = -1;
-  UniqueFd pidfd_;
-  uint64_t start_time_ = 0;
-  bool child_ = false;
-  bool reaped_ = false;
-  std::string exit_description_;    // set when a child is reaped; reap() repeats it
-  std::optional<int> exit_status_;  // the wait status of a reaped child
+  std::unique_ptr<Process> p_;
 };
 
 // /proc/<pid>/stat field 22 (start time in clock ticks since boot), or ESRCH.

@@ -42,8 +42,4 @@ int64_t unix_now_ms() {
       .count();
 }
 
-double ms_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-}
-
 }  // namespace ferry::manager

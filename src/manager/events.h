@@ -23,9 +23,8 @@ enum class EventKind {
   kStop,      // the daemon was stopped on purpose (last mount removed)
 };
 
-// Wall-clock time for records (unix milliseconds), and elapsed milliseconds for durations.
+// Wall-clock time for records (unix milliseconds). Durations: ms_since() in env.h.
 int64_t unix_now_ms();
-double ms_since(std::chrono::steady_clock::time_point start);
 
 std::string_view to_string(EventKind kind);  // "start", "death", "failover", ...
 std::optional<EventKind> parse_event_kind(std::string_view text);

@@ -12,6 +12,7 @@
 
 #include "common/build_info.h"
 #include "common/guarded_main.h"
+#include "common/log.h"
 #include "http/http_server.h"
 #include "http/json_errors.h"
 #include "manager/config.h"
@@ -37,6 +38,7 @@ Status init_logging(const ManagerConfig& config) {
     return Error{EINVAL, "[log] level: unknown level '" + config.log.level + "'"};
   }
   const std::string file = config.log_dir() + "/ferry-snapshotter.log";
+  FERRY_TRY(log::make_private_file(file));
   std::shared_ptr<spdlog::logger> logger;
   try {
     std::vector<spdlog::sink_ptr> sinks = {std::make_shared<spdlog::sinks::stderr_sink_mt>(),
@@ -175,9 +177,7 @@ int cli_main(int argc, char** argv) {
   app.footer(
       "Logs go to stderr and to <log dir>/ferry-snapshotter.log (<log dir>: [log] dir, default "
       "<root>/logs);\n"
-      "each daemon logs to <log dir>/<daemon id>.log. System API: docs/manager-api.md.\n"
-      "Environment: FERRY_TEST_KILL_NEW_AFTER_OLD_EXIT=1 (tests only) kills every upgraded daemon right "
-      "after its predecessor left, to exercise the rollback.");
+      "each daemon logs to <log dir>/<daemon id>.log. System API: docs/manager-api.md.");
   app.failure_message([](const CLI::App* /*app*/, const CLI::Error& e) {
     return std::string("ferry-snapshotter: error: ") + e.what() + " (see ferry-snapshotter --help)\n";
   });

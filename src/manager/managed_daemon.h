@@ -35,12 +35,22 @@ struct DaemonManager::Daemon {
   std::atomic<int64_t> standby_pid{0};  // for views, which do not take op_mu (0: none)
   unsigned api_seq = 0;
   unsigned standby_failures = 0;
+  // ferryd's own reason when the last start_process() ended with ferryd refusing its input
+  // (exit status kFerrydExitRefused: not an EROFS image, an unknown backend type, ...); "" else.
+  std::string refusal;
   bool removed = false;  // umounted: late death notices are ignored
   bool dead = false;     // policy none, or recovery gave up
   // --- guarded by DaemonManager::mu_
   DaemonRecord view;
   std::string status;  // "" = ask the daemon; RECOVERING, DEAD
 };
+
+// Operations report their own failures as 500s: a code the API would answer with another
+// status (EINVAL "your request was wrong", EEXIST, ENOENT, EBUSY ... from deep inside) becomes EIO.
+Error internal(Error e);
+
+// ferryd's exit status when it refused its input (ferryd --help).
+inline constexpr int kFerrydExitRefused = 2;
 
 // Watch keys: the daemon id for the serving process, id + this suffix for its hot standby.
 inline constexpr const char* kStandbySuffix = "#standby";

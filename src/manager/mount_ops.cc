@@ -74,25 +74,6 @@ Status write_file(const std::string& path, const std::string& text) {
   return {};
 }
 
-Status make_dirs(const std::string& path, unsigned mode) {
-  if (path.empty() || path[0] != '/') return Error{EINVAL, "not an absolute path: '" + path + "'"};
-  std::string cur;
-  size_t pos = 1;
-  while (pos <= path.size()) {
-    size_t next = path.find('/', pos);
-    if (next == std::string::npos) next = path.size();
-    cur = path.substr(0, next);
-    if (!cur.empty() && ::mkdir(cur.c_str(), mode) != 0 && errno != EEXIST) {
-      return errno_error("creating directory '" + cur + "'");
-    }
-    pos = next + 1;
-  }
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return errno_error("checking directory '" + path + "'");
-  if (!S_ISDIR(st.st_mode)) return Error{ENOTDIR, "'" + path + "' exists and is not a directory"};
-  return {};
-}
-
 std::string log_tail(const std::string& path, int lines) {
   std::ifstream in(path);
   std::deque<std::string> tail;
@@ -105,6 +86,22 @@ std::string log_tail(const std::string& path, int lines) {
   std::string out;
   for (const auto& l : tail) out += (out.empty() ? "" : " | ") + l;
   return out;
+}
+
+std::string last_marked_line(const std::string& path, uint64_t offset, const std::string& marker) {
+  std::ifstream in(path);
+  in.seekg(static_cast<std::streamoff>(offset));
+  std::string line;
+  std::string found;
+  while (std::getline(in, line)) {
+    if (auto at = line.find(marker); at != std::string::npos) found = line.substr(at + marker.size());
+  }
+  return found;
+}
+
+uint64_t file_size(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
 }
 
 Status check_abs_dir(const std::string& path, const std::string& what) {

@@ -10,9 +10,11 @@
 // Thread-safety: pure functions of the system state.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
+#include "common/dirs.h"
 #include "common/proc_files.h"
 #include "common/result.h"
 
@@ -30,10 +32,13 @@ Status bind_mount(const std::string& source, const std::string& target);
 std::string random_id();
 // Writes `text` to `path` atomically (temp file + rename), mode 0600.
 Status write_file(const std::string& path, const std::string& text);
-// mkdir -p with `mode` for the directories it creates.
-Status make_dirs(const std::string& path, unsigned mode = 0700);
 // The last `lines` non-empty lines of a text file ("" when unreadable), joined by " | ".
 std::string log_tail(const std::string& path, int lines = 3);
+// The text after `marker` on the last line containing it, reading `path` from byte `offset`
+// on ("" when there is none): ferryd's own reason ("ferryd: error: ...") in its log.
+std::string last_marked_line(const std::string& path, uint64_t offset, const std::string& marker);
+// The size of the file at `path` (0 when it does not exist).
+uint64_t file_size(const std::string& path);
 // Checks that `path` is absolute and names an existing directory / regular file (EINVAL with a
 // message naming `what` otherwise).
 Status check_abs_dir(const std::string& path, const std::string& what);

@@ -64,10 +64,10 @@ void DaemonManager::reattach(const DaemonRecord& recorded) {
                       start);
       if (c2 != std::string::npos) api = text.substr(c2 + 1);
     }
-    auto p = pid > 0 ? DaemonProcess::adopt(pid, start) : Result<DaemonProcess>(Error{ESRCH, "none"});
+    auto p = pid > 0 ? env_.adopt(pid, start) : Result<DaemonProcess>(Error{ESRCH, "none"});
     const bool daemon_alive =
-        rec.pid > 0 && DaemonProcess::adopt(static_cast<pid_t>(rec.pid), rec.start_time);
-    auto info = p && !daemon_alive && !api.empty() ? DaemonClient(api, rec.id).info(std::chrono::seconds(2))
+        rec.pid > 0 && env_.adopt(static_cast<pid_t>(rec.pid), rec.start_time);
+    auto info = p && !daemon_alive && !api.empty() ? env_.api(api, rec.id)->info(std::chrono::seconds(2))
                                                    : Result<DaemonInfo>(Error{ESRCH, "not asked"});
     if (p && info && info->state == "RUNNING") {
       took_over = "hot standby pid " + std::to_string(pid) + " took over from pid " +
@@ -111,11 +111,11 @@ void DaemonManager::reattach(const DaemonRecord& recorded) {
             .detail = "listening on the supervisor socket: " + sup.error().message});
   }
 
-  auto adopted = rec.pid > 0 ? DaemonProcess::adopt(static_cast<pid_t>(rec.pid), rec.start_time)
+  auto adopted = rec.pid > 0 ? env_.adopt(static_cast<pid_t>(rec.pid), rec.start_time)
                              : Result<DaemonProcess>(Error{ESRCH, "no process recorded"});
   if (adopted) {
     d->proc = std::move(*adopted);
-    auto info = DaemonClient(rec.api_socket, rec.id).info(std::chrono::seconds(2));
+    auto info = env_.api(rec.api_socket, rec.id)->info(std::chrono::seconds(2));
     if (info && !info->version.empty()) d->rec.version = info->version;
     std::string detail = "pid " + std::to_string(rec.pid) + " is alive (state " +
                          (info ? info->state : "unknown: " + info.error().message) + ")";
@@ -154,7 +154,7 @@ void DaemonManager::reattach(const DaemonRecord& recorded) {
     return;
   }
   publish(*d, "RECOVERING");
-  auto st = restart(*d, Clock::now(), rec.pid, "");
+  auto st = restart(*d, env_.now(), rec.pid, "");
   if (st) {
     publish(*d, "");
     return;

@@ -29,7 +29,7 @@ void DaemonManager::on_death(const std::string& key, int pid) {
   {
     std::lock_guard lk(mu_);
     if (stopping_) return;
-    deaths_.push_back({key, pid, Clock::now()});
+    deaths_.push_back({key, pid, env_.now()});
   }
   cv_.notify_all();
 }
@@ -50,7 +50,7 @@ void DaemonManager::recovery_loop() {
 
 bool DaemonManager::backoff(std::chrono::milliseconds delay) {
   std::unique_lock lk(mu_);
-  return !cv_.wait_for(lk, delay, [&] { return stopping_; });
+  return !env_.wait_unless(lk, cv_, delay, [&] { return stopping_; });
 }
 
 void DaemonManager::handle_death(const Death& death) {
@@ -179,7 +179,7 @@ Status DaemonManager::failover(Daemon& d, Clock::time_point since, const std::st
       }
     }
     auto step = [&]() -> Status {
-      DaemonClient client(s.api, d.rec.id);
+      auto client = env_.api(s.api, d.rec.id);
       if (source == "hot standby") {
         // It serves already, or is about to: confirm, bounded.
         if (auto r = wait_for(s.proc, s.api, "RUNNING", std::chrono::seconds(2)); !r) {
@@ -188,20 +188,20 @@ Status DaemonManager::failover(Daemon& d, Clock::time_point since, const std::st
       } else {
         if (!s.proc.valid()) {
           FERRY_ASSIGN(s, start_process(d, binary, true, "INIT", std::chrono::seconds(5)));
-          client = DaemonClient(s.api, d.rec.id);
+          client = env_.api(s.api, d.rec.id);
         }
         auto sent = d.supervisor
-                        ? d.supervisor->send([&] { return client.takeover(std::chrono::seconds(5)); },
+                        ? d.supervisor->send([&] { return client->takeover(std::chrono::seconds(5)); },
                                              std::chrono::seconds(5))
                         : Result<ipc::Supervisor::Exchange>(Error{ENOTCONN, "no supervisor"});
         if (!sent)
           return std::move(sent).error().context("handing the state to pid " + std::to_string(s.proc.pid()));
         state_bytes = sent->bytes;
-        if (auto st = client.start(std::chrono::seconds(5)); !st) {
+        if (auto st = client->start(std::chrono::seconds(5)); !st) {
           return std::move(st).error().context("starting pid " + std::to_string(s.proc.pid()));
         }
       }
-      const double duration = ms_since(since);
+      const double duration = ms_since(env_, since);
       d.proc = std::move(s.proc);
       d.rec.pid = d.proc.pid();
       d.rec.start_time = d.proc.start_time();
@@ -270,7 +270,7 @@ Status DaemonManager::restart(Daemon& d, Clock::time_point since, int64_t old_pi
               .kind = EventKind::kRestart,
               .old_pid = old_pid,
               .new_pid = d.proc.pid(),
-              .duration_ms = ms_since(since),
+              .duration_ms = ms_since(env_, since),
               .ok = true,
               .detail = (why.empty() ? std::string() : why + "; ") + "fresh daemon mounted " +
                         std::to_string(d.rec.mounts.size()) +
@@ -305,12 +305,12 @@ void DaemonManager::ensure_standby(Daemon& d) {
     return;
   }
   // It takes the held state over now and waits READY: at a death it only has to start.
-  DaemonClient client(s->api, d.rec.id);
+  auto client = env_.api(s->api, d.rec.id);
   auto armed = [&]() -> Result<size_t> {
     if (!d.supervisor) return Error{ENOTCONN, "no supervisor"};
-    FERRY_ASSIGN(auto sent, d.supervisor->send([&] { return client.takeover(std::chrono::seconds(5)); },
+    FERRY_ASSIGN(auto sent, d.supervisor->send([&] { return client->takeover(std::chrono::seconds(5)); },
                                                std::chrono::seconds(5)));
-    FERRY_TRY(client.start_when_predecessor_exits(std::chrono::seconds(5)));
+    FERRY_TRY(client->start_when_predecessor_exits(std::chrono::seconds(5)));
     return sent.bytes;
   }();
   if (!armed) {

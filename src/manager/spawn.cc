@@ -41,8 +41,8 @@ std::vector<std::string> DaemonManager::ferryd_argv(const Daemon& d, const std::
 Result<std::string> DaemonManager::wait_for(DaemonProcess& proc, const std::string& api,
                                             const std::string& state, std::chrono::milliseconds deadline,
                                             bool urgent) const {
-  DaemonClient client(api);
-  const auto until = Clock::now() + deadline;
+  auto client = env_.api(api, "");
+  const auto until = env_.now() + deadline;
   auto pause = std::chrono::microseconds(200);
   std::string last = "no answer yet";
   for (;;) {
@@ -50,18 +50,18 @@ Result<std::string> DaemonManager::wait_for(DaemonProcess& proc, const std::stri
       return Error{ECHILD, fmt::format("ferryd (pid {}) {} before reaching {} (last seen: {})", proc.pid(),
                                        proc.reap(), state, last)};
     }
-    auto info = client.info(std::chrono::milliseconds(500));
+    auto info = client->info(std::chrono::milliseconds(500));
     if (info) {
       if (info->state == state) return info->version;
       last = "state " + info->state;
     } else {
       last = info.error().message;
     }
-    if (Clock::now() >= until) {
+    if (env_.now() >= until) {
       return Error{ETIMEDOUT, fmt::format("ferryd (pid {}) did not reach {} within {} ms (last seen: {})",
                                           proc.pid(), state, deadline.count(), last)};
     }
-    std::this_thread::sleep_for(pause);
+    env_.sleep_for(pause);
     // Measured on a 2-vCPU guest, cold failovers: a 400 us cap took the crash blackout's p99
     // from ~10 to ~7-9 ms next to a 5 ms cap (a blocking wait on inotify was slower still:
     // ~15-20 ms median, as the idle vCPUs are slow to wake).
@@ -77,11 +77,18 @@ Result<DaemonManager::Started> DaemonManager::start_process(Daemon& d, const std
   s.api = next_api_socket(d);
   ::unlink(s.api.c_str());
   const std::string log = log_file(d.rec.id);
-  auto proc = DaemonProcess::spawn(ferryd_argv(d, binary, s.api, upgrade), log, {}, idle);
+  const uint64_t log_before = file_size(log);  // this process's lines start here
+  d.refusal.clear();
+  auto proc = env_.spawn(ferryd_argv(d, binary, s.api, upgrade), log, idle);
   if (!proc) return std::move(proc).error().context("starting '" + binary + "' for daemon " + d.rec.id);
   s.proc = std::move(*proc);
   auto version = wait_for(s.proc, s.api, state, deadline, /*urgent=*/!idle);
   if (!version) {
+    if (s.proc.exit_code() == kFerrydExitRefused) {
+      // ferryd refused its input (the image, the config): its own one-line reason says why.
+      d.refusal = last_marked_line(log, log_before, "ferryd: error: ");
+      if (d.refusal.empty()) d.refusal = "ferryd refused its input (see " + log + ")";
+    }
     discard(s);
     std::string tail = log_tail(log);
     return Error{version.error().code, "daemon " + d.rec.id + ": " + version.error().message + "; see " +
@@ -105,9 +112,9 @@ void DaemonManager::discard(Started& s) {
 
 Status DaemonManager::fetch_state(Daemon& d, const std::string& api) {
   if (!d.supervisor) return Error{ENOTCONN, "daemon " + d.rec.id + " has no supervisor"};
-  DaemonClient client(api, d.rec.id);
+  auto client = env_.api(api, d.rec.id);
   auto r =
-      d.supervisor->receive([&] { return client.sendfd(std::chrono::seconds(5)); }, std::chrono::seconds(5));
+      d.supervisor->receive([&] { return client->sendfd(std::chrono::seconds(5)); }, std::chrono::seconds(5));
   if (!r) return std::move(r).error().context("fetching the state of daemon " + d.rec.id);
   spdlog::debug("daemon {}: state saved ({} bytes from pid {})", d.rec.id, r->bytes, r->peer.pid);
   return {};
@@ -128,9 +135,9 @@ Status DaemonManager::start_fresh(Daemon& d, const std::string& binary) {
   FERRY_ASSIGN(Started s, start_process(d, binary, false, "RUNNING", std::chrono::seconds(10)));
   auto rest = [&]() -> Status {
     if (d.rec.shared) {
-      DaemonClient client(s.api, d.rec.id);
+      auto client = env_.api(s.api, d.rec.id);
       for (const auto& m : d.rec.mounts) {
-        if (auto st = client.attach(m.daemon_path, m.bootstrap, m.config_json); !st) {
+        if (auto st = client->attach(m.daemon_path, m.bootstrap, m.config_json); !st) {
           return std::move(st).error().context("re-attaching '" + m.bootstrap + "'");
         }
         (void)umount_all(m.mountpoint);

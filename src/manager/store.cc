@@ -11,6 +11,7 @@
 #include <map>
 #include <mutex>
 
+#include "common/dirs.h"
 #include "common/unique_fd.h"
 
 namespace ferry::manager {
@@ -108,23 +109,6 @@ int64_t to_db(uint64_t v) {
 }
 uint64_t from_db(int64_t v) {
   return static_cast<uint64_t>(v);
-}
-
-// Creates the missing directories of `dir` with mode 0700 (existing ones are left as they
-// are: an administrator may have chosen their modes).
-Status make_dirs(const std::string& dir) {
-  if (dir.empty()) return ok_status();
-  struct stat st {};
-  if (::stat(dir.c_str(), &st) == 0) {
-    if (!S_ISDIR(st.st_mode)) return Error{ENOTDIR, "'" + dir + "' exists and is not a directory"};
-    return ok_status();
-  }
-  auto slash = dir.find_last_of('/');
-  if (slash != std::string::npos && slash > 0) FERRY_TRY(make_dirs(dir.substr(0, slash)));
-  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return errno_error("cannot create directory '" + dir + "'");
-  }
-  return ok_status();
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 
+#include "http/error_status.h"
 #include "http/json_errors.h"
 
 namespace ferry::manager {
@@ -14,19 +15,9 @@ using http::json_error;
 using http::json_ok;
 using nlohmann::json;
 
+// One map for ferryd and the manager (http/error_status.h).
 HttpResponse from_error(const Error& e) {
-  switch (e.code) {
-    case EINVAL:
-      return json_error(400, "BadRequest", e.message);
-    case EEXIST:
-      return json_error(409, "Conflict", e.message);
-    case ENOENT:
-      return json_error(404, "NotFound", e.message);
-    case EAGAIN:
-      return json_error(503, "NotReady", e.message);
-    default:
-      return json_error(500, "InternalError", e.message);
-  }
+  return http::error_response(e);
 }
 
 HttpResponse method_not_allowed(const HttpRequest& r) {

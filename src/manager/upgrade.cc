@@ -21,14 +21,6 @@
 namespace ferry::manager {
 namespace {
 
-// TEST ONLY: FERRY_TEST_KILL_NEW_AFTER_OLD_EXIT=1 in the manager's environment kills the new
-// daemon the moment the old one has left, the one instant a real crash reaches the rollback
-// below only by chance.
-bool test_kill_new_after_old_exit() {
-  const char* v = std::getenv("FERRY_TEST_KILL_NEW_AFTER_OLD_EXIT");
-  return v != nullptr && std::string(v) == "1";
-}
-
 std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
   return s;
@@ -48,7 +40,7 @@ Result<std::string> DaemonManager::check_binary(const UpgradeRequest& request) {
     ~Unlink() { ::unlink(path.c_str()); }
   } unlink_later{out_file};
   // At nice 19: loading the binary must not take CPU from the daemons and their readers.
-  auto proc = DaemonProcess::spawn({path, "--version"}, out_file, {}, /*idle_priority=*/true);
+  auto proc = env_.spawn({path, "--version"}, out_file, /*idle_priority=*/true);
   if (!proc) return Error{EINVAL, "nydusd_path '" + path + "' cannot be started: " + proc.error().message};
   auto how = proc->wait_exit(std::chrono::seconds(5));
   if (!how) {
@@ -89,7 +81,7 @@ Result<UpgradeAnswer> DaemonManager::upgrade(const UpgradeRequest& request) {
     if (!step) {
       ensure_standby(*d);  // the old daemon serves on: it gets its standby back
       Error e = std::move(step).error();
-      if (e.code == EINVAL || e.code == EEXIST || e.code == ENOENT) e.code = EIO;
+      e = internal(std::move(e));
       std::string done;
       for (const auto& s : answer.daemons) done += (done.empty() ? "" : ", ") + s.id;
       return e.context("upgrading daemon " + d->rec.id +
@@ -111,7 +103,7 @@ Result<UpgradeAnswer> DaemonManager::upgrade(const UpgradeRequest& request) {
 }
 
 Result<UpgradeStep> DaemonManager::upgrade_one(Daemon& d, const std::string& binary) {
-  const auto t0 = Clock::now();
+  const auto t0 = env_.now();
   const int64_t old_pid = d.proc.pid();
   const std::string old_binary = d.rec.binary;
   const std::string old_api = d.rec.api_socket;
@@ -138,15 +130,15 @@ Result<UpgradeStep> DaemonManager::upgrade_one(Daemon& d, const std::string& bin
     discard(s);
     return fail(std::move(st).error());
   }
-  DaemonClient client(s.api, d.rec.id);
+  auto client = env_.api(s.api, d.rec.id);
   auto handover = [&]() -> Status {
     auto sent =
-        d.supervisor->send([&] { return client.takeover(std::chrono::seconds(5)); }, std::chrono::seconds(5));
+        d.supervisor->send([&] { return client->takeover(std::chrono::seconds(5)); }, std::chrono::seconds(5));
     if (!sent) return std::move(sent).error().context("handing the state to pid " + std::to_string(new_pid));
     // A takeover answered with success has left the daemon READY (ferryd answers it only once
     // done), and `start` refuses any other state: no poll for READY in between, as in a
     // failover. Until the start the old daemon serves alone next to a busy successor.
-    return client.start(std::chrono::seconds(5));
+    return client->start(std::chrono::seconds(5));
   }();
   if (!handover) {
     discard(s);
@@ -155,7 +147,7 @@ Result<UpgradeStep> DaemonManager::upgrade_one(Daemon& d, const std::string& bin
   // Both processes serve the same connection now. The old one leaves: unwatch it first so its
   // exit is not taken for a crash.
   if (watcher_) watcher_->unwatch(d.rec.id);
-  if (auto st = DaemonClient(old_api, d.rec.id).exit(std::chrono::seconds(5)); !st) {
+  if (auto st = env_.api(old_api, d.rec.id)->exit(std::chrono::seconds(5)); !st) {
     spdlog::warn("daemon {}: asking pid {} to exit: {}", d.rec.id, old_pid, st.error().message);
   }
   std::string how;
@@ -167,12 +159,6 @@ Result<UpgradeStep> DaemonManager::upgrade_one(Daemon& d, const std::string& bin
   }
   ::unlink(old_api.c_str());
   d.proc = DaemonProcess();
-  if (test_kill_new_after_old_exit()) {
-    spdlog::warn("TEST ONLY: killing the new daemon (pid {}) now that the old one has left", new_pid);
-    (void)s.proc.signal(SIGKILL);
-    pollfd gone{s.proc.pidfd(), POLLIN, 0};
-    (void)::poll(&gone, 1, 5000);
-  }
 
   if (!s.proc.is_alive()) {
     // The new process died after the old one left: the old binary takes the held state again.
@@ -186,9 +172,9 @@ Result<UpgradeStep> DaemonManager::upgrade_one(Daemon& d, const std::string& bin
             .detail = "upgrade to '" + binary + "': new pid " + std::to_string(new_pid) + " " + died +
                       " after the old one exited; rolling back to '" + old_binary + "'"});
     publish(d, "RECOVERING");
-    auto st = failover(d, Clock::now(), old_binary, EventKind::kRollback, new_pid);
+    auto st = failover(d, env_.now(), old_binary, EventKind::kRollback, new_pid);
     if (!st) {
-      auto rs = restart(d, Clock::now(), new_pid, "rollback failed (" + st.error().message + ")");
+      auto rs = restart(d, env_.now(), new_pid, "rollback failed (" + st.error().message + ")");
       if (!rs) {
         d.dead = true;
         d.rec.pid = 0;
@@ -217,11 +203,11 @@ Result<UpgradeStep> DaemonManager::upgrade_one(Daemon& d, const std::string& bin
   d.rec.start_time = d.proc.start_time();
   d.rec.api_socket = s.api;
   d.rec.binary = binary;
-  if (auto info = client.info(std::chrono::seconds(1)); info) d.rec.version = info->version;
+  if (auto info = client->info(std::chrono::seconds(1)); info) d.rec.version = info->version;
   d.rec.upgrades++;
   (void)watch(d);
   (void)persist(d);
-  const double duration = ms_since(t0);
+  const double duration = ms_since(env_, t0);
   if (auto st = fetch_state(d, d.rec.api_socket); !st) {
     record({.daemon_id = d.rec.id,
             .kind = EventKind::kFailure,

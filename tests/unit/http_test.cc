@@ -295,7 +295,7 @@ TEST(HttpServer, RefusesAPathALiveServerHolds) {
   auto second = HttpServer::listen_unix(sock, echo);
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.error().code, EADDRINUSE);
-  EXPECT_EQ(second.error().message, "'" + sock + "' is in use by a live process");
+  EXPECT_EQ(second.error().message, "cannot listen on " + sock + ": another process is listening on it");
   // The first server is untouched and still answers.
   auto r = http_request(sock, "GET", "/still-there");
   ASSERT_TRUE(r.ok()) << r.error().message;

@@ -2,12 +2,14 @@
 // validation, the restart and none recovery policies, a refused configuration, and SIGTERM
 // leaving the daemons serving for a successor manager.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -19,6 +21,7 @@ namespace ferry::test {
 namespace {
 
 using nlohmann::json;
+namespace fs = std::filesystem;
 
 // An error a reader of a mount whose daemon is gone may see, instead of hanging.
 bool is_disconnect_error(const std::string& text) {
@@ -132,6 +135,106 @@ TEST(ManagerLifecycle, BadRequestsAreRefusedAndLeaveNothingBehind) {
   EXPECT_EQ(read_file(mnt2 + "/" + img.files[1]), read_file(img.tree + "/" + img.files[1]));
   EXPECT_EQ(h.umount(mnt), 204);
   EXPECT_EQ(h.umount(mnt2), 204);
+}
+
+// A daemon that refuses what it was given (a bootstrap that is not EROFS, a config naming an
+// unknown backend) makes the mount a 400 carrying ferryd's own one-line reason, and the failure
+// record carries it too; nothing is left behind. Both modes: a dedicated daemon refuses at its
+// start (exit status 2), the shared one answers the attach with a 400.
+void expect_refusals_carry_ferryds_reason(const std::string& mode) {
+  ManagerHarness h(ManagerOptions().with_mode(mode));
+  SampleImage img = h.make_image("img", 4, 3);
+  const std::string mnt = h.make_mountpoint("m");
+  const std::string not_erofs = h.dir() + "/images/not-erofs.img";
+  {
+    std::ofstream out(not_erofs, std::ios::binary);
+    out << std::string(8192, 'x');
+  }
+  ASSERT_TRUE(h.start());
+  const json config = json::parse(img.config);
+  struct Case {
+    std::string what;
+    json body;
+    std::string reason;  // what ferryd says, verbatim
+  };
+  const std::vector<Case> cases = {
+      {"a bootstrap that is not EROFS",
+       json{{"mountpoint", mnt}, {"bootstrap", not_erofs}, {"config", config}},
+       "not an EROFS image: magic at offset 1024 is 0x78787878, expected 0xe0f5e1e2"},
+      {"a config with an unknown backend type",
+       json{{"mountpoint", mnt},
+            {"bootstrap", img.meta},
+            {"config", json{{"device", {{"backend", {{"type", "s3"}, {"config", json::object()}}}}}}}},
+       "unknown backend type 's3' in device.backend.type (supported: localfs)"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(mode + ": " + c.what);
+    const size_t failures_before = h.records_of("failure").size();
+    auto a = h.mount_raw(c.body.dump());
+    EXPECT_EQ(a.status, 400) << a.body;
+    EXPECT_EQ(a.json.value("code", ""), "BadRequest") << a.body;
+    EXPECT_NE(a.message().find(c.reason), std::string::npos) << a.body;
+    auto failures = h.records_of("failure");
+    ASSERT_EQ(failures.size(), failures_before + 1) << h.records().dump(1);
+    EXPECT_NE(failures.back().value("detail", "").find(c.reason), std::string::npos) << failures.back().dump();
+    EXPECT_FALSE(is_mounted(mnt));
+    for (const auto& d : h.daemons()) EXPECT_TRUE(d["instances"].empty()) << d.dump(1);
+  }
+  if (mode == "dedicated") {
+    EXPECT_TRUE(h.daemons().empty()) << h.daemons().dump(1);
+    EXPECT_EQ(h.our_processes(), std::set<pid_t>{h.manager_pid()}) << "a refused mount leaves no process";
+  }
+  // The mountpoint is free again.
+  EXPECT_FALSE(h.mount(mnt, img).empty());
+  EXPECT_EQ(h.umount(mnt), 204);
+}
+
+TEST(ManagerLifecycle, ARefusedImageOrConfigIsA400WithFerrydsReasonDedicated) {
+  expect_refusals_carry_ferryds_reason("dedicated");
+}
+
+TEST(ManagerLifecycle, ARefusedImageOrConfigIsA400WithFerrydsReasonShared) {
+  expect_refusals_carry_ferryds_reason("shared");
+}
+
+// Logs will name registries and images: every file the manager and its daemons create under
+// the root and the log dir is 0600 (sockets included), every directory 0700.
+TEST(ManagerLifecycle, EverythingUnderTheRootAndTheLogDirIsPrivate) {
+  ManagerHarness h(ManagerOptions().with_mode("shared"));
+  SampleImage img = h.make_image("img", 4, 5);
+  const std::string mnt = h.make_mountpoint("m");
+  ASSERT_TRUE(h.start());
+  ASSERT_FALSE(h.mount_running(mnt, img).empty());
+  // A dedicated daemon too, in a second manager's root? One manager runs one mode: the shared
+  // daemon, its standby, the records and the logs are what a root holds.
+  size_t seen = 0;
+  for (const std::string& top : {h.root(), h.log_dir()}) {
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(top, ec); it != fs::recursive_directory_iterator();
+         it.increment(ec)) {
+      if (ec) break;
+      const std::string path = it->path().string();
+      if (path == h.root() + "/mnt" || path.rfind(h.root() + "/mnt/", 0) == 0) {
+        it.disable_recursion_pending();  // the shared daemon's FUSE mount: the image's modes
+        continue;
+      }
+      struct stat st {};
+      ASSERT_EQ(::lstat(path.c_str(), &st), 0) << path;
+      const unsigned mode = st.st_mode & 07777;
+      if (S_ISDIR(st.st_mode)) {
+        EXPECT_EQ(mode, 0700U) << path;
+      } else {
+        EXPECT_EQ(mode, 0600U) << path;
+      }
+      ++seen;
+    }
+  }
+  struct stat mnt_dir {};
+  ASSERT_EQ(::lstat((h.root() + "/mnt").c_str(), &mnt_dir), 0);
+  EXPECT_TRUE(S_ISDIR(mnt_dir.st_mode));
+  // The manager's log, a daemon log, the database, sockets, the daemon's directory at least.
+  EXPECT_GE(seen, 5U);
+  EXPECT_EQ(h.umount(mnt), 204);
 }
 
 TEST(ManagerLifecycle, ABadConfigurationIsRefusedNamingTheKey) {
