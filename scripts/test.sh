@@ -12,6 +12,13 @@ if [[ $(id -u) -ne 0 ]]; then
   exit 1
 fi
 jobs=${FERRY_JOBS:-2}
+# A compiler cache where one is installed (optional, not a dependency): a second run of the
+# suite, in this clone or another, recompiles only what changed.
+launcher=()
+if command -v ccache >/dev/null; then
+  launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+  export CCACHE_BASEDIR=$PWD CCACHE_NOHASHDIR=true
+fi
 fuzz_seconds=${FERRY_FUZZ_SECONDS:-60}
 
 scripts/setup.sh
@@ -20,11 +27,11 @@ echo "== release build"
 # Release, not RelWithDebInfo: the tests then run the optimisation level packages are built
 # with (-O3, where g++ 12 warns differently from -O2), and a failing test is debugged in the
 # sanitizer build, which has the debug information.
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DFERRY_WERROR=ON >/dev/null
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DFERRY_WERROR=ON "${launcher[@]}" >/dev/null
 cmake --build build -j"$jobs"
 
 echo "== sanitizer build (ASan + UBSan)"
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFERRY_SANITIZE=ON -DFERRY_WERROR=ON >/dev/null
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFERRY_SANITIZE=ON -DFERRY_WERROR=ON "${launcher[@]}" >/dev/null
 cmake --build build-asan -j"$jobs" --target unit_tests
 
 status=0

@@ -29,7 +29,7 @@ TEST(Scripts, NotRootTheyRefuseAndSayWhatToDo) {
     SCOPED_TRACE(script);
     std::string out;
     // As nobody (no capabilities): setup must not reach apt-get, demo and test must not build.
-    const int status = run("setpriv --reuid=65534 --regid=65534 --clear-groups bash " +
+    const int status = test::run_shell("setpriv --reuid=65534 --regid=65534 --clear-groups bash " +
                                std::string(FERRY_SOURCE_DIR) + "/scripts/" + script + " 2>&1",
                            &out);
     EXPECT_NE(status, 0) << out;

@@ -4,8 +4,10 @@
 
 #include <linux/fuse.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -31,7 +33,7 @@ std::vector<std::byte> fuse_request_named(uint32_t opcode, uint64_t nodeid, uint
   const size_t head = prefix != nullptr ? sizeof(Prefix) : 0;
   std::vector<std::byte> args(head + name.size() + 1);
   if (prefix != nullptr) std::memcpy(args.data(), prefix, head);
-  std::memcpy(args.data() + head, name.data(), name.size());
+  std::ranges::copy(std::as_bytes(std::span(name)), args.begin() + static_cast<std::ptrdiff_t>(head));
   return fuse_request(opcode, nodeid, unique, args.data(), args.size());
 }
 

@@ -109,7 +109,13 @@ Result<SampleImage> make_sample_image(const std::string& dir, const std::string&
   };
   for (int i = 0; i < spec.files; ++i) {
     size_t size = pick_size(rng, spec.max_size);
-    FERRY_TRY(add("d" + std::to_string(i % std::max(spec.dirs, 1)) + "/f" + std::to_string(i), size));
+    // Appended piece by piece: `"d" + std::to_string(...)` trips g++ 12's -O3 -Wrestrict false
+    // positive (GCC bug 105329), as in manager/config.cc's key_name.
+    std::string rel = "d";
+    rel += std::to_string(i % std::max(spec.dirs, 1));
+    rel += "/f";
+    rel += std::to_string(i);
+    FERRY_TRY(add(rel, size));
   }
   for (const auto& [rel, size] : spec.named) {
     FERRY_TRY(add(rel, size));
