@@ -26,7 +26,7 @@ struct CapturedReply {
   template <typename T>
   [[nodiscard]] T as() const {
     T v{};
-    std::memcpy(&v, payload.data(), std::min(sizeof v, payload.size()));
+    if (!payload.empty()) std::memcpy(&v, payload.data(), std::min(sizeof v, payload.size()));
     return v;
   }
 };
@@ -40,7 +40,7 @@ class CapturingWriter final : public fuse::ReplyWriter {
       all.insert(all.end(), p, p + v.iov_len);
     }
     CapturedReply r;
-    std::memcpy(&r.header, all.data(), std::min(sizeof r.header, all.size()));
+    if (!all.empty()) std::memcpy(&r.header, all.data(), std::min(sizeof r.header, all.size()));
     r.framed = all.size() >= sizeof r.header && r.header.len == all.size();
     if (all.size() > sizeof r.header) r.payload.assign(all.begin() + sizeof r.header, all.end());
     std::lock_guard lock(mu_);
