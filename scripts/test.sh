@@ -35,16 +35,22 @@ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFERRY_SANITIZE=ON -
 cmake --build build-asan -j"$jobs" --target unit_tests
 
 status=0
+failures=()  # what failed, repeated at the very end: CI shows only the tail of the output
+failed_tests() {  # $1: build dir, $2: stage name
+  local log=$1/Testing/Temporary/LastTestsFailed.log
+  [[ -f $log ]] && while IFS= read -r line; do failures+=("$2: test ${line#*:}"); done <"$log"
+}
 echo "== all tests (release)"
-ctest --test-dir build --output-on-failure -j"$jobs" --timeout 600 || status=1
+rm -f build/Testing/Temporary/LastTestsFailed.log
+ctest --test-dir build --output-on-failure -j"$jobs" --timeout 600 || { status=1; failed_tests build release; }
 
 echo "== unit tests under ASan + UBSan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --test-dir build-asan --output-on-failure -j"$jobs" -L unit --timeout 600 || status=1
+  ctest --test-dir build-asan --output-on-failure -j"$jobs" -L unit --timeout 600 || { status=1; failed_tests build-asan asan; }
 
 if [[ "$fuzz_seconds" != 0 && -x fuzz/run.sh ]]; then
   echo "== fuzzing the EROFS reader for ${fuzz_seconds}s"
-  fuzz/run.sh build-fuzz "$fuzz_seconds" || status=1
+  fuzz/run.sh build-fuzz "$fuzz_seconds" || { status=1; failures+=("fuzz: erofs_fuzz (fuzz/run.sh)"); }
   # The other parsers of untrusted bytes, briefly: the state a successor opens, the HTTP
   # requests of the API sockets (no seeds: the envelope target seals its own inputs, the HTTP
   # and OCI ones start from their dictionaries), the chunk table of a Ferry bootstrap (it
@@ -64,12 +70,20 @@ if [[ "$fuzz_seconds" != 0 && -x fuzz/run.sh ]]; then
     mkdir -p "build-fuzz/$name-corpus"
     if cmake --build build-fuzz --target "$name" -j"$jobs"; then
       "build-fuzz/bin/$name" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 "${extra[@]}" \
-        -artifact_prefix=build-fuzz/fuzz-artifacts/ -print_final_stats=1 "build-fuzz/$name-corpus" "${seeds[@]}" || status=1
+        -artifact_prefix=build-fuzz/fuzz-artifacts/ -print_final_stats=1 "build-fuzz/$name-corpus" "${seeds[@]}" \
+        || { status=1; failures+=("fuzz: $name found an input it fails on"); }
     else
-      status=1
+      status=1; failures+=("fuzz: $name did not build")
     fi
   done
 fi
 
-if ((status)); then echo "TESTS FAILED"; else echo "ALL TESTS PASSED"; fi
+if ((status)); then
+  echo "== what failed"
+  printf '  %s\n' "${failures[@]}"
+  ls build-fuzz/fuzz-artifacts 2>/dev/null | sed 's/^/  fuzz artifact: /'
+  echo "TESTS FAILED"
+else
+  echo "ALL TESTS PASSED"
+fi
 exit "$status"
