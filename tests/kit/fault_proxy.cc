@@ -114,46 +114,37 @@ struct FdCloser {
 
 }  // namespace
 
-Fault Fault::delay_by(std::chrono::milliseconds d, std::string path) {
+namespace {
+Fault make_fault(Fault::Kind kind, std::string path) {
   Fault f;
-  f.kind = Kind::kDelay;
-  f.delay = d;
+  f.kind = kind;
   f.path_contains = std::move(path);
+  return f;
+}
+}  // namespace
+
+Fault Fault::delay_by(std::chrono::milliseconds d, std::string path) {
+  Fault f = make_fault(Kind::kDelay, std::move(path));
+  f.delay = d;
   return f;
 }
 Fault Fault::cut_after(uint64_t n, std::string path) {
-  Fault f;
-  f.kind = Kind::kCutAfter;
+  Fault f = make_fault(Kind::kCutAfter, std::move(path));
   f.bytes = n;
-  f.path_contains = std::move(path);
   return f;
 }
-Fault Fault::stall(std::string path) {
-  Fault f;
-  f.kind = Kind::kStall;
-  f.path_contains = std::move(path);
-  return f;
-}
+Fault Fault::stall(std::string path) { return make_fault(Kind::kStall, std::move(path)); }
 Fault Fault::corrupt_body_at(uint64_t offset, std::string path) {
-  Fault f;
-  f.kind = Kind::kCorruptBody;
+  Fault f = make_fault(Kind::kCorruptBody, std::move(path));
   f.bytes = offset;
-  f.path_contains = std::move(path);
   return f;
 }
 Fault Fault::answer(int status, std::string path) {
-  Fault f;
-  f.kind = Kind::kStatus;
+  Fault f = make_fault(Kind::kStatus, std::move(path));
   f.status = status;
-  f.path_contains = std::move(path);
   return f;
 }
-Fault Fault::refuse(std::string path) {
-  Fault f;
-  f.kind = Kind::kRefuse;
-  f.path_contains = std::move(path);
-  return f;
-}
+Fault Fault::refuse(std::string path) { return make_fault(Kind::kRefuse, std::move(path)); }
 
 FaultProxy::FaultProxy(int upstream_port) : upstream_port_(upstream_port) {
   stop_fd_ = ::eventfd(0, EFD_CLOEXEC);
