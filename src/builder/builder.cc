@@ -4,6 +4,7 @@
 
 #include "builder/erofs_writer.h"
 #include "builder/output_file.h"
+#include "builder/prefetch_list.h"
 #include "builder/tree.h"
 #include "storage/chunk_codec.h"
 
@@ -43,7 +44,9 @@ Result<BuildSummary> build_image(const BuildOptions& options) {
     summary.file_bytes += ls.file_bytes;
   }
 
-  const erofs::ChunkTable table = blobs.table();
+  erofs::ChunkTable table = blobs.table();
+  FERRY_ASSIGN(table.prefetch, resolve_prefetch(tree, table, options.prefetch_paths));
+  for (const auto& r : table.prefetch) summary.prefetch_chunks += r.chunk_count;
   const std::vector<std::byte> table_bytes = erofs::encode_chunk_table(table);
   BootstrapSpec spec;
   spec.root = &tree.root();

@@ -28,6 +28,9 @@ struct BuildOptions {
   erofs::Compression compressor = erofs::Compression::kZstd;
   uint32_t chunk_size = kDefaultChunkSize;  // a power of two, 4 KiB .. 64 MiB
   std::vector<LayerSource> layers;          // lowest first
+  // Files or directories of the merged tree whose chunks ferryd fetches ahead of demand, in
+  // this order (builder/prefetch_list.h); empty: no prefetch list.
+  std::vector<std::string> prefetch_paths;
 };
 
 struct BuildSummary {
@@ -38,6 +41,7 @@ struct BuildSummary {
   uint64_t file_bytes = 0;  // regular-file bytes read from the layers
   erofs::Compression compressor = erofs::Compression::kZstd;
   uint32_t chunk_size = 0;
+  uint64_t prefetch_chunks = 0;   // chunks in the prefetch list
   std::vector<BlobResult> blobs;  // in device order
   BlobStats stats;
 };

@@ -17,13 +17,15 @@ constexpr size_t kHdrVersion = 8, kHdrSize = 12, kHdrTableOffset = 16, kHdrTable
 // Chunk table header fields.
 constexpr size_t kTabVersion = 8, kTabHeaderSize = 12, kTabBlobCount = 16, kTabBlobRecordSize = 20,
                  kTabChunkCount = 24, kTabChunkRecordSize = 32, kTabBlockSize = 36, kTabChunkSize = 40,
-                 kTabReserved = 44;
+                 kTabPrefetchCount = 44, kTabReserved = 48;
 // Blob record fields.
 constexpr size_t kBlobDigest = 0, kBlobSize = 32, kBlobDeviceSize = 40, kBlobFirstChunk = 48,
                  kBlobChunkCount = 56, kBlobDeviceId = 60, kBlobCompressor = 62, kBlobReserved = 63;
 // Chunk record fields.
 constexpr size_t kChunkDeviceOffset = 0, kChunkBlobOffset = 8, kChunkSize = 16, kChunkStoredSize = 20,
                  kChunkCompression = 24, kChunkReserved = 25, kChunkReservedEnd = 32, kChunkDigest = 32;
+// Prefetch record fields.
+constexpr size_t kPrefetchFirstChunk = 0, kPrefetchChunkCount = 8, kPrefetchReserved = 12;
 
 template <typename T>
 void store(std::byte* p, T v) {
@@ -86,7 +88,7 @@ const ChunkInfo* ChunkTable::find(uint16_t device_id, uint64_t device_offset) co
 
 std::vector<std::byte> encode_chunk_table(const ChunkTable& table) {
   std::vector<std::byte> out(kChunkTableHeaderSize + table.blobs.size() * kBlobRecordSize +
-                             table.chunks.size() * kChunkRecordSize);
+                             table.chunks.size() * kChunkRecordSize + table.prefetch.size() * kPrefetchRecordSize);
   std::byte* p = out.data();
   std::memcpy(p, kChunkTableMagic, sizeof kChunkTableMagic);
   store<uint32_t>(p + kTabVersion, kChunkTableVersion);
@@ -97,6 +99,7 @@ std::vector<std::byte> encode_chunk_table(const ChunkTable& table) {
   store<uint32_t>(p + kTabChunkRecordSize, kChunkRecordSize);
   store<uint32_t>(p + kTabBlockSize, table.block_size);
   store<uint32_t>(p + kTabChunkSize, table.chunk_size);
+  store<uint32_t>(p + kTabPrefetchCount, static_cast<uint32_t>(table.prefetch.size()));
   p += kChunkTableHeaderSize;
   for (const BlobInfo& b : table.blobs) {
     std::memcpy(p + kBlobDigest, b.digest.data(), b.digest.size());
@@ -116,6 +119,11 @@ std::vector<std::byte> encode_chunk_table(const ChunkTable& table) {
     store<uint8_t>(p + kChunkCompression, static_cast<uint8_t>(c.compression));
     std::memcpy(p + kChunkDigest, c.digest.data(), c.digest.size());
     p += kChunkRecordSize;
+  }
+  for (const PrefetchRange& r : table.prefetch) {
+    store<uint64_t>(p + kPrefetchFirstChunk, r.first_chunk);
+    store<uint32_t>(p + kPrefetchChunkCount, r.chunk_count);
+    p += kPrefetchRecordSize;
   }
   return out;
 }
@@ -148,6 +156,7 @@ Result<ChunkTable> parse_chunk_table(std::span<const std::byte> bytes) {
   const uint64_t blob_record = load<uint32_t>(bytes, kTabBlobRecordSize);
   const uint64_t chunk_count = load<uint64_t>(bytes, kTabChunkCount);
   const uint64_t chunk_record = load<uint32_t>(bytes, kTabChunkRecordSize);
+  const uint64_t prefetch_count = load<uint32_t>(bytes, kTabPrefetchCount);
   ChunkTable table;
   table.block_size = load<uint32_t>(bytes, kTabBlockSize);
   table.chunk_size = load<uint32_t>(bytes, kTabChunkSize);
@@ -170,9 +179,11 @@ Result<ChunkTable> parse_chunk_table(std::span<const std::byte> bytes) {
   const uint64_t rest = bytes.size() - std::min<uint64_t>(bytes.size(), header_size);
   if (header_size > bytes.size() || blob_count > rest / blob_record ||
       chunk_count > (rest - blob_count * blob_record) / chunk_record ||
-      header_size + blob_count * blob_record + chunk_count * chunk_record != bytes.size()) {
-    return bad("the header names " + std::to_string(blob_count) + " blobs and " +
-               std::to_string(chunk_count) + " chunks, which do not fill the table's " +
+      prefetch_count > (rest - blob_count * blob_record - chunk_count * chunk_record) / kPrefetchRecordSize ||
+      header_size + blob_count * blob_record + chunk_count * chunk_record + prefetch_count * kPrefetchRecordSize !=
+          bytes.size()) {
+    return bad("the header names " + std::to_string(blob_count) + " blobs, " + std::to_string(chunk_count) +
+               " chunks and " + std::to_string(prefetch_count) + " prefetch ranges, which do not fill the table's " +
                std::to_string(bytes.size()) + " bytes");
   }
   if (blob_count > 0xFFFF) return bad(std::to_string(blob_count) + " blobs, more than EROFS devices can be");
@@ -268,6 +279,28 @@ Result<ChunkTable> parse_chunk_table(std::span<const std::byte> bytes) {
                  std::to_string(b.blob_size) + " bytes is not its device (" + std::to_string(b.device_size) +
                  " bytes)");
     }
+  }
+
+  const uint64_t prefetch_start = chunks_start + chunk_count * chunk_record;
+  table.prefetch.reserve(prefetch_count);
+  for (uint64_t i = 0; i < prefetch_count; ++i) {
+    auto r = bytes.subspan(prefetch_start + i * kPrefetchRecordSize, kPrefetchRecordSize);
+    const std::string name = "prefetch record " + std::to_string(i);
+    PrefetchRange range{load<uint64_t>(r, kPrefetchFirstChunk), load<uint32_t>(r, kPrefetchChunkCount)};
+    if (!all_zero(r.subspan(kPrefetchReserved))) return bad(name + ": reserved bytes are not zero");
+    // The blob holding the first chunk (blobs partition the chunks in order) must hold the whole range.
+    auto after = std::upper_bound(table.blobs.begin(), table.blobs.end(), range.first_chunk,
+                                  [](uint64_t c, const BlobInfo& b) { return c < b.first_chunk; });
+    auto owner = after == table.blobs.begin() ? table.blobs.end() : after - 1;
+    if (owner != table.blobs.end() && range.first_chunk - owner->first_chunk >= owner->chunk_count) {
+      owner = table.blobs.end();  // past the last chunk
+    }
+    if (range.chunk_count == 0 || owner == table.blobs.end() ||
+        range.chunk_count > owner->first_chunk + owner->chunk_count - range.first_chunk) {
+      return bad(name + ": chunks " + std::to_string(range.first_chunk) + "+" + std::to_string(range.chunk_count) +
+                 " are not a non-empty run of one blob's chunks");
+    }
+    table.prefetch.push_back(range);
   }
   return table;
 }

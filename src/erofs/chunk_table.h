@@ -39,6 +39,7 @@ inline constexpr uint32_t kChunkTableVersion = 1;
 inline constexpr uint32_t kChunkTableHeaderSize = 64;
 inline constexpr uint32_t kBlobRecordSize = 64;
 inline constexpr uint32_t kChunkRecordSize = 64;
+inline constexpr uint32_t kPrefetchRecordSize = 16;
 
 // How one chunk's bytes are stored in its blob file; the numbers are on disk.
 enum class Compression : uint8_t { kNone = 0, kZstd = 1, kLz4 = 2 };
@@ -65,11 +66,20 @@ struct BlobInfo {
   Compression compressor = Compression::kNone;
 };
 
+// Chunks to fetch ahead of demand, in the order the image's builder was given their files
+// (`ferry-image create --prefetch-files`): `chunk_count` consecutive records of one blob from
+// record `first_chunk` (an index into ChunkTable::chunks).
+struct PrefetchRange {
+  uint64_t first_chunk = 0;
+  uint32_t chunk_count = 0;
+};
+
 struct ChunkTable {
   uint32_t block_size = kFerryBlockSize;
   uint32_t chunk_size = 0;
   std::vector<BlobInfo> blobs;
   std::vector<ChunkInfo> chunks;
+  std::vector<PrefetchRange> prefetch;  // empty: no prefetch list
 
   // The chunk records of device `device_id` (1-based); empty when there is no such blob.
   [[nodiscard]] std::span<const ChunkInfo> chunks_of(uint16_t device_id) const;

@@ -185,6 +185,43 @@ TEST_F(FerryImageTest, CompressedImagesPassCheckAndDamageIsFound) {
   EXPECT_NE(check.err.find(fs::path(victim).filename().string()), std::string::npos) << check.err;
 }
 
+TEST_F(FerryImageTest, APrefetchListIsStoredInTheBootstrapAndItsPathsAreChecked) {
+  std::vector<std::string> layers;
+  for (const auto& layer : feature_layers()) {
+    layers.push_back(dir_.path() + "/l" + std::to_string(layers.size() + 1) + ".tar");
+    write_bytes(layers.back(), make_tar(layer, TarCompression::kNone));
+  }
+  const std::string blobs = dir_.path() + "/blobs";
+  fs::create_directories(blobs);
+  const std::string list = dir_.path() + "/prefetch.txt";
+  write_bytes(list, "# what the entrypoint reads first\n/etc/passwd\n\nlinks\n");
+  auto with_list = [&](const std::string& boot) {
+    std::vector<std::string> argv = {tool_, "create", "--bootstrap", boot, "--blob-dir", blobs, "--prefetch-files", list};
+    argv.insert(argv.end(), layers.begin(), layers.end());
+    return run_with_deadline(argv, dir_.path(), kToolDeadline);
+  };
+  const std::string boot = dir_.path() + "/p.boot";
+  auto made = with_list(boot);
+  ASSERT_EQ(made.exit_code(), 0) << made.describe();
+  const auto prefetch_chunks = nlohmann::json::parse(made.out)["prefetch_chunks"].get<uint64_t>();
+  EXPECT_GE(prefetch_chunks, 2U);  // /etc/passwd and the files under /links (one is a hard link to it)
+  auto inspect = run_with_deadline({tool_, "inspect", boot}, dir_.path(), kToolDeadline);
+  EXPECT_EQ(inspect.exit_code(), 0) << inspect.describe();
+  EXPECT_NE(inspect.out.find("prefetch list: " + std::to_string(prefetch_chunks) + " chunks"), std::string::npos)
+      << inspect.out;
+  auto check = run_with_deadline({tool_, "check", boot, "--blob-dir", blobs}, dir_.path(), kToolDeadline);
+  EXPECT_EQ(check.exit_code(), 0) << check.describe();
+
+  // A path the image does not have: one line naming it, nothing written.
+  write_bytes(list, "/etc/passwd\n/no/such/file\n");
+  const std::string bad_boot = dir_.path() + "/bad.boot";
+  auto refused = with_list(bad_boot);
+  EXPECT_NE(refused.exit_code(), 0);
+  EXPECT_NE(refused.err.find("prefetch path '/no/such/file' is not in the image"), std::string::npos)
+      << refused.describe();
+  EXPECT_FALSE(fs::exists(bad_boot));
+}
+
 TEST_F(FerryImageTest, HelpDescribesEveryCommand) {
   auto top = run_with_deadline({tool_, "--help"}, dir_.path(), kToolDeadline);
   EXPECT_EQ(top.exit_code(), 0) << top.describe();

@@ -15,6 +15,7 @@
 #include "builder/blob_store.h"
 #include "builder/erofs_writer.h"
 #include "builder/layer_stream.h"
+#include "builder/prefetch_list.h"
 #include "builder/tree.h"
 #include "kit/memory_source.h"
 #include "erofs/chunk_table.h"
@@ -215,6 +216,62 @@ TEST(ChunkTable, RefusesEveryInconsistency) {
   auto none = sample_table(Compression::kNone);
   none.chunks[1].blob_offset = 4096 * 3;
   EXPECT_FALSE(erofs::parse_chunk_table(erofs::encode_chunk_table(none)).ok());
+}
+
+TEST(ChunkTable, PrefetchRangesRoundTripAndAreChecked) {
+  ChunkTable t = sample_table(Compression::kZstd);
+  t.prefetch = {{1, 1}, {0, 2}};
+  auto parsed = erofs::parse_chunk_table(erofs::encode_chunk_table(t));
+  ASSERT_TRUE(parsed.ok()) << parsed.error().message;
+  ASSERT_EQ(parsed->prefetch.size(), 2U);
+  EXPECT_EQ(parsed->prefetch[0].first_chunk, 1U);
+  EXPECT_EQ(parsed->prefetch[1].chunk_count, 2U);
+  for (erofs::PrefetchRange bad : {erofs::PrefetchRange{1, 2}, erofs::PrefetchRange{0, 0},
+                                   erofs::PrefetchRange{2, 1}, erofs::PrefetchRange{~0ULL, 1}}) {
+    t.prefetch = {bad};
+    EXPECT_FALSE(erofs::parse_chunk_table(erofs::encode_chunk_table(t)).ok()) << bad.first_chunk << "+" << bad.chunk_count;
+  }
+  t.prefetch = {{0, 1}};
+  auto bytes = erofs::encode_chunk_table(t);
+  bytes[bytes.size() - 1] = std::byte{1};  // the record's reserved bytes
+  EXPECT_FALSE(erofs::parse_chunk_table(bytes).ok());
+  bytes = erofs::encode_chunk_table(t);
+  bytes[44] = std::byte{2};  // a count the table's bytes do not hold
+  EXPECT_FALSE(erofs::parse_chunk_table(bytes).ok());
+}
+
+TEST(PrefetchList, ResolvesFilesAndDirectoriesInOrderEachChunkOnce) {
+  const ChunkTable table = sample_table(Compression::kZstd);  // chunk 0 at block 0, chunk 1 at block 2
+  Tree tree;
+  auto file = [](std::vector<ChunkRef> chunks) {
+    auto n = node(S_IFREG | 0644);
+    n->chunks = std::move(chunks);
+    return n;
+  };
+  ASSERT_TRUE(tree.add(p("a"), file({{1, 2}}), 0).ok());
+  ASSERT_TRUE(tree.add(p("d/b"), file({{1, 0}, {}}), 0).ok());  // a chunk and a hole
+  ASSERT_TRUE(tree.add(p("d/c"), file({{1, 2}}), 0).ok());      // a chunk a/ also has
+  ASSERT_TRUE(tree.add(p("l"), node(S_IFLNK | 0777, "a"), 0).ok());
+
+  auto ranges = resolve_prefetch(tree, table, {"/a", "d"});
+  ASSERT_TRUE(ranges.ok()) << ranges.error().message;
+  ASSERT_EQ(ranges->size(), 2U);  // chunk 1 (a), then chunk 0 (d/b); d/c's chunk is listed already
+  EXPECT_EQ((*ranges)[0].first_chunk, 1U);
+  EXPECT_EQ((*ranges)[1].first_chunk, 0U);
+  EXPECT_EQ((*ranges)[1].chunk_count, 1U);
+
+  ranges = resolve_prefetch(tree, table, {"d", "a"});
+  ASSERT_TRUE(ranges.ok());
+  ASSERT_EQ(ranges->size(), 1U);  // d/b's chunk 0 and d/c's chunk 1 merge
+  EXPECT_EQ((*ranges)[0].chunk_count, 2U);
+
+  EXPECT_EQ(resolve_prefetch(tree, table, {"missing"}).error().code, ENOENT);
+  EXPECT_EQ(resolve_prefetch(tree, table, {"a/x"}).error().code, ENOENT);
+  EXPECT_EQ(resolve_prefetch(tree, table, {"l"}).error().code, EINVAL);
+  EXPECT_FALSE(resolve_prefetch(tree, table, {"../etc"}).ok());
+  ranges = resolve_prefetch(tree, table, {});
+  ASSERT_TRUE(ranges.ok());
+  EXPECT_TRUE(ranges->empty());
 }
 
 TEST(ChunkTable, LoadChecksHeaderAndDevices) {

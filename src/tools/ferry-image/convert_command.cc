@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "builder/builder.h"
+#include "builder/prefetch_list.h"
 #include "common/unique_fd.h"
 #include "oci/bootstrap_layer.h"
 #include "oci/file_util.h"
@@ -92,6 +93,7 @@ struct ConvertOptions {
   std::string authfile;
   std::string source_creds;
   std::string target_creds;
+  std::string prefetch_files;
 };
 
 Result<oci::StoreOptions> store_options(const ConvertOptions& o, const std::string& creds) {
@@ -129,6 +131,9 @@ Result<nlohmann::json> convert(const ConvertOptions& o) {
   build.blob_dir = work / "blobs";
   build.compressor = compressor;
   build.chunk_size = o.chunk_size;
+  if (!o.prefetch_files.empty()) {
+    FERRY_ASSIGN(build.prefetch_paths, builder::read_prefetch_file(o.prefetch_files));
+  }
   std::filesystem::create_directory(build.blob_dir);
   for (size_t i = 0; i < image.manifest.layers.size(); ++i) {
     const oci::Descriptor& layer = image.manifest.layers[i];
@@ -182,6 +187,7 @@ Result<nlohmann::json> convert(const ConvertOptions& o) {
                         {"manifest", manifest_digest.str()},
                         {"compressor", std::string(storage::compression_name(summary.compressor))},
                         {"chunk_size", summary.chunk_size},
+                        {"prefetch_chunks", summary.prefetch_chunks},
                         {"blobs", pushed},
                         {"bootstrap",
                          {{"digest", boot.digest.str()},
@@ -210,6 +216,10 @@ Command add_convert_command(CLI::App& parent) {
   app->add_option("--compressor", opts->compressor, "how each chunk is stored: zstd, lz4 or none")
       ->check(CLI::IsMember({"zstd", "lz4", "none"}))
       ->capture_default_str();
+  app->add_option("--prefetch-files", opts->prefetch_files,
+                  "a file listing paths of the image (one per line), files or directories whose data\n"
+                  "ferryd fetches in the background, in this order, when fs_prefetch is enabled")
+      ->type_name("FILE");
   app->add_option("--chunk-size", opts->chunk_size, "chunk size in bytes: a power of two, 4096 .. 67108864")
       ->capture_default_str();
   app->add_flag("--plain-http", opts->plain_http, "talk to registries over plain HTTP");

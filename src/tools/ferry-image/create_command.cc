@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "builder/builder.h"
+#include "builder/prefetch_list.h"
 #include "storage/chunk_codec.h"
 #include "tools/ferry-image/command.h"
 
@@ -26,6 +27,7 @@ nlohmann::json summary_json(const builder::BuildSummary& s) {
           {"bootstrap_size", s.bootstrap_size},
           {"compressor", std::string(storage::compression_name(s.compressor))},
           {"chunk_size", s.chunk_size},
+          {"prefetch_chunks", s.prefetch_chunks},
           {"inodes", s.inodes},
           {"entries", s.entries},
           {"file_bytes", s.file_bytes},
@@ -48,6 +50,7 @@ Command add_create_command(CLI::App& parent) {
     std::string compressor = "zstd";
     uint32_t chunk_size = builder::kDefaultChunkSize;
     std::vector<std::string> layers;
+    std::string prefetch_files;
   };
   auto opts = std::make_shared<Options>();
   CLI::App* app = parent.add_subcommand(
@@ -69,6 +72,11 @@ Command add_create_command(CLI::App& parent) {
       ->capture_default_str();
   app->add_option("--chunk-size", opts->chunk_size, "chunk size in bytes: a power of two, 4096 .. 67108864")
       ->capture_default_str();
+  app->add_option("--prefetch-files", opts->prefetch_files,
+                  "a file listing paths of the image (one per line, '#' comments), files or\n"
+                  "directories whose data ferryd fetches in the background, in this order, when\n"
+                  "the daemon's config enables fs_prefetch")
+      ->type_name("FILE");
   app->add_option("LAYER", opts->layers, "tar layers, lowest first")->required();
   return {app, [opts] {
             builder::BuildOptions b;
@@ -82,6 +90,14 @@ Command add_create_command(CLI::App& parent) {
             }
             b.compressor = *c;
             for (const auto& l : opts->layers) b.layers.push_back({l, l, {}});
+            if (!opts->prefetch_files.empty()) {
+              auto paths = builder::read_prefetch_file(opts->prefetch_files);
+              if (!paths.ok()) {
+                std::fprintf(stderr, "ferry-image: error: %s\n", paths.error().message.c_str());
+                return 2;
+              }
+              b.prefetch_paths = std::move(paths).value();
+            }
             auto summary = builder::build_image(b);
             if (!summary.ok()) {
               std::fprintf(stderr, "ferry-image: error: %s\n", summary.error().message.c_str());

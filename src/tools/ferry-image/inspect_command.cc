@@ -126,6 +126,10 @@ Command add_inspect_command(CLI::App& parent) {
                   t.chunks.size(), static_cast<unsigned long long>(uncompressed),
                   static_cast<unsigned long long>(stored),
                   static_cast<unsigned long long>(compressed_chunks));
+              uint64_t prefetch_chunks = 0;
+              for (const auto& r : t.prefetch) prefetch_chunks += r.chunk_count;
+              std::printf("prefetch list: %llu chunks in %zu ranges\n",
+                          static_cast<unsigned long long>(prefetch_chunks), t.prefetch.size());
               auto s = print_references(*view->image, t);
               if (!s.ok()) {
                 std::fprintf(stderr, "ferry-image: error: %s\n", s.error().message.c_str());
