@@ -1,4 +1,4 @@
-// BlobCacheFile: the two files of one blob in a blob cache's work_dir (docs/image-format.md §7):
+// BlobCacheFile: the two files of one blob in a blob cache's work_dir (docs/image-format.md §6):
 // `<blobhex>.blob.data`, the blob's uncompressed device with each cached chunk at its device
 // offset (sparse where absent: a fully cached blob is byte for byte its `--compressor none`
 // device), and `<blobhex>.blob.chunk_map.v1`, the chunk map (chunk_map.h) saying which chunks

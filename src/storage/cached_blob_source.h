@@ -1,5 +1,5 @@
 // CachedBlobSource: the uncompressed device of one blob of a Ferry image, served through a
-// persistent blob cache on local disk (blob_cache_file.h, docs/image-format.md §7) that is
+// persistent blob cache on local disk (blob_cache_file.h, docs/image-format.md §6) that is
 // filled on demand from the blob's stored chunks (a StoredChunkReader: a local blob file, a
 // registry). The persistent sibling of ChunkedBlobSource: what it serves, it serves the same.
 //

@@ -1,4 +1,4 @@
-// The chunk map of a blob cache (docs/image-format.md §7): which chunks of one blob's cached
+// The chunk map of a blob cache (docs/image-format.md §6): which chunks of one blob's cached
 // device are present, as the bytes of `<blobhex>.blob.chunk_map.v1`. Pure encoding and checking,
 // no files (blob_cache_file.h does the I/O), so that the parser of these untrusted bytes can be
 // fuzzed (fuzz/chunk_map_fuzz.cc).
