@@ -308,14 +308,26 @@ Status CachedBlobSource::fill(uint64_t first, uint64_t count) const {
     return Error{EINVAL, name_ + ": chunks " + std::to_string(first) + "+" + std::to_string(count) +
                              " are past its " + std::to_string(chunks_.size()) + " chunks"};
   }
+  // In groups of about merge_limit stored bytes: the decoded bytes of a group's flights are held
+  // until the group is done, and a prefetch of a whole blob must not hold the blob in memory.
   std::vector<uint64_t> missing;
+  uint64_t group_bytes = 0;
+  Status result;
+  auto flush = [&] {
+    for (const auto& [i, flight] : fetch(missing)) {
+      if (!flight->status.ok() && result.ok()) result = flight->status;
+    }
+    missing.clear();
+    group_bytes = 0;
+  };
   for (uint64_t i = first; i < first + count; ++i) {
-    if (!check_present(i)) missing.push_back(i);
+    if (check_present(i)) continue;
+    if (!missing.empty() && group_bytes + chunks_[i].stored_size > options_.merge_limit) flush();
+    missing.push_back(i);
+    group_bytes += chunks_[i].stored_size;
   }
-  for (const auto& [i, flight] : fetch(missing)) {
-    if (!flight->status.ok()) return flight->status;
-  }
-  return {};
+  flush();
+  return result;
 }
 
 }  // namespace ferry::storage

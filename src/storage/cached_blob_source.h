@@ -21,7 +21,9 @@
 // Cost: a read of a present chunk already verified by this process is an atomic load and one
 // pread(2) into the caller's buffer per chunk it covers: no lock, no allocation, no copy (plus a
 // relaxed add to a per-thread-striped hit counter). The first read of a present chunk reads and
-// hashes the whole chunk (1 MiB: about 1 ms); a miss adds its fetch and its decode.
+// hashes the whole chunk (1 MiB: about 1 ms) into a per-thread buffer of the largest chunk it
+// has checked (kept); a miss adds its fetch, its decode, and holds the decoded chunks of the
+// read (of fill(): about merge_limit stored bytes' worth at a time) until they are served.
 // Thread-safety: read_exact(), fill() and stats() from many threads. Nothing is logged here but a
 // failed cache write (once per source) and a replaced map (blob_cache_file.cc).
 #pragma once
@@ -84,7 +86,8 @@ class CachedBlobSource final : public ByteSource {
   [[nodiscard]] const std::string& name() const override { return name_; }
   [[nodiscard]] BlobCacheStats stats() const;
   // Fetches every missing chunk in [first, first+count) (chunk indexes within the blob), in
-  // runs up to merge_limit; for prefetch. EINVAL for a range past the blob's chunks.
+  // runs up to merge_limit; for prefetch. Goes on past a failed chunk and returns the first
+  // error; EINVAL for a range past the blob's chunks.
   Status fill(uint64_t first, uint64_t count) const;
   // Readers waiting now for a fetch another reader is making (for tests and metrics).
   [[nodiscard]] uint64_t waiting() const { return waiting_.load(std::memory_order_relaxed); }

@@ -437,6 +437,26 @@ TEST_P(BlobCacheTest, AdjacentMissingChunksAreFetchedInOneRunUpToTheMergeLimit) 
   EXPECT_EQ(limited->stats().bytes_fetched,
             uint64_t{chunk(0).stored_size} + chunk(1).stored_size + chunk(2).stored_size + chunk(3).stored_size);
   EXPECT_FALSE(limited->fill(7, 2).ok());
+  // A fill of the whole blob fetches the rest; then reads fetch nothing.
+  reader_->reset();
+  ASSERT_TRUE(limited->fill(0, chunk_count()).ok());
+  EXPECT_EQ(reader_->chunks_fetched(), chunk_count() - 4);
+  EXPECT_EQ(limited->stats().chunks_present, chunk_count());
+  reader_->reset();
+  EXPECT_EQ(read(*limited, 0, blob_.device.size()), blob_.device);
+  EXPECT_EQ(reader_->fetches.load(), 0U);
+}
+
+TEST_P(BlobCacheTest, AFillGoesOnPastAFailedChunkAndReturnsItsError) {
+  auto cached = open({.work_dir = work_dir_, .merge_limit = 1});  // one chunk per request
+  blob_.file->fail_range(chunk(2).blob_offset, chunk(2).blob_offset + 1);
+  Status st = cached->fill(0, chunk_count());
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code, EIO);
+  EXPECT_NE(st.error().message.find(" chunk 2 "), std::string::npos) << st.error().message;
+  EXPECT_EQ(cached->stats().chunks_present, chunk_count() - 1);
+  blob_.file->fail_range(0, 0);
+  EXPECT_EQ(read(*cached, 0, blob_.device.size()), blob_.device);
 }
 
 TEST_P(BlobCacheTest, TwoProcessesSharingTheCacheReadTheRightBytes) {
