@@ -71,7 +71,7 @@ CachedBlobSource::CachedBlobSource(Key /*unused*/, std::shared_ptr<const erofs::
       digest_hex_(erofs::digest_hex(blob_.digest)),
       state_(std::make_unique<std::atomic<uint8_t>[]>(chunks_.size())) {  // NOLINT(*-avoid-c-arrays)
   name_ = "blob sha256:" + digest_hex_ + " (cached in " + options_.work_dir + ", from " + stored_->name() + ")";
-  present_.store(file_->present_at_open(), std::memory_order_relaxed);
+  present_.store(static_cast<int64_t>(file_->present_at_open()), std::memory_order_relaxed);
 }
 
 CachedBlobSource::~CachedBlobSource() = default;
@@ -82,8 +82,10 @@ BlobCacheStats CachedBlobSource::stats() const {
   s.misses = misses_.load(std::memory_order_relaxed);
   s.bytes_fetched = bytes_fetched_.load(std::memory_order_relaxed);
   s.fetch_requests = fetch_requests_.load(std::memory_order_relaxed);
-  s.chunks_present = present_.load(std::memory_order_relaxed);
   s.chunks_total = chunks_.size();
+  // This process's view (other daemons may add chunks it has not counted): kept in range.
+  s.chunks_present = static_cast<uint64_t>(
+      std::clamp<int64_t>(present_.load(std::memory_order_relaxed), 0, static_cast<int64_t>(s.chunks_total)));
   s.corrupt_refetched = corrupt_refetched_.load(std::memory_order_relaxed);
   return s;
 }

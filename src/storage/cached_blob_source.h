@@ -133,8 +133,8 @@ class CachedBlobSource final : public ByteSource {
   };
   static constexpr unsigned kStripes = 16;
   mutable std::array<Stripe, kStripes> hits_{};
-  mutable std::atomic<uint64_t> misses_{0}, bytes_fetched_{0}, fetch_requests_{0}, present_{0},
-      corrupt_refetched_{0};
+  mutable std::atomic<uint64_t> misses_{0}, bytes_fetched_{0}, fetch_requests_{0}, corrupt_refetched_{0};
+  mutable std::atomic<int64_t> present_{0};  // may dip below 0 for a chunk another daemon added
 };
 
 }  // namespace ferry::storage
