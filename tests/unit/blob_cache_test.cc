@@ -18,6 +18,7 @@
 
 #include "common/crc32c.h"
 #include "common/le.h"
+#include "kit/alloc_counter.h"
 #include "kit/counting_reader.h"
 #include "kit/memory_blob.h"
 #include "kit/memory_source.h"
@@ -130,6 +131,25 @@ TEST_P(BlobCacheTest, ServesTheBytesChunkedBlobSourceServesAtAnyOffset) {
                                                           blob_.device.size()));
   std::vector<std::byte> past(11);
   EXPECT_FALSE(cached->read_exact(blob_.device.size() - 10, past).ok());
+}
+
+TEST_P(BlobCacheTest, AReadOfVerifiedChunksAllocatesNothing) {
+  auto cached = open();
+  ASSERT_EQ(read(*cached, 0, blob_.device.size()), blob_.device);  // fetched and verified
+  std::vector<std::byte> out(3 * kChunk);
+  size_t allocations = 0;
+  size_t failures = 0;
+  {
+    const testkit::AllocationCounter counter;
+    for (uint64_t off = 0; off + out.size() <= blob_.device.size(); off += 4096 * 7) {
+      failures += cached->read_exact(off, std::span(out).first(4096)).ok() ? 0 : 1;
+      failures += cached->read_exact(off, out).ok() ? 0 : 1;  // across chunks and the padding
+    }
+    allocations = counter.count();
+  }
+  EXPECT_EQ(failures, 0U);
+  EXPECT_EQ(allocations, 0U);
+  EXPECT_EQ(cached->stats().misses, chunk_count());
 }
 
 TEST_P(BlobCacheTest, ConcurrentReadersGetTheRightBytesAndFetchEachChunkOnce) {
