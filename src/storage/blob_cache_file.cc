@@ -92,7 +92,13 @@ Result<UniqueFd> open_map(const std::string& path, const ChunkMapIdentity& id, b
       continue;
     }
     Status ok = check_open_map(fd.get(), path, id);
-    if (ok.ok()) return fd;
+    if (ok.ok()) {
+      struct stat st {};
+      if (::fstat(fd.get(), &st) == 0 && (st.st_mode & 077) != 0 && ::fchmod(fd.get(), 0600) != 0) {
+        return errno_error("cannot make '" + path + "' private");
+      }
+      return fd;
+    }
     spdlog::warn("blob cache: chunk map '{}' is unusable ({}): replacing it with an empty one; its chunks "
                  "will be fetched again",
                  path, ok.error().message);

@@ -527,6 +527,15 @@ TEST_P(BlobCacheTest, FilesArePrivateAndAMissingWorkDirIsMade0700) {
   }
   EXPECT_EQ(file_size(data_path()), blob_.device.size());
   EXPECT_EQ(file_size(map_path()), chunk_map_size(chunk_count()));
+  // Files someone made readable by others are made private again when opened.
+  cached.reset();
+  ASSERT_EQ(::chmod(data_path().c_str(), 0644), 0);
+  ASSERT_EQ(::chmod(map_path().c_str(), 0644), 0);
+  cached = open();
+  for (const std::string& f : {data_path(), map_path()}) {
+    ASSERT_EQ(::stat(f.c_str(), &st), 0) << f;
+    EXPECT_EQ(st.st_mode & 0777, 0600U) << f;
+  }
 }
 
 TEST_P(BlobCacheTest, AnUnwritableWorkDirIsAnErrorNamingIt) {
