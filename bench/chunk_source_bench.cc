@@ -22,7 +22,7 @@ int main() {
     for (auto& data : contents) {
       for (auto& b : data) b = static_cast<std::byte>('a' + rng() % 8);
     }
-    testkit::MemoryBlob blob = testkit::make_memory_blob({contents.begin(), contents.end()}, algo, kChunk);
+    testkit::MemoryBlob blob = testkit::make_memory_blob(contents, algo, kChunk);
     const auto& table = blob.table;
     const auto& stored = blob.stored;
     auto file = std::make_shared<ferry::testkit::MemorySource>(std::span<const std::byte>(stored), "memory", false);

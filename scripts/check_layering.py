@@ -46,9 +46,10 @@ ALLOWED = {
     "snapshotter":     {"common", "ipc", "http", "oci", "manager"},  # never imagefs/fuse/erofs/builder
     # The test kit (tests/kit) serves tests and benchmarks of every layer; its core builds on common
     # only, its FUSE side (ferry_testkit_fuse: filesystem decorators, a capturing reply writer) on
-    # the filesystem interface, and the header-only memory_blob.h on storage's codecs and erofs's
-    # chunk table (its users link them).
-    "testkit":         {"common", "fuse/abi", "fuse/server", "erofs/chunk_table.h", "storage/chunk_codec.h"},
+    # the filesystem interface, and the header-only memory_blob.h and counting_reader.h on storage's
+    # codecs and stored-chunk reader and erofs's chunk table (their users link them).
+    "testkit":         {"common", "fuse/abi", "fuse/server", "erofs/chunk_table.h", "storage/chunk_codec.h",
+                        "storage/stored_chunk_reader.h"},
 }
 
 # Knowledge that belongs to one layer, by the names only its code should use: (pattern, the layers

@@ -55,10 +55,11 @@ if [[ "$fuzz_seconds" != 0 && -x fuzz/run.sh ]]; then
   # requests of the API sockets (no seeds: the envelope target seals its own inputs, the HTTP
   # and OCI ones start from their dictionaries), the chunk table of a Ferry bootstrap (it
   # rewrites its own headers), tar layers through the builder to an EROFS image (seeded with
-  # small tars), and the OCI manifests, configs and references a registry or a user hands over.
+  # small tars), the OCI manifests, configs and references a registry or a user hands over, the
+  # stored chunks of a compressed blob, and the blob cache's chunk maps another daemon left.
   mkdir -p build-fuzz/fuzz-artifacts
   fuzz/make_layer_seeds.sh build-fuzz/layer_fuzz-seeds
-  for target in state_envelope_fuzz:15 http_request_fuzz:20 chunk_table_fuzz:15 layer_fuzz:15 oci_manifest_fuzz:20 chunked_blob_fuzz:15; do
+  for target in state_envelope_fuzz:15 http_request_fuzz:20 chunk_table_fuzz:15 layer_fuzz:15 oci_manifest_fuzz:20 chunked_blob_fuzz:15 chunk_map_fuzz:15; do
     name=${target%%:*}
     secs=${target##*:}
     echo "== fuzzing with $name for ${secs}s"

@@ -5,6 +5,7 @@
 #include <mutex>
 #include <vector>
 
+#include "storage/blob_chunks.h"
 #include "storage/chunk_codec.h"
 
 namespace ferry::storage {
@@ -15,10 +16,6 @@ constexpr uint64_t kCacheBudget = 4U << 20U;
 constexpr unsigned kMinSlots = 2;
 constexpr unsigned kMaxSlots = 8;
 constexpr uint64_t kEmptyKey = 0;  // slot keys are chunk index + 1
-
-uint64_t padded(uint32_t size) {
-  return (uint64_t{size} + erofs::kFerryBlockSize - 1) & ~uint64_t{erofs::kFerryBlockSize - 1};
-}
 
 // The stored bytes of a compressed chunk, per thread: grown to the largest chunk read, kept.
 std::span<std::byte> stored_scratch(size_t n) {
@@ -70,12 +67,7 @@ ChunkedBlobSource::ChunkedBlobSource(Key, std::shared_ptr<const erofs::ChunkTabl
 ChunkedBlobSource::~ChunkedBlobSource() = default;
 
 Error ChunkedBlobSource::chunk_error(uint64_t index, const std::string& what) const {
-  const erofs::ChunkInfo& c = chunks_[index];
-  return Error{EIO, "blob sha256:" + digest_hex_ + " chunk " + std::to_string(blob_.first_chunk + index) +
-                        " (device offset " + std::to_string(c.device_offset) + ", " + std::to_string(c.size) +
-                        " bytes, stored " + std::string(compression_name(c.compression)) +
-                        " at blob offset " + std::to_string(c.blob_offset) + ", " +
-                        std::to_string(c.stored_size) + " bytes): " + what};
+  return storage::chunk_error(digest_hex_, blob_.first_chunk + index, chunks_[index], what);
 }
 
 Status ChunkedBlobSource::decode(uint64_t index, std::span<std::byte> out) const {
@@ -149,21 +141,14 @@ Status ChunkedBlobSource::copy_cached(uint64_t index, uint64_t within, std::span
 
 Status ChunkedBlobSource::read_exact(uint64_t offset, std::span<std::byte> out) const {
   if (offset > blob_.device_size || out.size() > blob_.device_size - offset) {
-    return Error{EIO, "read of " + std::to_string(out.size()) + " bytes at device offset " +
-                          std::to_string(offset) + " is past the end of " + name_ + " (" +
-                          std::to_string(blob_.device_size) + " bytes)"};
+    return past_end_error(name_, offset, out.size(), blob_.device_size);
   }
   while (!out.empty()) {
-    // The chunk whose block-padded range holds the offset: the last one starting at or before it.
-    auto it = std::upper_bound(chunks_.begin(), chunks_.end(), offset,
-                               [](uint64_t off, const erofs::ChunkInfo& c) { return off < c.device_offset; });
-    if (it == chunks_.begin() || offset - (it - 1)->device_offset >= padded((it - 1)->size)) {
-      return Error{EIO, name_ + ": no chunk holds device offset " + std::to_string(offset)};
-    }
-    const auto index = static_cast<uint64_t>(it - 1 - chunks_.begin());
+    const uint64_t index = chunk_at(chunks_, offset);
+    if (index == kNoChunk) return no_chunk_error(name_, offset);
     const erofs::ChunkInfo& c = chunks_[index];
     const uint64_t within = offset - c.device_offset;
-    const auto take = static_cast<size_t>(std::min<uint64_t>(out.size(), padded(c.size) - within));
+    const auto take = static_cast<size_t>(std::min<uint64_t>(out.size(), padded_chunk_size(c.size) - within));
     const auto data = static_cast<size_t>(within < c.size ? std::min<uint64_t>(take, c.size - within) : 0);
     if (data > 0) {
       Status st = within == 0 && data == c.size ? decode(index, out.first(data))

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <random>
 #include <span>
 #include <stdexcept>
 #include <vector>
@@ -51,6 +52,23 @@ inline MemoryBlob make_memory_blob(const std::vector<std::span<const std::byte>>
   blob.device_size = b.device.size();
   b.table->blobs.push_back(blob);
   return b;
+}
+
+inline MemoryBlob make_memory_blob(const std::vector<std::vector<std::byte>>& chunks, erofs::Compression algorithm,
+                                   uint32_t chunk_size) {
+  return make_memory_blob(std::vector<std::span<const std::byte>>(chunks.begin(), chunks.end()), algorithm,
+                          chunk_size);
+}
+
+// Chunk contents: compressible bytes (words from a small alphabet), or random ones that
+// compression cannot shrink (stored raw), the same for the same seed.
+inline std::vector<std::byte> chunk_bytes(size_t n, uint64_t seed, bool compressible = true) {
+  std::mt19937_64 rng(seed);
+  std::vector<std::byte> out(n);
+  for (size_t i = 0; i < n; ++i) {
+    out[i] = compressible ? static_cast<std::byte>('a' + rng() % 6) : static_cast<std::byte>(rng());
+  }
+  return out;
 }
 
 }  // namespace ferry::testkit

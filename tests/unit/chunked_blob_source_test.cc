@@ -10,6 +10,7 @@
 #include <random>
 #include <thread>
 
+#include "kit/counting_reader.h"
 #include "kit/memory_blob.h"
 #include "kit/memory_source.h"
 #include "storage/chunk_codec.h"
@@ -23,15 +24,7 @@ using erofs::Compression;
 
 constexpr uint32_t kChunk = 64 * 1024;
 
-// Compressible bytes (words from a small alphabet), or random ones that compression cannot shrink.
-std::vector<std::byte> chunk_bytes(size_t n, uint64_t seed, bool compressible = true) {
-  std::mt19937_64 rng(seed);
-  std::vector<std::byte> out(n);
-  for (size_t i = 0; i < n; ++i) {
-    out[i] = compressible ? static_cast<std::byte>('a' + rng() % 6) : static_cast<std::byte>(rng());
-  }
-  return out;
-}
+using testkit::chunk_bytes;
 
 struct Built {
   std::shared_ptr<ChunkTable> table;
@@ -40,27 +33,13 @@ struct Built {
 };
 
 Built build(const std::vector<std::vector<std::byte>>& chunks, Compression algorithm) {
-  std::vector<std::span<const std::byte>> spans(chunks.begin(), chunks.end());
-  testkit::MemoryBlob m = testkit::make_memory_blob(spans, algorithm, kChunk);
+  testkit::MemoryBlob m = testkit::make_memory_blob(chunks, algorithm, kChunk);
   return {m.table,
           std::make_shared<testkit::MemorySource>(std::move(m.stored), "mem-blob", /*viewable=*/false),
           std::move(m.device)};
 }
 
-// The seam's fault-free counting reader: how many chunk fetches the source made.
-class CountingReader final : public StoredChunkReader {
- public:
-  explicit CountingReader(std::shared_ptr<const ByteSource> file) : inner_(std::move(file)) {}
-  Status read_stored(uint64_t index, const ChunkInfo& chunk, std::span<std::byte> out) const override {
-    fetches.fetch_add(1);
-    return inner_.read_stored(index, chunk, out);
-  }
-  [[nodiscard]] const std::string& name() const override { return inner_.name(); }
-  mutable std::atomic<uint64_t> fetches{0};
-
- private:
-  BlobFileReader inner_;
-};
+using testkit::CountingReader;
 
 std::vector<std::vector<std::byte>> sample_chunks() {
   return {chunk_bytes(kChunk, 1), chunk_bytes(kChunk, 2, /*compressible=*/false), chunk_bytes(kChunk, 3),

@@ -28,30 +28,9 @@
 #include "common/crc32c.h"
 #include "erofs/erofs_image.h"
 #include "storage/local_file.h"
+#include "kit/alloc_counter.h"
 #include "kit/memory_source.h"
 #include "support/test_support.h"
-
-// Counts heap allocations made on this thread while enabled, so a test can hold the reader to
-// its promise that inode(), lookup() and read() never allocate.
-namespace {
-thread_local bool g_count_allocations = false;
-thread_local size_t g_allocations = 0;
-}  // namespace
-
-// A replaced global operator new must get its memory from malloc.
-// NOLINTBEGIN(cppcoreguidelines-no-malloc,cppcoreguidelines-owning-memory)
-void* operator new(std::size_t size) {
-  if (g_count_allocations) ++g_allocations;
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept {
-  std::free(p);
-}
-void operator delete(void* p, std::size_t /*size*/) noexcept {
-  std::free(p);
-}
-// NOLINTEND(cppcoreguidelines-no-malloc,cppcoreguidelines-owning-memory)
 
 namespace ferry::erofs {
 namespace {
@@ -976,21 +955,23 @@ TEST_F(ErofsImageTest, InodeLookupAndReadDoNotAllocate) {
     const uint64_t chunked_nid = must(img->lookup(root_of(*img), "chunked"));
     std::string buf(9000, '\0');
     const auto out = std::as_writable_bytes(std::span(buf));
-    g_allocations = 0;
-    g_count_allocations = true;
     size_t failures = 0;
-    for (const char* name : {"inline", "plain", "xattr", "f150", "f299"}) {
-      auto nid = img->lookup(d, name);
-      auto inode = nid.ok() ? img->inode(*nid) : Result<Inode>(nid.error());
-      failures += !inode.ok() || !img->read(*inode, 100, out).ok() || !img->read(*inode, 0, out).ok();
+    size_t allocations = 0;
+    {
+      const testkit::AllocationCounter counter;
+      for (const char* name : {"inline", "plain", "xattr", "f150", "f299"}) {
+        auto nid = img->lookup(d, name);
+        auto inode = nid.ok() ? img->inode(*nid) : Result<Inode>(nid.error());
+        failures += !inode.ok() || !img->read(*inode, 100, out).ok() || !img->read(*inode, 0, out).ok();
+      }
+      auto chunked = img->inode(chunked_nid);
+      failures += !chunked.ok() || !img->read(*chunked, 3000, out).ok();
+      failures += img->lookup(d, "missing").ok();
+      failures += img->lookup(d, "zzz").ok();
+      allocations = counter.count();
     }
-    auto chunked = img->inode(chunked_nid);
-    failures += !chunked.ok() || !img->read(*chunked, 3000, out).ok();
-    failures += img->lookup(d, "missing").ok();
-    failures += img->lookup(d, "zzz").ok();
-    g_count_allocations = false;
     EXPECT_EQ(failures, 0U);
-    EXPECT_EQ(g_allocations, 0U);
+    EXPECT_EQ(allocations, 0U);
   }
 }
 
