@@ -9,7 +9,8 @@
 // uncompressed chunks sits in front of the ChunkedBlobSource, not behind this interface: what
 // comes through here is never trusted.
 //
-// Thread-safety: read_stored() is called from many threads at once. Errors name the source.
+// Thread-safety: read_stored() and read_stored_run() are called from many threads at once.
+// Errors name the source.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +32,22 @@ class StoredChunkReader {
   // (out.size() == chunk.stored_size).
   virtual Status read_stored(uint64_t index, const erofs::ChunkInfo& chunk,
                              std::span<std::byte> out) const = 0;
+  // Reads the stored bytes of the consecutive chunks `first_index`, first_index + 1, ... (one
+  // per record of `chunks`), which lie back to back in the blob file, into `out` (the sum of
+  // their stored sizes). A reader that can fetch them at once (one Range request) overrides
+  // this; the default reads them one by one.
+  virtual Status read_stored_run(uint64_t first_index, std::span<const erofs::ChunkInfo> chunks,
+                                 std::span<std::byte> out) const {
+    size_t at = 0;
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      const uint32_t n = chunks[i].stored_size;
+      if (out.size() - at < n) return Error{EINVAL, name() + ": read_stored_run: buffer smaller than the chunks"};
+      Status st = read_stored(first_index + i, chunks[i], out.subspan(at, n));
+      if (!st.ok()) return st;
+      at += n;
+    }
+    return ok_status();
+  }
   [[nodiscard]] virtual const std::string& name() const = 0;
 };
 
