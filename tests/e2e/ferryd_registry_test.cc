@@ -26,11 +26,13 @@
 #include <string>
 #include <vector>
 
+#include "daemon/daemon_harness.h"
 #include "e2e/erofs_fixture.h"
 #include "e2e/feature_layers.h"
 #include "e2e/fs_util.h"
 #include "e2e/tree_compare.h"
 #include "erofs/chunk_table.h"
+#include "ipc/supervisor.h"
 #include "oci/base64.h"
 #include "oci/registry_client.h"
 #include "oci/registry_fixture.h"
@@ -399,6 +401,53 @@ TEST_F(FerrydRegistryTest, BadConfigsAreOneLineNamingTheKeyAndMountNothing) {
     EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
     EXPECT_FALSE(test::is_mounted(mnt(), "fuse"));
   }
+}
+
+// A takeover hands the registry backend (credentials included: over the supervisor's 0600
+// unix socket, never a file) to the successor, which starts with libc only and fetches what
+// its predecessor had not: the predecessor is killed (SIGKILL) after one fetch.
+TEST_F(FerrydRegistryTest, TheSuccessorOfAKilledDaemonFetchesWithTheSameBackend) {
+  RegistryConfig rc;
+  rc.auth = RegistryConfig::Auth::kBasic;
+  auto server = registry(rc);
+  auto sup = ipc::Supervisor::listen(work_.path() + "/sup.sock");
+  ASSERT_TRUE(sup.ok()) << sup.error().message;
+  fs::create_directories(mnt());
+  test::MountGuard guard(mnt());
+  const std::string config = write_config(registry_config(*server));
+  auto start = [&](int gen, bool upgrade) {
+    std::vector<std::string> args = {"--mountpoint", mnt(), "--bootstrap", built_->boot(), "--config", config,
+                                     "--apisock", work_.path() + "/api-" + std::to_string(gen) + ".sock", "--id",
+                                     "reg-1", "--supervisor", work_.path() + "/sup.sock"};
+    if (upgrade) args.emplace_back("--upgrade");
+    return test::Ferryd::start(args, work_.path() + "/ferryd-" + std::to_string(gen) + ".log");
+  };
+  const std::string sock0 = work_.path() + "/api-0.sock", sock1 = work_.path() + "/api-1.sock";
+  auto first = start(0, false);
+  ASSERT_TRUE(test::wait_state(sock0, "RUNNING", 20s)) << test::read_file(work_.path() + "/ferryd-0.log");
+  std::string text;
+  ASSERT_TRUE(read_text_file(mnt() + "/big/small.txt", &text));
+  EXPECT_EQ(text, small_data());
+  auto saved = (*sup)->receive([&] { return test::api_ok(sock0, "PUT", "/api/v1/daemon/fuse/sendfd"); }, 10s);
+  ASSERT_TRUE(saved.ok()) << saved.error().message;
+  first.process().kill_and_reap();
+
+  auto second = start(1, true);
+  ASSERT_TRUE(test::wait_state(sock1, "INIT", 20s)) << test::read_file(work_.path() + "/ferryd-1.log");
+  auto taken = (*sup)->send([&] { return test::api_ok(sock1, "PUT", "/api/v1/daemon/fuse/takeover"); }, 10s);
+  ASSERT_TRUE(taken.ok()) << taken.error().message;
+  ASSERT_TRUE(test::api_ok(sock1, "PUT", "/api/v1/daemon/start").ok());
+  ASSERT_TRUE(test::wait_state(sock1, "RUNNING", 10s));
+  EXPECT_EQ(mapped_libraries(second.pid()), kLibcOnly) << "the successor starts with libc only";
+  std::string data;
+  const BlobGets before = blob_gets(server->log());
+  EXPECT_EQ(direct_read(mnt() + "/big/random.bin", 9U << 20U, &data), 0)
+      << test::read_file(work_.path() + "/ferryd-1.log");
+  EXPECT_EQ(data, big_data().substr(9U << 20U, 4096));
+  EXPECT_GT(blob_gets(server->log()).requests, before.requests) << "the successor fetched it";
+  EXPECT_TRUE(maps_name(second.pid(), "ferry-registry.so"));
+  expect_tree_equal(*built_, mnt(), work_.path() + "/ferryd-1.log");
+  second.process().kill_and_reap();
 }
 
 // The fetcher and reader of a blob, straight (the module of this build tree): a run of
