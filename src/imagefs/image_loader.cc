@@ -17,8 +17,7 @@ Result<std::shared_ptr<const ByteSource>> open_registry_device(
     return Error{EINVAL, "the chunk table describes no blob " + std::to_string(device_id)};
   }
   const erofs::BlobInfo& blob = table->blobs[device_id - 1];
-  auto stored = std::make_shared<const storage::RegistryChunkReader>(
-      fetcher, "sha256:" + erofs::digest_hex(blob.digest), blob.blob_size);
+  auto stored = storage::RegistryChunkReader::open(fetcher, "sha256:" + erofs::digest_hex(blob.digest), blob.blob_size);
   // ---- INTEGRATION POINT: the persistent blob cache (issue 16 point 3) ----------------------
   // With `backend.cache.type == "blobcache"`, the device is a storage::CachedBlobSource over
   // `stored` in `backend.cache.work_dir` instead of the ChunkedBlobSource below. This is the

@@ -1,6 +1,32 @@
 #include "storage/registry_chunk_reader.h"
 
+#include <mutex>
+
 namespace ferry::storage {
+namespace {
+
+std::mutex g_readers_mu;
+std::vector<std::weak_ptr<const RegistryChunkReader>> g_readers;  // pruned when one is added
+
+}  // namespace
+
+std::shared_ptr<const RegistryChunkReader> RegistryChunkReader::open(std::shared_ptr<const RemoteBlobFetcher> fetcher,
+                                                                     std::string digest, uint64_t blob_size) {
+  auto reader = std::make_shared<const RegistryChunkReader>(std::move(fetcher), std::move(digest), blob_size);
+  std::lock_guard lock(g_readers_mu);
+  std::erase_if(g_readers, [](const auto& w) { return w.expired(); });
+  g_readers.push_back(reader);
+  return reader;
+}
+
+std::vector<std::shared_ptr<const RegistryChunkReader>> live_registry_readers() {
+  std::vector<std::shared_ptr<const RegistryChunkReader>> live;
+  std::lock_guard lock(g_readers_mu);
+  for (const auto& w : g_readers) {
+    if (auto r = w.lock()) live.push_back(std::move(r));
+  }
+  return live;
+}
 
 RegistryChunkReader::RegistryChunkReader(std::shared_ptr<const RemoteBlobFetcher> fetcher, std::string digest,
                                          uint64_t blob_size)
@@ -24,6 +50,9 @@ Status RegistryChunkReader::fetch(const std::string& what, uint64_t offset, std:
       std::chrono::duration_cast<std::chrono::microseconds>(RemoteBlobFetcher::Clock::now() - start).count());
   stats_.bytes.fetch_add(out.size(), std::memory_order_relaxed);
   stats_.latency_us_total.fetch_add(us, std::memory_order_relaxed);
+  size_t bucket = 0;
+  while (bucket < RemoteFetchStats::kBucketsMs.size() && us > RemoteFetchStats::kBucketsMs[bucket] * 1000) ++bucket;
+  stats_.latency[bucket].fetch_add(1, std::memory_order_relaxed);
   uint64_t max = stats_.latency_us_max.load(std::memory_order_relaxed);
   while (us > max && !stats_.latency_us_max.compare_exchange_weak(max, us, std::memory_order_relaxed)) {
   }

@@ -261,6 +261,26 @@ TEST_F(FerrydRegistryTest, PlainHttpListingFetchesNothingOneSmallFileFetchesLitt
   std::printf("[ e2e    ] whole tree: %llu bytes fetched for %llu stored\n", static_cast<unsigned long long>(all),
               static_cast<unsigned long long>(built_->stored_bytes()));
   EXPECT_GE(all, built_->stored_bytes() / 2);
+
+  // The daemon's metrics count the same bytes, per blob.
+  std::string out;
+  ASSERT_EQ(test::run_shell("curl -s --max-time 10 --unix-socket " + apisock() + " http://ferryd/api/v1/metrics", &out), 0);
+  const auto metrics = nlohmann::json::parse(out, nullptr, false);
+  ASSERT_TRUE(metrics.contains("remote_blobs")) << out;
+  uint64_t bytes = 0, requests = 0, failures = 0;
+  for (const auto& [digest, b] : metrics["remote_blobs"].items()) {
+    EXPECT_EQ(b["source"].get<std::string>(), "registry " + server->host() + ", repository " + kRepo + ", blob " + digest);
+    bytes += b["bytes_fetched"].get<uint64_t>();
+    requests += b["requests"].get<uint64_t>();
+    failures += b["failures"].get<uint64_t>();
+    uint64_t in_histogram = 0;
+    for (const auto& bucket : b["latency_histogram"]) in_histogram += bucket["count"].get<uint64_t>();
+    EXPECT_EQ(in_histogram, b["requests"].get<uint64_t>() - b["failures"].get<uint64_t>());
+  }
+  EXPECT_EQ(metrics["remote_blobs"].size(), built_->summary["blobs"].size());
+  EXPECT_EQ(bytes, blob_gets(server->log()).bytes);
+  EXPECT_EQ(requests, blob_gets(server->log()).requests);
+  EXPECT_EQ(failures, 0U);
 }
 
 // ferryd's link line: libc only (its start-up is inside a failover blackout); and a localfs image
