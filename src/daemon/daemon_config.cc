@@ -58,12 +58,29 @@ Status get_seconds(const json& obj, const char* key, const std::string& prefix, 
   return ok_status();
 }
 
+// Standard base64 with padding (what `auth` must be); the module decodes it.
+bool looks_like_base64(const std::string& s) {
+  if (s.size() % 4 != 0) return false;
+  size_t pad = 0;
+  for (const char c : s) {
+    const bool alnum = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+    if (c == '=') {
+      ++pad;
+    } else if (pad != 0 || !(alnum || c == '+' || c == '/')) {
+      return false;
+    }
+  }
+  return pad <= 2;
+}
+
 Status parse_registry(const json& cfg, remote::RegistryConfig& r) {
   const std::string p = "device.backend.config.";
   for (auto [key, field] : {std::pair{"scheme", &r.scheme}, std::pair{"host", &r.host}, std::pair{"repo", &r.repo},
                             std::pair{"auth", &r.auth}, std::pair{"registry_token", &r.registry_token}}) {
     FERRY_TRY(get_string(cfg, key, p, *field));
   }
+  if (!r.auth.empty() && !looks_like_base64(r.auth))
+    return bad(p + "auth", "must be the base64 of \"user:password\"");
   if (r.scheme.empty()) r.scheme = "https";
   if (r.scheme != "https" && r.scheme != "http") return bad(p + "scheme", "must be \"https\" or \"http\"");
   if (r.host.empty()) return bad(p + "host", "is missing (the registry's HOST[:PORT])");

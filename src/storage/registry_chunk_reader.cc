@@ -34,9 +34,13 @@ RegistryChunkReader::RegistryChunkReader(std::shared_ptr<const RemoteBlobFetcher
   name_ = fetcher_->name() + ", blob " + digest_;
 }
 
-Status RegistryChunkReader::fetch(const std::string& what, uint64_t offset, std::span<std::byte> out) const {
+Status RegistryChunkReader::fetch(uint64_t first, size_t count, uint64_t offset, std::span<std::byte> out) const {
+  const auto what = [&] {
+    return count == 1 ? "chunk " + std::to_string(first)
+                      : "chunks " + std::to_string(first) + ".." + std::to_string(first + count - 1);
+  };
   if (offset > blob_size_ || out.size() > blob_size_ - offset) {
-    return Error{EIO, name_ + ", " + what + ": bytes " + std::to_string(offset) + "+" + std::to_string(out.size()) +
+    return Error{EIO, name_ + ", " + what() + ": bytes " + std::to_string(offset) + "+" + std::to_string(out.size()) +
                           " lie beyond the blob's " + std::to_string(blob_size_) + " bytes"};
   }
   const auto start = RemoteBlobFetcher::Clock::now();
@@ -44,7 +48,7 @@ Status RegistryChunkReader::fetch(const std::string& what, uint64_t offset, std:
   Status st = fetcher_->fetch(digest_, offset, out, start + fetcher_->timeout());
   if (!st.ok()) {
     stats_.failures.fetch_add(1, std::memory_order_relaxed);
-    return std::move(st).error().context(what);
+    return std::move(st).error().context(what());
   }
   const auto us = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(RemoteBlobFetcher::Clock::now() - start).count());
@@ -64,7 +68,7 @@ Status RegistryChunkReader::read_stored(uint64_t index, const erofs::ChunkInfo& 
   if (out.size() != chunk.stored_size) {
     return Error{EINVAL, name_ + ", chunk " + std::to_string(index) + ": buffer is not the chunk's stored size"};
   }
-  return fetch("chunk " + std::to_string(index), chunk.blob_offset, out);
+  return fetch(index, 1, chunk.blob_offset, out);
 }
 
 Status RegistryChunkReader::read_stored_run(uint64_t first_index, std::span<const erofs::ChunkInfo> chunks,
@@ -80,8 +84,7 @@ Status RegistryChunkReader::read_stored_run(uint64_t first_index, std::span<cons
   if (out.size() != end - chunks.front().blob_offset) {
     return Error{EINVAL, name_ + ", chunks " + std::to_string(first_index) + "..: buffer is not their stored size"};
   }
-  return fetch("chunks " + std::to_string(first_index) + ".." + std::to_string(first_index + chunks.size() - 1),
-               chunks.front().blob_offset, out);
+  return fetch(first_index, chunks.size(), chunks.front().blob_offset, out);
 }
 
 }  // namespace ferry::storage

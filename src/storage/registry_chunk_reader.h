@@ -57,7 +57,8 @@ class RegistryChunkReader final : public StoredChunkReader {
   [[nodiscard]] const RemoteFetchStats& stats() const { return stats_; }
 
  private:
-  Status fetch(const std::string& what, uint64_t offset, std::span<std::byte> out) const;
+  // Chunks first..first+count-1 (named in an error only: no string is built on success).
+  Status fetch(uint64_t first, size_t count, uint64_t offset, std::span<std::byte> out) const;
 
   std::shared_ptr<const RemoteBlobFetcher> fetcher_;
   std::string digest_;

@@ -100,6 +100,8 @@ TEST(DaemonConfigTest, EveryErrorIsOneLineNamingItsKeyAndNoSecret) {
       {"device.backend.config.repo", [](json& j) { reg(j)["repo"] = ""; }},
       {"device.backend.config.scheme", [](json& j) { reg(j)["scheme"] = "ftp"; }},
       {"device.backend.config.auth", [](json& j) { reg(j)["auth"] = 12; }},
+      {"device.backend.config.auth", [](json& j) { reg(j)["auth"] = "alice:s3cr3t"; }},
+      {"device.backend.config.auth", [](json& j) { reg(j)["auth"] = std::string(kAuth) + "="; }},
       {"device.backend.config.registry_token", [](json& j) { reg(j)["registry_token"] = json::array(); }},
       {"device.backend.config.skip_verify", [](json& j) { reg(j)["skip_verify"] = "yes"; }},
       {"device.backend.config.ca_cert_files", [](json& j) { reg(j)["ca_cert_files"] = "/ca.pem"; }},
