@@ -195,7 +195,7 @@ class FerrydRegistryTest : public ::testing::Test {
   std::unique_ptr<FerrydMount> mount(const nlohmann::json& config) {
     fs::create_directories(mnt());
     auto m = std::make_unique<FerrydMount>(mnt(), built_->boot(), write_config(config), log(),
-                                           std::vector<std::string>{"--apisock", apisock()});
+                                           std::vector<std::string>{"--apisock", apisock(), "--log-level", "debug"});
     const std::string not_mounted = m->wait_mounted(20s);
     EXPECT_TRUE(not_mounted.empty()) << not_mounted;
     return m;
