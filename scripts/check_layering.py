@@ -30,16 +30,19 @@ ALLOWED = {
     # storage reads Ferry's chunk table (an erofs-layer format) to serve compressed blobs; erofs
     # never includes storage (devices reach the reader as ByteSources).
     "storage":         {"common", "erofs"},  # never fuse/*
-    "imagefs":         {"common", "fuse/abi", "fuse/server", "erofs", "storage"},
+    "imagefs":         {"common", "fuse/abi", "fuse/server", "erofs", "storage", "remote"},
     "ipc":             {"common"},
     "http":            {"common", "ipc"},  # the server listens through ipc's UnixListener
     "daemon":          {"common", "fuse/abi", "fuse/server", "fuse/transport", "erofs", "storage",
-                        "imagefs", "ipc", "http"},
+                        "imagefs", "ipc", "http", "remote"},
     # The manager: never fuse/*, imagefs, erofs, storage, daemon or the builder.
     "manager":         {"common", "ipc", "http"},
     "tools/ferryctl":  {"common", "http", "ipc"},
     # Reserved for the folders issue 15 and the next ones add:
     "oci":             {"common", "http"},
+    # Lazy fetch from a registry: the fetcher ferryd links (storage's RemoteBlobFetcher, no curl)
+    # and the module it dlopen()s (over oci's RegistryClient).
+    "remote":          {"common", "storage", "erofs", "oci"},
     "builder":         {"common", "erofs/format.h", "erofs/chunk_table.h", "storage"},
     # ferry-image: the builder's and oci's command line (shares ferryctl's CLI11 wrapper).
     "tools/ferry-image": {"common", "builder", "erofs", "storage", "oci", "tools/ferryctl/cli.h"},

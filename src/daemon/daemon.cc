@@ -521,7 +521,11 @@ nlohmann::json Daemon::info() const {
 }
 
 Result<nlohmann::json> Daemon::metrics(const std::string& sub) const {
-  if (sub.empty()) return metrics_.totals();
+  if (sub.empty()) {
+    nlohmann::json totals = metrics_.totals();
+    if (auto remote = remote_blob_metrics(); !remote.empty()) totals["remote_blobs"] = std::move(remote);
+    return totals;
+  }
   FERRY_ASSIGN(std::string name, sub_name(sub));
   for (const auto& image : fs_.images()) {
     if (image->name == name) return metrics_.image(image->slot);

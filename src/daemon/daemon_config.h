@@ -1,7 +1,12 @@
 // Parses the nydusd configuration JSON that ferryd accepts (the v1 shape nydus-snapshotter
-// writes): {"device": {"backend": {"type": "localfs", "config": {"blob_file": P, "dir": D}}}}.
-// Unknown top-level keys are ignored as nydusd does; a malformed document, a missing backend or
-// an unknown backend type is an error naming the problem.
+// writes): {"device": {"backend": {"type": "localfs", "config": {"blob_file": P, "dir": D}}}},
+// or "type": "registry" with "config": {scheme, host, repo, auth, registry_token, skip_verify,
+// ca_cert_files, timeout, connect_timeout, retry_limit}; "device.cache" {"type": "blobcache",
+// "config": {"work_dir"}}; "fs_prefetch" {enable, threads_count, bandwidth_rate}. docs/api.md
+// lists them. Unknown keys are ignored as nydusd does; a malformed document, a missing backend,
+// an unknown backend or cache type, a missing registry host or repo, a value of the wrong JSON
+// type or an unreadable CA file is a one-line EINVAL/errno error naming the key, and never a
+// value (auth and registry_token are secrets).
 #pragma once
 
 #include <string>

@@ -216,7 +216,9 @@ int cli_main(int argc, char** argv, const FilesystemDecorator& decorate) {
   fuse->add_option(
       "--config,-C", opt.config,
       "nydusd JSON config naming the blob backend: "
-      "{\"device\":{\"backend\":{\"type\":\"localfs\",\"config\":{\"blob_file\":P}}}} or {... \"dir\": D}");
+      "{\"device\":{\"backend\":{\"type\":\"localfs\",\"config\":{\"blob_file\":P}}}} or {... \"dir\": D}, "
+      "or \"type\":\"registry\" with {\"host\":H,\"repo\":R,...}: chunks fetched when first read, through "
+      "lib/ferry/ferry-registry.so beside bin/ (keys: docs/api.md)");
   fuse->add_option("--apisock,-A", opt.apisock, "Unix socket for the HTTP API (created mode 0600)");
   auto* id = fuse->add_option("--id", opt.id, "Daemon id, recorded in saved state");
   auto* sup = fuse->add_option("--supervisor", opt.supervisor,

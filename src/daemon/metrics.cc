@@ -7,6 +7,7 @@
 #include <string>
 
 #include "imagefs/node_id.h"
+#include "storage/registry_chunk_reader.h"
 
 namespace ferry::daemon {
 namespace {
@@ -70,6 +71,36 @@ nlohmann::json CounterTotals::to_json() const {
           {"errors", errors},
           {"latency_histogram", hist},
           {"latency_sample_every", DaemonMetrics::kLatencySampleEvery}};
+}
+
+nlohmann::json remote_blob_metrics() {
+  using storage::RemoteFetchStats;
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& reader : storage::live_registry_readers()) {
+    const RemoteFetchStats& st = reader->stats();
+    nlohmann::json& b = out[reader->digest()];
+    if (b.is_null()) {
+      nlohmann::json hist = nlohmann::json::array();
+      for (size_t i = 0; i < st.latency.size(); ++i) {
+        hist.push_back({{"le_ms", i < RemoteFetchStats::kBucketsMs.size() ? nlohmann::json(RemoteFetchStats::kBucketsMs[i])
+                                                                            : nlohmann::json("+Inf")},
+                        {"count", 0}});
+      }
+      b = {{"source", reader->name()}, {"requests", 0}, {"bytes_fetched", 0}, {"failures", 0},
+           {"latency_us_total", 0}, {"latency_us_max", 0}, {"latency_histogram", hist}};
+    }
+    const auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+    b["requests"] = b["requests"].get<uint64_t>() + get(st.requests);
+    b["bytes_fetched"] = b["bytes_fetched"].get<uint64_t>() + get(st.bytes);
+    b["failures"] = b["failures"].get<uint64_t>() + get(st.failures);
+    b["latency_us_total"] = b["latency_us_total"].get<uint64_t>() + get(st.latency_us_total);
+    b["latency_us_max"] = std::max(b["latency_us_max"].get<uint64_t>(), get(st.latency_us_max));
+    for (size_t i = 0; i < st.latency.size(); ++i) {
+      auto& c = b["latency_histogram"][i]["count"];
+      c = c.get<uint64_t>() + get(st.latency[i]);
+    }
+  }
+  return out;
 }
 
 // ---- the image table -----------------------------------------------------------------------

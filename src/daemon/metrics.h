@@ -59,6 +59,11 @@ struct CounterTotals {
   [[nodiscard]] nlohmann::json to_json() const;
 };
 
+// Lazily fetched blobs (registry backend), per blob digest, summed over the open devices of
+// that blob: {"sha256:..": {"source", "requests", "bytes_fetched", "failures", "latency_us_total"
+// (of the successful requests), "latency_us_max", "latency_histogram": [{"le_ms", "count"}]}}. Empty when none is open.
+nlohmann::json remote_blob_metrics();
+
 class DaemonMetrics final : public fuse::RequestObserver {
  public:
   static constexpr uint64_t kLatencySampleEvery = 64;

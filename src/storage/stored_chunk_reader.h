@@ -32,18 +32,21 @@ class StoredChunkReader {
   // (out.size() == chunk.stored_size).
   virtual Status read_stored(uint64_t index, const erofs::ChunkInfo& chunk,
                              std::span<std::byte> out) const = 0;
-  // Reads the stored bytes of consecutive chunks, `chunks` (records first_index, first_index + 1,
-  // ...), whose stored bytes are contiguous in the blob file, into `out` (out.size() = the sum of
-  // their stored_size). The blob cache fetches runs of adjacent missing chunks with it: a reader
-  // that pays per request (a registry's Range GET) overrides it with one request. The default
-  // reads chunk by chunk.
+  // Reads the stored bytes of the consecutive chunks `first_index`, first_index + 1, ... (one
+  // per record of `chunks`), which lie back to back in the blob file, into `out` (the sum of
+  // their stored sizes). A reader that can fetch them at once (one Range request) overrides
+  // this; the default reads them one by one.
   virtual Status read_stored_run(uint64_t first_index, std::span<const erofs::ChunkInfo> chunks,
                                  std::span<std::byte> out) const {
-    for (size_t k = 0; k < chunks.size(); ++k) {
-      FERRY_TRY(read_stored(first_index + k, chunks[k], out.first(chunks[k].stored_size)));
-      out = out.subspan(chunks[k].stored_size);
+    size_t at = 0;
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      const uint32_t n = chunks[i].stored_size;
+      if (out.size() - at < n) return Error{EINVAL, name() + ": read_stored_run: buffer smaller than the chunks"};
+      Status st = read_stored(first_index + i, chunks[i], out.subspan(at, n));
+      if (!st.ok()) return st;
+      at += n;
     }
-    return {};
+    return ok_status();
   }
   [[nodiscard]] virtual const std::string& name() const = 0;
 };

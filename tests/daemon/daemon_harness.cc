@@ -26,6 +26,14 @@ http::HttpResponse api(const std::string& sock, const std::string& method, const
   return *r;
 }
 
+Status api_ok(const std::string& sock, const std::string& method, const std::string& path) {
+  auto r = http::http_request(sock, method, path, {}, std::chrono::seconds(20));
+  if (!r.ok()) return r.error();
+  if (r->status / 100 != 2)
+    return Error{EIO, method + " " + path + " -> " + std::to_string(r->status) + " " + r->body};
+  return {};
+}
+
 std::string daemon_state(const std::string& sock) {
   auto r = http::http_request(sock, "GET", "/api/v1/daemon", {}, std::chrono::seconds(2));
   if (!r.ok() || r->status != 200) return "";

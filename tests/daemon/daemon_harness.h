@@ -31,6 +31,9 @@ class Ferryd {
 // One HTTP call to a unix socket; fails the test on transport errors when `must` is set.
 http::HttpResponse api(const std::string& sock, const std::string& method, const std::string& path,
                        const std::string& body = {});
+// One HTTP call that must answer 2xx: an error (naming the call and the answer) otherwise. For
+// calls a supervisor exchange waits on (sendfd, takeover).
+Status api_ok(const std::string& sock, const std::string& method, const std::string& path);
 // The daemon's "state" field, or "" if it does not answer.
 std::string daemon_state(const std::string& sock);
 // Polls until the daemon answers with `state` (deadline).

@@ -28,14 +28,6 @@ namespace {
 
 using nlohmann::json;
 
-Status api_ok(const std::string& sock, const std::string& method, const std::string& path) {
-  auto r = http::http_request(sock, method, path, {}, std::chrono::seconds(20));
-  if (!r.ok()) return r.error();
-  if (r->status / 100 != 2)
-    return Error{EIO, method + " " + path + " -> " + std::to_string(r->status) + " " + r->body};
-  return {};
-}
-
 class TakeoverTest : public ::testing::Test {
  protected:
   // The image every daemon serves; a fixture may serve another kind.

@@ -89,19 +89,6 @@ StoredChunk stored_chunk(const std::string& bootstrap, const std::string& blob_d
           static_cast<uint64_t>(c - (**table).chunks.data())};
 }
 
-// One O_DIRECT pread of 4 KiB at `offset` (a single FUSE READ): 0 or the errno.
-int direct_read(const std::string& path, uint64_t offset, std::string* data = nullptr) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECT);
-  if (fd < 0) return errno;
-  void* buf = std::aligned_alloc(4096, 4096);  // NOLINT(cppcoreguidelines-no-malloc): O_DIRECT alignment
-  const ssize_t n = ::pread(fd, buf, 4096, static_cast<off_t>(offset));
-  const int err = n < 0 ? errno : 0;
-  if (data != nullptr && n > 0) data->assign(static_cast<char*>(buf), static_cast<size_t>(n));
-  std::free(buf);  // NOLINT(cppcoreguidelines-no-malloc)
-  ::close(fd);
-  return err;
-}
-
 size_t count_lines_with(const std::string& text, const std::string& needle) {
   size_t n = 0;
   std::stringstream lines(text);

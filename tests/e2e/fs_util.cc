@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
@@ -130,6 +131,18 @@ void write_text_file(const std::string& path, std::string_view content) {
     if (n <= 0) throw std::runtime_error("write " + path + ": " + errno_text(errno));
     done += static_cast<size_t>(n);
   }
+}
+
+int direct_read(const std::string& path, uint64_t offset, std::string* data) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECT);
+  if (fd < 0) return errno;
+  void* buf = std::aligned_alloc(4096, 4096);  // NOLINT(cppcoreguidelines-no-malloc): O_DIRECT alignment
+  const ssize_t n = ::pread(fd, buf, 4096, static_cast<off_t>(offset));
+  const int err = n < 0 ? errno : 0;
+  if (data != nullptr && n > 0) data->assign(static_cast<char*>(buf), static_cast<size_t>(n));
+  std::free(buf);  // NOLINT(cppcoreguidelines-no-malloc)
+  ::close(fd);
+  return err;
 }
 
 }  // namespace ferry::e2e

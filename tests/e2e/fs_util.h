@@ -49,4 +49,8 @@ bool read_text_file(const std::string& path, std::string* out);
 // Writes `content` to `path` (truncating); throws std::runtime_error on failure.
 void write_text_file(const std::string& path, std::string_view content);
 
+// One O_DIRECT pread of 4 KiB at `offset` (a single FUSE READ, past the page cache): 0 or the
+// errno; the bytes read into `data` when given.
+int direct_read(const std::string& path, uint64_t offset, std::string* data = nullptr);
+
 }  // namespace ferry::e2e

@@ -70,6 +70,9 @@ TEST(InstallTest, PrefixInstallPutsEverythingInItsPlaceAndTheBinariesRun) {
   }
   std::string help;
   EXPECT_EQ(test::run_shell("'" + prefix + "/bin/ferryctl' --help", &help), 0) << help;
+  // ferryd's registry module, where ferryd looks for it (../lib/ferry beside bin/).
+  struct stat module {};
+  EXPECT_EQ(::stat((prefix + "/lib/ferry/ferry-registry.so").c_str(), &module), 0);
 
   const std::string unit = test::read_file(prefix + "/lib/systemd/system/ferry-snapshotter.service");
   ASSERT_FALSE(unit.empty()) << "no unit installed";

@@ -117,7 +117,13 @@ bool RegistryServer::start() {
 }
 
 bool RegistryServer::restart() {
-  registry_.kill_and_reap();
+  stop();
+  return start_again();
+}
+
+void RegistryServer::stop() { registry_.kill_and_reap(); }
+
+bool RegistryServer::start_again() {
   registry_ = Process::start({"/usr/bin/docker-registry", "serve", dir_ / "config.yml"}, dir_ / "registry.log");
   if (!wait_for_port(port_, std::chrono::seconds(20))) {
     ADD_FAILURE() << "docker-registry did not listen on " << port_ << ": " << log();

@@ -52,6 +52,9 @@ class RegistryServer {
   [[nodiscard]] const RegistryConfig& config() const { return config_; }
   // Stops it (SIGKILL, reaped) and starts it again on the same port and storage.
   bool restart();
+  // The two halves of restart(), for tests that read while the registry is down.
+  void stop();
+  bool start_again();
 
  private:
   bool start();
