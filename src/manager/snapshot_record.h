@@ -15,9 +15,9 @@ enum class SnapshotKind : int { kView = 1, kActive = 2, kCommitted = 3 };
 using Labels = std::map<std::string, std::string>;
 
 struct SnapshotRecord {
-  int64_t id = 0;       // assigned by the database, never reused (AUTOINCREMENT)
-  std::string key;      // the key of a view or active snapshot, the name of a committed one
-  std::string parent;   // the committed parent's name; empty for none
+  int64_t id = 0;      // assigned by the database, never reused (AUTOINCREMENT)
+  std::string key;     // the key of a view or active snapshot, the name of a committed one
+  std::string parent;  // the committed parent's name; empty for none
   SnapshotKind kind = SnapshotKind::kActive;
   Labels labels;
   int64_t created_ns = 0;  // nanoseconds since the epoch

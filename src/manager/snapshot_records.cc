@@ -48,7 +48,8 @@ Result<SnapshotRecord> read_row(const StmtUse& use) {
 
 // The row of `key`, or nullopt. Runs inside the caller's transaction.
 Result<std::optional<SnapshotRecord>> find(const ManagerStore::Impl& impl, std::string_view key) {
-  FERRY_ASSIGN(StmtPtr stmt, impl.prepare((std::string("SELECT ") + kColumns + " FROM snapshots WHERE key = ?1").c_str()));
+  FERRY_ASSIGN(StmtPtr stmt,
+               impl.prepare((std::string("SELECT ") + kColumns + " FROM snapshots WHERE key = ?1").c_str()));
   StmtUse use(stmt.get());
   use.bind(1, key);
   const std::string what = "reading snapshot '" + std::string(key) + "'";
@@ -75,8 +76,8 @@ Status write_labels(const ManagerStore::Impl& impl, const SnapshotRecord& r) {
 
 }  // namespace
 
-Result<SnapshotRecord> ManagerStore::create_snapshot(const SnapshotRecord& wanted,
-                                                     const std::function<Status(const SnapshotRecord&)>& make_files) {
+Result<SnapshotRecord> ManagerStore::create_snapshot(
+    const SnapshotRecord& wanted, const std::function<Status(const SnapshotRecord&)>& make_files) {
   if (wanted.key.empty()) return Error{EINVAL, "a snapshot needs a key"};
   if (wanted.kind == SnapshotKind::kCommitted) {
     return Error{EINVAL, "snapshot '" + wanted.key + "': only views and active snapshots are created"};
@@ -97,9 +98,10 @@ Result<SnapshotRecord> ManagerStore::create_snapshot(const SnapshotRecord& wante
   r.size = 0;
   r.inodes = 0;
   {
-    FERRY_ASSIGN(StmtPtr stmt,
-                 impl_->prepare("INSERT INTO snapshots (key, parent, kind, labels, created_ns, updated_ns, size, "
-                                "inodes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0)"));
+    FERRY_ASSIGN(
+        StmtPtr stmt,
+        impl_->prepare("INSERT INTO snapshots (key, parent, kind, labels, created_ns, updated_ns, size, "
+                       "inodes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0)"));
     StmtUse use(stmt.get());
     use.bind(1, r.key)
         .bind(2, r.parent)
@@ -134,7 +136,8 @@ Result<std::vector<SnapshotRecord>> ManagerStore::snapshot_chain(std::string_vie
   while (!chain.back().parent.empty()) {
     // Parents cannot be removed under children, so a missing one means a damaged database; a
     // chain longer than the table means a cycle.
-    if (chain.size() > 100000) return Error{EPROTO, "snapshot '" + std::string(key) + "': parent chain loops"};
+    if (chain.size() > 100000)
+      return Error{EPROTO, "snapshot '" + std::string(key) + "': parent chain loops"};
     std::string parent = chain.back().parent;
     FERRY_ASSIGN(SnapshotRecord p, need(*impl_, parent));
     chain.push_back(std::move(p));
@@ -147,7 +150,8 @@ Result<std::vector<SnapshotRecord>> ManagerStore::snapshots() const {
   std::lock_guard lock(impl_->mu);
   Transaction tx(*impl_, false);
   FERRY_TRY(tx.begin());
-  FERRY_ASSIGN(StmtPtr stmt, impl_->prepare((std::string("SELECT ") + kColumns + " FROM snapshots ORDER BY id").c_str()));
+  FERRY_ASSIGN(StmtPtr stmt,
+               impl_->prepare((std::string("SELECT ") + kColumns + " FROM snapshots ORDER BY id").c_str()));
   StmtUse use(stmt.get());
   std::vector<SnapshotRecord> out;
   for (;;) {
@@ -161,8 +165,9 @@ Result<std::vector<SnapshotRecord>> ManagerStore::snapshots() const {
   return out;
 }
 
-Result<SnapshotRecord> ManagerStore::commit_snapshot(std::string_view key, std::string_view name, const Labels& labels,
-                                                     int64_t size, int64_t inodes, int64_t now_ns) {
+Result<SnapshotRecord> ManagerStore::commit_snapshot(std::string_view key, std::string_view name,
+                                                     const Labels& labels, int64_t size, int64_t inodes,
+                                                     int64_t now_ns) {
   if (name.empty()) return Error{EINVAL, "committing '" + std::string(key) + "': the name is empty"};
   std::lock_guard lock(impl_->mu);
   Transaction tx(*impl_, true);
@@ -180,8 +185,9 @@ Result<SnapshotRecord> ManagerStore::commit_snapshot(std::string_view key, std::
   r.size = size;
   r.inodes = inodes;
   {
-    FERRY_ASSIGN(StmtPtr stmt, impl_->prepare("UPDATE snapshots SET key = ?2, kind = ?3, labels = ?4, updated_ns = ?5, "
-                                              "size = ?6, inodes = ?7 WHERE id = ?1"));
+    FERRY_ASSIGN(StmtPtr stmt,
+                 impl_->prepare("UPDATE snapshots SET key = ?2, kind = ?3, labels = ?4, updated_ns = ?5, "
+                                "size = ?6, inodes = ?7 WHERE id = ?1"));
     StmtUse use(stmt.get());
     use.bind(1, r.id)
         .bind(2, r.key)
@@ -207,8 +213,8 @@ Result<SnapshotRecord> ManagerStore::remove_snapshot(std::string_view key) {
     use.bind(1, key);
     int rc = use.step();
     if (rc == SQLITE_ROW) {
-      return Error{ENOTEMPTY, "snapshot '" + r.key + "' has children (e.g. '" + use.text(0) +
-                                  "'): remove them first"};
+      return Error{ENOTEMPTY,
+                   "snapshot '" + r.key + "' has children (e.g. '" + use.text(0) + "'): remove them first"};
     }
     if (rc != SQLITE_DONE) return impl_->error(rc, "looking for children of '" + r.key + "'");
   }
@@ -223,7 +229,8 @@ Result<SnapshotRecord> ManagerStore::remove_snapshot(std::string_view key) {
 }
 
 Result<SnapshotRecord> ManagerStore::update_snapshot_labels(std::string_view key, const Labels& labels,
-                                                            const std::vector<std::string>& paths, int64_t now_ns) {
+                                                            const std::vector<std::string>& paths,
+                                                            int64_t now_ns) {
   std::lock_guard lock(impl_->mu);
   Transaction tx(*impl_, true);
   FERRY_TRY(tx.begin());

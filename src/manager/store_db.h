@@ -53,7 +53,6 @@ inline int errno_for(int sqlite_code) {
   }
 }
 
-
 // One statement, reset and unbound when the use ends so the next use starts clean and no read
 // statement keeps a snapshot open.
 class StmtUse {
@@ -163,7 +162,6 @@ struct ManagerStore::Impl {
     return p == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(p));
   }
 };
-
 
 // A transaction that rolls back unless committed. Writes begin IMMEDIATE so a second writer
 // (another connection) waits at BEGIN under busy_timeout instead of failing mid-way.

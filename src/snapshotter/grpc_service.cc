@@ -1,16 +1,16 @@
 #include "snapshotter/grpc_service.h"
 
 #include <fcntl.h>
+#include <github.com/containerd/containerd/api/services/snapshots/v1/snapshots.grpc.pb.h>
+#include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
+#include <grpcpp/server_posix.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <github.com/containerd/containerd/api/services/snapshots/v1/snapshots.grpc.pb.h>
-#include <grpcpp/server.h>
-#include <grpcpp/server_builder.h>
-#include <grpcpp/server_posix.h>
 #include <cstring>
 #include <thread>
 
@@ -28,7 +28,8 @@ Labels labels_of(const google::protobuf::Map<std::string, std::string>& map) {
   return Labels(map.begin(), map.end());
 }
 
-void put_mounts(const std::vector<Mount>& mounts, google::protobuf::RepeatedPtrField<containerd::types::Mount>* out) {
+void put_mounts(const std::vector<Mount>& mounts,
+                google::protobuf::RepeatedPtrField<containerd::types::Mount>* out) {
   for (const Mount& m : mounts) {
     auto* pm = out->Add();
     pm->set_type(m.type);
@@ -78,7 +79,8 @@ class Service final : public api::Snapshots::Service {
     if (mounts.ok()) put_mounts(*mounts, resp->mutable_mounts());
     return answer(mounts);
   }
-  grpc::Status Mounts(grpc::ServerContext*, const api::MountsRequest* req, api::MountsResponse* resp) override {
+  grpc::Status Mounts(grpc::ServerContext*, const api::MountsRequest* req,
+                      api::MountsResponse* resp) override {
     auto mounts = s_.mounts(req->key());
     if (mounts.ok()) put_mounts(*mounts, resp->mutable_mounts());
     return answer(mounts);
@@ -223,7 +225,8 @@ const std::string& GrpcServer::path() const {
   return impl_->listener.path();
 }
 
-Result<std::unique_ptr<GrpcServer>> GrpcServer::start(const std::string& socket_path, Snapshotter& snapshotter) {
+Result<std::unique_ptr<GrpcServer>> GrpcServer::start(const std::string& socket_path,
+                                                      Snapshotter& snapshotter) {
   auto slash = socket_path.find_last_of('/');
   if (slash != std::string::npos && slash > 0) {
     if (auto made = make_dirs(socket_path.substr(0, slash), 0700); !made.ok()) {

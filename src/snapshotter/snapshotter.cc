@@ -23,7 +23,8 @@ namespace {
 constexpr size_t kMaxLabelBytes = 4096;
 
 int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
@@ -83,8 +84,9 @@ Status validate_labels(const Labels& labels) {
   for (const auto& [k, v] : labels) {
     if (k.empty()) return Error{EINVAL, "a label has an empty key"};
     if (k.size() + v.size() > kMaxLabelBytes) {
-      return Error{EINVAL, "label '" + k.substr(0, 64) + "': key and value are " + std::to_string(k.size() + v.size()) +
-                               " bytes, at most " + std::to_string(kMaxLabelBytes) + " are allowed"};
+      return Error{EINVAL, "label '" + k.substr(0, 64) + "': key and value are " +
+                               std::to_string(k.size() + v.size()) + " bytes, at most " +
+                               std::to_string(kMaxLabelBytes) + " are allowed"};
     }
   }
   return ok_status();
@@ -102,7 +104,8 @@ Result<Usage> disk_usage(const std::string& path) {
 }
 
 Result<Snapshotter> Snapshotter::open(manager::ManagerStore& store, std::string dir) {
-  if (dir.empty() || dir.front() != '/') return Error{EINVAL, "snapshot directory '" + dir + "' is not absolute"};
+  if (dir.empty() || dir.front() != '/')
+    return Error{EINVAL, "snapshot directory '" + dir + "' is not absolute"};
   FERRY_TRY(make_dirs(dir, 0700));
   return Snapshotter(store, std::move(dir));
 }
@@ -114,8 +117,8 @@ std::string Snapshotter::work_dir(int64_t id) const {
   return dir_ + "/" + std::to_string(id) + "/work";
 }
 
-Result<std::vector<Mount>> Snapshotter::create(SnapshotKind kind, const std::string& key, const std::string& parent,
-                                               const Labels& labels) {
+Result<std::vector<Mount>> Snapshotter::create(SnapshotKind kind, const std::string& key,
+                                               const std::string& parent, const Labels& labels) {
   if (key.empty()) return Error{EINVAL, "the snapshot key is empty"};
   FERRY_TRY(validate_labels(labels));
   SnapshotRecord wanted;
@@ -193,7 +196,8 @@ Status Snapshotter::commit(const std::string& name, const std::string& key, cons
   FERRY_ASSIGN(Usage u, disk_usage(fs_dir(r.id)));
   FERRY_ASSIGN(SnapshotRecord done, store_->commit_snapshot(key, name, labels, u.size, u.inodes, now_ns()));
   // A committed snapshot is never an upper dir again: its work dir goes.
-  if (Status st = remove_tree(work_dir(done.id)); !st.ok()) spdlog::warn("snapshotter: {}", st.error().message);
+  if (Status st = remove_tree(work_dir(done.id)); !st.ok())
+    spdlog::warn("snapshotter: {}", st.error().message);
   return ok_status();
 }
 
@@ -211,7 +215,8 @@ Result<SnapshotRecord> Snapshotter::stat(const std::string& key) const {
   return store_->snapshot(key);
 }
 
-Result<SnapshotRecord> Snapshotter::update(const SnapshotRecord& info, const std::vector<std::string>& paths) {
+Result<SnapshotRecord> Snapshotter::update(const SnapshotRecord& info,
+                                           const std::vector<std::string>& paths) {
   for (const std::string& p : paths) {
     if (p != "labels" && (p.rfind("labels.", 0) != 0 || p.size() == std::string_view("labels.").size())) {
       return Error{EINVAL, "cannot update field '" + p + "' of snapshot '" + info.key +

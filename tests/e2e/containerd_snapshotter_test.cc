@@ -38,24 +38,30 @@ constexpr const char* kBusybox = "/bin/busybox";
 constexpr const char* kListing =
     "cd / && find data etc/ferry | sort | while read f; do "
     "if [ -L \"$f\" ]; then echo \"$f link $(readlink \"$f\")\"; "
-    "elif [ -f \"$f\" ]; then echo \"$f file $(stat -c '%a %u:%g %s' \"$f\") $(sha256sum < \"$f\" | cut -d' ' -f1)\"; "
+    "elif [ -f \"$f\" ]; then echo \"$f file $(stat -c '%a %u:%g %s' \"$f\") $(sha256sum < \"$f\" | cut -d' "
+    "' -f1)\"; "
     "else echo \"$f $(stat -c '%F %a %u:%g' \"$f\")\"; fi; done";
 
 // ferry-snapshotter with a private root and sockets, killed by pid when it goes.
 class FerrySnapshotter {
  public:
   explicit FerrySnapshotter(const test::TempDir& dir) : dir_(dir) {
-    std::ofstream(dir_ / "ferry.toml") << "version = 1\n"
-                                       << "root = \"" << dir_ / "root" << "\"\n"
-                                       << "address = \"" << socket() << "\"\n"
-                                       << "[daemon]\nnydusd_path = \"" << test::binary_path("ferryd") << "\"\n"
-                                       << "[system]\naddress = \"" << dir_ / "system.sock" << "\"\n"
-                                       << "[log]\ndir = \"" << dir_ / "logs" << "\"\n";
+    std::ofstream(dir_ / "ferry.toml")
+        << "version = 1\n"
+        << "root = \"" << dir_ / "root"
+        << "\"\n"
+        << "address = \"" << socket() << "\"\n"
+        << "[daemon]\nnydusd_path = \"" << test::binary_path("ferryd") << "\"\n"
+        << "[system]\naddress = \"" << dir_ / "system.sock"
+        << "\"\n"
+        << "[log]\ndir = \"" << dir_ / "logs"
+        << "\"\n";
   }
   bool start() {
     process_ = test::Process::start({test::binary_path("ferry-snapshotter"), "--config", dir_ / "ferry.toml"},
                                     dir_ / "ferry-snapshotter.out");
-    return test::wait_until([&] { return !process_.running() || fs::exists(socket()); }, 30s) && process_.running();
+    return test::wait_until([&] { return !process_.running() || fs::exists(socket()); }, 30s) &&
+           process_.running();
   }
   void kill() { process_.kill_and_reap(); }
   [[nodiscard]] std::string socket() const { return dir_ / "ferry-grpc.sock"; }
@@ -71,7 +77,8 @@ class ContainerdSnapshotterTest : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string missing = ContainerdServer::missing_prerequisite();
-    if (missing.empty() && test::run_shell("command -v runc >/dev/null") != 0) missing = "runc is not installed";
+    if (missing.empty() && test::run_shell("command -v runc >/dev/null") != 0)
+      missing = "runc is not installed";
     if (missing.empty() &&
         test::run_shell("command -v skopeo >/dev/null && command -v docker-registry >/dev/null") != 0)
       missing = "skopeo or docker-registry is not installed";
@@ -109,7 +116,9 @@ class ContainerdSnapshotterTest : public ::testing::Test {
     }
   }
 
-  RunResult tool(const std::vector<std::string>& argv) { return run_with_deadline(argv, dir_.path(), kToolDeadline); }
+  RunResult tool(const std::vector<std::string>& argv) {
+    return run_with_deadline(argv, dir_.path(), kToolDeadline);
+  }
 
   ImageDir dir_;
   test::TempDir ferry_dir_;
@@ -127,6 +136,16 @@ TEST_F(ContainerdSnapshotterTest, OrdinaryImageRunsOnFerryAsOnOverlayfsAndSurviv
   ContainerdServer containerd(config);
   ASSERT_TRUE(containerd.ok());
 
+  // containerd loaded the proxy plugin (docs/containerd.md says what this line looks like).
+  auto plugins = containerd.ctr({"plugins", "ls"});
+  ASSERT_EQ(plugins.exit_code(), 0) << plugins.describe();
+  bool listed = false;
+  for (const auto& l : test::lines_of(plugins.out)) {
+    listed = listed || (l.find("io.containerd.snapshotter.v1") != std::string::npos &&
+                        l.find(" ferry ") != std::string::npos && l.find(" ok") != std::string::npos);
+  }
+  EXPECT_TRUE(listed) << plugins.out;
+
   make_layers();
   write_oci_layout(dir_.path() + "/oci", "v1", gz_, tars_);
   const std::string image = registry.host() + "/plain/busybox-data:v1";
@@ -136,15 +155,19 @@ TEST_F(ContainerdSnapshotterTest, OrdinaryImageRunsOnFerryAsOnOverlayfsAndSurviv
 
   auto pull = containerd.ctr({"images", "pull", "--plain-http", "--snapshotter", "ferry", image});
   ASSERT_EQ(pull.exit_code(), 0) << pull.describe() << containerd.log_tail() << ferry.log();
-  auto on_ferry = containerd.ctr({"run", "--rm", "--snapshotter", "ferry", image, "on-ferry", "/bin/sh", "-c", kListing});
+  auto on_ferry =
+      containerd.ctr({"run", "--rm", "--snapshotter", "ferry", image, "on-ferry", "/bin/sh", "-c", kListing});
   ASSERT_EQ(on_ferry.exit_code(), 0) << on_ferry.describe() << containerd.log_tail() << ferry.log();
 
   // What the test wrote, seen from inside the container: the whiteout and the overwrite applied.
   const auto listing = test::lines_of(on_ferry.out);
-  auto has = [&](const std::string& line) { return std::find(listing.begin(), listing.end(), line) != listing.end(); };
+  auto has = [&](const std::string& line) {
+    return std::find(listing.begin(), listing.end(), line) != listing.end();
+  };
   EXPECT_TRUE(has("data/a.bin file 644 0:0 " + std::to_string(a_bin_.size()) + " " + sha256_hex(a_bin_)))
       << on_ferry.out;
-  EXPECT_TRUE(has("data/new.bin file 644 0:0 " + std::to_string(new_bin_.size()) + " " + sha256_hex(new_bin_)))
+  EXPECT_TRUE(
+      has("data/new.bin file 644 0:0 " + std::to_string(new_bin_.size()) + " " + sha256_hex(new_bin_)))
       << on_ferry.out;
   EXPECT_TRUE(has("data/override.txt file 644 0:0 3 " + sha256_hex("v2\n"))) << on_ferry.out;
   EXPECT_TRUE(has("data/sub/deep.txt file 600 1000:100 5 " + sha256_hex("deep\n"))) << on_ferry.out;
@@ -167,7 +190,8 @@ TEST_F(ContainerdSnapshotterTest, OrdinaryImageRunsOnFerryAsOnOverlayfsAndSurviv
   EXPECT_NE(ls.out.find(top), std::string::npos) << ls.out;
   EXPECT_EQ(test::lines_of(ls.out).size(), 1U + tars_.size()) << ls.out;  // a header and one line per layer
   // ...each with its directory under Ferry's root (the containers' active snapshots are gone).
-  EXPECT_EQ(static_cast<size_t>(std::distance(fs::directory_iterator(ferry.snapshots_dir()), {})), tars_.size());
+  EXPECT_EQ(static_cast<size_t>(std::distance(fs::directory_iterator(ferry.snapshots_dir()), {})),
+            tars_.size());
   std::printf("[ e2e    ] container on ferry listed %zu paths, equal to overlayfs: %s\n%s", listing.size(),
               on_ferry.out == on_overlay.out ? "yes" : "no", ls.out.c_str());
 
@@ -183,7 +207,8 @@ TEST_F(ContainerdSnapshotterTest, OrdinaryImageRunsOnFerryAsOnOverlayfsAndSurviv
       60s))
       << again.describe();
   EXPECT_EQ(again.out, ls.out);
-  auto after = containerd.ctr({"run", "--rm", "--snapshotter", "ferry", image, "after-restart", "/bin/sh", "-c", kListing});
+  auto after = containerd.ctr(
+      {"run", "--rm", "--snapshotter", "ferry", image, "after-restart", "/bin/sh", "-c", kListing});
   ASSERT_EQ(after.exit_code(), 0) << after.describe() << containerd.log_tail() << ferry.log();
   EXPECT_EQ(after.out, on_ferry.out);
 
@@ -194,7 +219,8 @@ TEST_F(ContainerdSnapshotterTest, OrdinaryImageRunsOnFerryAsOnOverlayfsAndSurviv
   EXPECT_TRUE(test::wait_until(
       [&] {
         empty = containerd.ctr({"snapshots", "--snapshotter", "ferry", "ls"}, 20s);
-        return empty.exit_code() == 0 && test::lines_of(empty.out).size() <= 1 && fs::is_empty(ferry.snapshots_dir());
+        return empty.exit_code() == 0 && test::lines_of(empty.out).size() <= 1 &&
+               fs::is_empty(ferry.snapshots_dir());
       },
       60s))
       << empty.describe() << containerd.log_tail();

@@ -11,9 +11,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <cstring>
 #include <map>
 #include <optional>
 
@@ -401,7 +401,8 @@ TEST_F(SnapshotterGrpc, UpdateChangesLabelsOnly) {
   api::Info info;
   // One label by its path: set one, remove another (absent from the info), keep the rest.
   ASSERT_TRUE(update("a", {{"new", "3"}}, {"labels.new", "labels.drop"}, &info).ok());
-  EXPECT_THAT(info.labels(), ::testing::UnorderedElementsAre(::testing::Pair("keep", "1"), ::testing::Pair("new", "3")));
+  EXPECT_THAT(info.labels(),
+              ::testing::UnorderedElementsAre(::testing::Pair("keep", "1"), ::testing::Pair("new", "3")));
   // "labels" (or no mask) replaces them all.
   ASSERT_TRUE(update("a", {{"only", "4"}}, {"labels"}, &info).ok());
   EXPECT_THAT(info.labels(), ::testing::UnorderedElementsAre(::testing::Pair("only", "4")));
