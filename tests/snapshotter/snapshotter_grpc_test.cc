@@ -12,10 +12,12 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <optional>
+#include <thread>
 
 #include "common/unique_fd.h"
 #include "manager/store.h"
@@ -456,6 +458,49 @@ TEST_F(SnapshotterGrpc, ARestartLosesNothing) {
   Call q = prepare("second", "l1");
   ASSERT_TRUE(q.status.ok());
   EXPECT_NE(option(q.mounts[0], "upperdir="), option(p.mounts[0], "upperdir="));
+}
+
+// containerd unpacks layers in parallel: of eight Prepares of one key exactly one wins, and a
+// parent removed while children are prepared over it is either removed with no child recorded or
+// refused with every child recorded.
+TEST_F(SnapshotterGrpc, ConcurrentCallsKeepTheRules) {
+  std::atomic<int> won{0}, exists{0};
+  {
+    std::vector<std::jthread> threads;
+    for (int i = 0; i < 8; ++i) {
+      threads.emplace_back([&] {
+        grpc::StatusCode code = prepare("same").status.error_code();
+        if (code == grpc::StatusCode::OK) won++;
+        if (code == grpc::StatusCode::ALREADY_EXISTS) exists++;
+      });
+    }
+  }
+  EXPECT_EQ(won.load(), 1);
+  EXPECT_EQ(exists.load(), 7);
+
+  layer("parent", "", "f");
+  std::atomic<int> children{0};
+  grpc::Status removed;
+  {
+    std::vector<std::jthread> threads;
+    for (int i = 0; i < 6; ++i) {
+      threads.emplace_back([&, i] {
+        if (prepare("child" + std::to_string(i), "parent").status.ok()) children++;
+      });
+    }
+    threads.emplace_back([&] { removed = remove("parent"); });
+  }
+  auto all = list();
+  size_t recorded = 0;
+  for (const auto& [name, info] : all) recorded += info.parent() == "parent" ? 1 : 0;
+  EXPECT_EQ(recorded, static_cast<size_t>(children.load()));
+  if (removed.ok()) {
+    EXPECT_EQ(children.load(), 0);
+  } else {
+    EXPECT_EQ(removed.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_GT(children.load(), 0);
+    EXPECT_EQ(all.count("parent"), 1U);
+  }
 }
 
 TEST(SnapshotterSocket, AStaleSocketIsReplacedAndANonSocketRefused) {
