@@ -35,8 +35,20 @@ Status remove_tree(const std::string& path) {
   return ok_status();
 }
 
-Status make_dir(const std::string& path) {
-  if (::mkdir(path.c_str(), 0755) != 0) return errno_error("cannot create '" + path + "'");
+Status make_dir(const std::string& path, mode_t mode) {
+  if (::mkdir(path.c_str(), mode) != 0) return errno_error("cannot create '" + path + "'");
+  // mkdir's mode passes through the umask; the layout's modes must not depend on it.
+  if (::chmod(path.c_str(), mode) != 0) return errno_error("cannot chmod '" + path + "'");
+  return ok_status();
+}
+
+// A container's root directory is its upper dir's: like containerd, give a new upper dir the
+// owner and mode of the parent's root, so the image's "/" attributes show through.
+Status copy_owner_and_mode(const std::string& from, const std::string& to) {
+  struct stat st {};
+  if (::stat(from.c_str(), &st) != 0) return errno_error("cannot stat '" + from + "'");
+  if (::lchown(to.c_str(), st.st_uid, st.st_gid) != 0) return errno_error("cannot chown '" + to + "'");
+  if (::chmod(to.c_str(), st.st_mode & 07777) != 0) return errno_error("cannot chmod '" + to + "'");
   return ok_status();
 }
 
@@ -127,13 +139,27 @@ Result<std::vector<Mount>> Snapshotter::create(SnapshotKind kind, const std::str
   wanted.kind = kind;
   wanted.labels = labels;
   wanted.created_ns = wanted.updated_ns = now_ns();
-  auto make_files = [this](const SnapshotRecord& r) -> Status {
+  // The parent's directory (its record is checked again inside the transaction).
+  std::string parent_fs;
+  if (!parent.empty()) {
+    auto p = store_->snapshot(parent);
+    if (!p.ok() && p.error().code == ENOENT) {
+      return Error{ENOENT, "parent snapshot '" + parent + "' does not exist"};
+    }
+    if (!p.ok()) return std::move(p).error();
+    parent_fs = fs_dir(p->id);
+  }
+  auto make_files = [this, &parent_fs](const SnapshotRecord& r) -> Status {
     const std::string top = dir_ + "/" + std::to_string(r.id);
     // An id whose transaction rolled back is handed out again: its leftovers go first.
     FERRY_TRY(remove_tree(top));
-    Status st = make_dir(top);
-    if (st.ok()) st = make_dir(fs_dir(r.id));
-    if (st.ok() && r.kind == SnapshotKind::kActive) st = make_dir(work_dir(r.id));
+    // Modes as containerd's overlayfs snapshotter makes them.
+    Status st = make_dir(top, 0700);
+    if (st.ok()) st = make_dir(fs_dir(r.id), 0755);
+    if (st.ok() && r.kind == SnapshotKind::kActive) st = make_dir(work_dir(r.id), 0711);
+    if (st.ok() && r.kind == SnapshotKind::kActive && !parent_fs.empty()) {
+      st = copy_owner_and_mode(parent_fs, fs_dir(r.id));
+    }
     if (!st.ok()) {
       Status rm = remove_tree(top);
       if (!rm.ok()) spdlog::warn("snapshotter: {}", rm.error().message);

@@ -33,10 +33,10 @@ using namespace std::chrono_literals;
 constexpr auto kToolDeadline = 180s;
 constexpr const char* kBusybox = "/bin/busybox";
 
-// What each container prints: every path under /data and /etc/ferry with its kind, mode, owner,
-// size, link target and content hash.
+// What each container prints: the root's mode and owner, then every path under /data and
+// /etc/ferry with its kind, mode, owner, size, link target and content hash.
 constexpr const char* kListing =
-    "cd / && find data etc/ferry | sort | while read f; do "
+    "cd / && echo \"/ $(stat -c '%a %u:%g' /)\" && find data etc/ferry | sort | while read f; do "
     "if [ -L \"$f\" ]; then echo \"$f link $(readlink \"$f\")\"; "
     "elif [ -f \"$f\" ]; then echo \"$f file $(stat -c '%a %u:%g %s' \"$f\") $(sha256sum < \"$f\" | cut -d' "
     "' -f1)\"; "
@@ -174,7 +174,7 @@ TEST_F(ContainerdSnapshotterTest, OrdinaryImageRunsOnFerryAsOnOverlayfsAndSurviv
   EXPECT_TRUE(has("data/link link a.bin")) << on_ferry.out;
   EXPECT_TRUE(has("data/sub directory 750 0:0")) << on_ferry.out;
   EXPECT_FALSE(on_ferry.out.find("gone.txt") != std::string::npos) << on_ferry.out;
-  EXPECT_EQ(listing.size(), 10U) << on_ferry.out;
+  EXPECT_EQ(listing.size(), 11U) << on_ferry.out;
 
   // The same image on containerd's own overlayfs snapshotter says the same.
   auto pull_overlay = containerd.ctr({"images", "pull", "--plain-http", image});

@@ -11,8 +11,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -273,6 +273,31 @@ TEST_F(SnapshotterGrpc, ActiveOverParentsIsAnOverlayNearestLowerFirst) {
   EXPECT_TRUE(fs::is_directory(work));
 }
 
+// The container's "/" is its upper dir: it takes the owner and mode of the image's top layer root.
+TEST_F(SnapshotterGrpc, AnUpperDirTakesItsParentsRootOwnerAndMode) {
+  Call p = prepare("extract-l1");
+  ASSERT_TRUE(p.status.ok());
+  const std::string lower = upper_of(p.mounts);
+  ASSERT_EQ(::chown(lower.c_str(), 1234, 5678), 0);
+  ASSERT_EQ(::chmod(lower.c_str(), 0750), 0);
+  ASSERT_TRUE(commit("l1", "extract-l1").ok());
+  Call c = prepare("container", "l1");
+  ASSERT_TRUE(c.status.ok());
+  ASSERT_EQ(c.mounts.size(), 1u);
+  struct stat st {};
+  ASSERT_EQ(::stat(option(c.mounts[0], "upperdir=").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 1234u);
+  EXPECT_EQ(st.st_gid, 5678u);
+  EXPECT_EQ(st.st_mode & 07777, 0750u);
+  // Without a parent: containerd's 0755, whatever the umask.
+  Call alone = prepare("alone");
+  ASSERT_TRUE(alone.status.ok());
+  ASSERT_EQ(::stat(upper_of(alone.mounts).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0755u);
+  ASSERT_EQ(::stat(fs::path(upper_of(alone.mounts)).parent_path().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+}
+
 TEST_F(SnapshotterGrpc, ViewsAreReadOnly) {
   layer("l1", "", "one");
   layer("l2", "l1", "two");
@@ -360,7 +385,7 @@ TEST_F(SnapshotterGrpc, ParentsMustExistAndBeCommitted) {
   size_t before = static_cast<size_t>(std::distance(fs::directory_iterator(svc_.snapshots()), {}));
   Call missing = prepare("child", "no-such-parent");
   EXPECT_EQ(missing.status.error_code(), grpc::StatusCode::NOT_FOUND);
-  EXPECT_THAT(missing.status.error_message(), HasSubstr("no-such-parent"));
+  EXPECT_THAT(missing.status.error_message(), HasSubstr("parent snapshot 'no-such-parent' does not exist"));
   ASSERT_TRUE(prepare("active").status.ok());
   Call active = prepare("child", "active");
   EXPECT_EQ(active.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
