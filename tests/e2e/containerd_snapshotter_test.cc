@@ -7,7 +7,8 @@
 //     does on containerd's overlayfs snapshotter, and as the test wrote them;
 //   - ferry-snapshotter killed (SIGKILL) and started again: containerd still lists the snapshots
 //     through it and a new container runs;
-//   - `ctr images rm` and containerd's garbage collection remove every snapshot and directory.
+//   - `ctr images rm` and containerd's garbage collection remove every snapshot and directory;
+//   - `ctr-remote images rpull` (the layer labels Ferry images will use) unpacks and runs it too.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -225,6 +226,26 @@ TEST_F(ContainerdSnapshotterTest, OrdinaryImageRunsOnFerryAsOnOverlayfsAndSurviv
       60s))
       << empty.describe() << containerd.log_tail();
   EXPECT_TRUE(mounts_at_or_below(ferry_dir_.path()).empty());
+
+  // The path Ferry images will take: ctr-remote's rpull passes the layer labels
+  // (containerd.io/snapshot.ref, .../remote/stargz.*); an ordinary image still unpacks and runs.
+  if (!fs::exists("/usr/bin/ctr-remote")) {
+    std::printf("[ e2e    ] ctr-remote (stargz-snapshotter) is not installed: rpull not tried\n");
+    return;
+  }
+  auto rpull = tool({"/usr/bin/ctr-remote", "-a", containerd.socket(), "-n", containerd.ns(), "images",
+                     "rpull", "--plain-http", "--snapshotter", "ferry", image});
+  ASSERT_EQ(rpull.exit_code(), 0) << rpull.describe() << containerd.log_tail() << ferry.log();
+  auto remote = containerd.ctr(
+      {"run", "--rm", "--snapshotter", "ferry", image, "after-rpull", "/bin/sh", "-c", kListing});
+  ASSERT_EQ(remote.exit_code(), 0) << remote.describe() << containerd.log_tail() << ferry.log();
+  EXPECT_EQ(remote.out, on_ferry.out);
+  auto labelled = containerd.ctr({"snapshots", "--snapshotter", "ferry", "info", top});
+  ASSERT_EQ(labelled.exit_code(), 0) << labelled.describe();
+  EXPECT_NE(labelled.out.find("containerd.io/snapshot.ref"), std::string::npos) << labelled.out;
+  auto rm_again = containerd.ctr({"images", "rm", "--sync", image});
+  ASSERT_EQ(rm_again.exit_code(), 0) << rm_again.describe();
+  EXPECT_TRUE(test::wait_until([&] { return fs::is_empty(ferry.snapshots_dir()); }, 60s));
 }
 
 }  // namespace
