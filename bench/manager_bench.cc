@@ -425,6 +425,7 @@ Status Bench::setup() {
     std::ofstream cfg(*dir_ / "config.toml");
     cfg << "version = 1\n"
         << "root = \"" << (*dir_ / "r") << "\"\n"
+        << "address = \"" << (*dir_ / "grpc.sock") << "\"\n"
         << "daemon_mode = \"" << opt_.daemon_mode << "\"\n"
         << "[daemon]\n"
         << "nydusd_path = \"" << opt_.ferryd << "\"\n"

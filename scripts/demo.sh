@@ -91,6 +91,7 @@ mkfs.erofs --quiet --chunksize=1048576 --blobdev="$work/blob" "$work/meta.erofs"
 cat >"$work/config.toml" <<EOF
 version = 1
 root = "$work/root"
+address = "$work/grpc.sock"
 daemon_mode = "dedicated"
 [daemon]
 recover_policy = "failover"

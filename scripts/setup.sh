@@ -19,6 +19,10 @@ packages=(
   erofs-utils squashfs-tools squashfuse fuse3 fio attr util-linux kmod procps curl python3 umoci
   # the registry tests: a real registry, htpasswd, skopeo as the oracle, a CA and a token server
   docker-registry apache2-utils skopeo openssl python3-cryptography
+  # the containerd snapshotter: gRPC, containerd's snapshots API protos (with gogoproto), and the
+  # containerd, runc, ctr-remote and static shell its end-to-end tests run
+  libgrpc++-dev protobuf-compiler-grpc golang-github-containerd-containerd-dev golang-github-gogo-protobuf-dev
+  containerd runc stargz-snapshotter busybox-static
 )
 
 export DEBIAN_FRONTEND=noninteractive

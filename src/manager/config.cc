@@ -228,6 +228,7 @@ Status read_config(const toml::table& root, ManagerConfig& config) {
            return ok_status();
          })
       .on("root", string_into(config.root))
+      .on("address", string_into(config.address))
       .on("daemon_mode",
           [&](const toml::node& node, const std::string& name) -> Status {
             const auto* s = node.as_string();
@@ -348,6 +349,11 @@ Status validate(const ManagerConfig& config) {
                    std::to_string(d.recover_attempts));
   }
 
+  FERRY_TRY(check_absolute("address", config.address, false));
+  if (config.address.size() > kMaxUnixSocketPath) {
+    return invalid("address: " + quoted(config.address) + " is " + std::to_string(config.address.size()) +
+                   " bytes, a unix socket path holds at most " + std::to_string(kMaxUnixSocketPath));
+  }
   // A disabled system API may leave the address empty; one that is given must still be sane.
   FERRY_TRY(check_absolute("[system] address", config.system.address, !config.system.enable));
   if (config.system.address.size() > kMaxUnixSocketPath) {
@@ -422,6 +428,9 @@ version = 1
 root = "/var/lib/ferry"
 # "dedicated": one ferryd per mount; "shared": one ferryd serves every mount.
 daemon_mode = "dedicated"
+# containerd's snapshots API (gRPC) on this unix socket (absolute path, created 0600); name it in
+# containerd's [proxy_plugins.ferry] address (docs/containerd.md).
+address = "/run/ferry/ferry-grpc.sock"
 
 [daemon]
 # The ferryd binary (absolute path); empty: the ferryd next to ferry-snapshotter.

@@ -4,6 +4,7 @@
 //   version = 1                      # required when a file is given; only 1 is understood
 //   root = "/var/lib/ferry"          # records, supervisor sockets, daemon sockets, logs
 //   daemon_mode = "dedicated"        # "dedicated" (one daemon per mount) | "shared"
+//   address = "/run/ferry/ferry-grpc.sock"  # containerd's snapshots API (gRPC, unix socket)
 //   [daemon]
 //   nydusd_path = ""                 # ferryd binary; empty: `ferryd` next to ferry-snapshotter
 //   recover_policy = "failover"      # "none" | "restart" | "failover"
@@ -46,6 +47,7 @@ struct ManagerConfig {
   int version = 1;
   std::string root = "/var/lib/ferry";
   DaemonMode daemon_mode = DaemonMode::kDedicated;
+  std::string address = "/run/ferry/ferry-grpc.sock";  // the containerd snapshotter's socket
   struct Daemon {
     std::string nydusd_path;  // empty: resolved by the caller (next to its own binary)
     RecoverPolicy recover_policy = RecoverPolicy::kFailover;
@@ -72,6 +74,7 @@ struct ManagerConfig {
   [[nodiscard]] std::string supervisor_dir() const { return root + "/supervisor"; }
   [[nodiscard]] std::string daemons_dir() const { return root + "/daemons"; }  // api sockets
   [[nodiscard]] std::string shared_mnt() const { return root + "/mnt"; }       // shared daemon's FUSE root
+  [[nodiscard]] std::string snapshots_dir() const { return root + "/snapshots"; }  // containerd snapshots
   [[nodiscard]] std::string log_dir() const { return log.dir.empty() ? root + "/logs" : log.dir; }
 };
 

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -23,6 +24,7 @@
 #include "common/result.h"
 #include "manager/config.h"
 #include "manager/events.h"
+#include "manager/snapshot_record.h"
 
 namespace ferry::manager {
 
@@ -80,6 +82,32 @@ class ManagerStore {
 
   Status set_setting(std::string_view key, std::string_view value);
   [[nodiscard]] Result<std::optional<std::string>> setting(std::string_view key) const;
+
+  // containerd snapshots (snapshot_records.cc). Each call is one transaction and enforces
+  // containerd's rules, with errno codes the snapshotter maps to gRPC: ENOENT (no such key or
+  // parent), EEXIST (the key or name is taken), EINVAL (a parent that is not committed),
+  // ENOTEMPTY (removing a snapshot with children), EPERM (the snapshot's kind forbids it).
+  //
+  // Inserts a view or active snapshot over `parent` (empty: none) and runs `make_files(record)`
+  // (the record has its id) before committing: when it fails nothing is recorded. Its times are
+  // the caller's (wanted.created_ns, updated_ns).
+  Result<SnapshotRecord> create_snapshot(const SnapshotRecord& wanted,
+                                         const std::function<Status(const SnapshotRecord&)>& make_files);
+  // The snapshot named `key` (ENOENT when there is none).
+  [[nodiscard]] Result<SnapshotRecord> snapshot(std::string_view key) const;
+  // The snapshot and its ancestors, nearest first, read in one transaction.
+  [[nodiscard]] Result<std::vector<SnapshotRecord>> snapshot_chain(std::string_view key) const;
+  // Every snapshot, ordered by id.
+  [[nodiscard]] Result<std::vector<SnapshotRecord>> snapshots() const;
+  // Turns the active snapshot `key` into the committed `name` with `labels`, `size` and `inodes`.
+  Result<SnapshotRecord> commit_snapshot(std::string_view key, std::string_view name, const Labels& labels,
+                                         int64_t size, int64_t inodes, int64_t now_ns);
+  // Deletes the snapshot; returns what it was (its id names its directory).
+  Result<SnapshotRecord> remove_snapshot(std::string_view key);
+  // Replaces the labels of `key` (all of them, or only those in `paths`: "labels.KEY"; a path
+  // "labels" means all) and its updated time.
+  Result<SnapshotRecord> update_snapshot_labels(std::string_view key, const Labels& labels,
+                                                const std::vector<std::string>& paths, int64_t now_ns);
 
   struct Impl;  // sqlite3 stays out of this header
   explicit ManagerStore(std::unique_ptr<Impl> impl);

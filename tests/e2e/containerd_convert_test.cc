@@ -184,9 +184,7 @@ TEST_F(ContainerdConvertTest, OverlayfsUnpackOfTheOriginalEqualsKernelErofsOfThe
   // (a) containerd pulls and unpacks it with overlayfs; a view of the top snapshot is mounted.
   auto pull = containerd.ctr({"images", "pull", "--plain-http", original});
   ASSERT_EQ(pull.exit_code(), 0) << pull.describe() << containerd.log_tail();
-  std::string chain = "sha256:" + sha256_hex(tars[0]);
-  for (size_t i = 1; i < tars.size(); ++i)
-    chain = "sha256:" + sha256_hex(chain + " sha256:" + sha256_hex(tars[i]));
+  const std::string chain = chain_id(tars);
   auto view = containerd.ctr({"snapshots", "view", "orig-view", chain});
   ASSERT_EQ(view.exit_code(), 0) << view.describe();
   const std::string view_dir = containerd.dir() + "/view";

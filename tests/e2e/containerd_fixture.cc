@@ -106,6 +106,9 @@ bool ContainerdServer::start() {
        << "[metrics]\n  address = \"\"\n"
        << "[plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"" << d << "/opt\"\n"
        << config_.extra_toml << "\n";
+  for (const auto& [name, address] : config_.proxy_snapshotters) {
+    toml << "[proxy_plugins." << name << "]\n  type = \"snapshot\"\n  address = \"" << address << "\"\n";
+  }
   toml.close();
   if (!toml) return false;
   containerd_ = test::Process::start(die_with_parent({"/usr/bin/containerd", "--config", d + "/config.toml"}),

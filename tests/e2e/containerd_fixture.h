@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "e2e/erofs_fixture.h"
@@ -26,6 +27,9 @@ namespace ferry::e2e {
 
 struct ContainerdConfig {
   std::string extra_toml;  // appended to the generated config.toml (version 2)
+  // Proxy snapshotters, name -> unix socket: a [proxy_plugins.NAME] section of type "snapshot"
+  // each (ctr's --snapshotter NAME then reaches it).
+  std::vector<std::pair<std::string, std::string>> proxy_snapshotters;
   std::string ns = "ferry-test";
   std::chrono::milliseconds start_deadline{60'000};
 };

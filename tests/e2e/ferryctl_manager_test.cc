@@ -31,6 +31,7 @@ class FerryctlManagerTest : public ::testing::Test {
     std::ofstream(config_) << "version = 1\n"
                            << "root = \"" << dir_ / "root"
                            << "\"\n"
+                           << "address = \"" << dir_ / "grpc.sock" << "\"\n"
                            << "[daemon]\n"
                            << "nydusd_path = \"" << test::binary_path("ferryd") << "\"\n"
                            << "recover_policy = \"failover\"\n"

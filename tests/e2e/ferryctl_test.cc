@@ -282,17 +282,10 @@ class FerryctlFakeManagerTest : public FerryctlTest {
   }
 };
 
-std::vector<std::string> lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
-
 TEST_F(FerryctlFakeManagerTest, DaemonsTableIsAlignedAndJsonIsTheServers) {
   Outcome o = run_ctl({"daemons"});
   ASSERT_EQ(o.rc, 0) << o.err;
-  auto table = lines(o.out);
+  auto table = test::lines_of(o.out);
   ASSERT_EQ(table.size(), 3U) << o.out;
   EXPECT_EQ(table[0].rfind("ID", 0), 0U);
   // Every column starts at the same offset on every line.
@@ -321,7 +314,7 @@ TEST_F(FerryctlFakeManagerTest, RecordsPassFiltersAndPrintDashesForWhatDoesNotAp
   EXPECT_EQ(request.path, "/api/v1/daemons/records");
   EXPECT_EQ(request.query["daemon"], "d3f9a1c2b4e5");
   EXPECT_EQ(request.query["limit"], "5");
-  auto table = lines(o.out);
+  auto table = test::lines_of(o.out);
   ASSERT_EQ(table.size(), 3U) << o.out;
   for (const char* header : {"TIME", "DAEMON", "EVENT", "OLD-PID", "NEW-PID", "MS", "OK", "DETAIL"}) {
     EXPECT_NE(table[0].find(header), std::string::npos) << header;
@@ -414,7 +407,7 @@ TEST_F(FerryctlFakeManagerTest, UmountListAndMetrics) {
 
   Outcome l = run_ctl({"list"});
   ASSERT_EQ(l.rc, 0) << l.err;
-  auto table = lines(l.out);
+  auto table = test::lines_of(l.out);
   ASSERT_EQ(table.size(), 2U) << l.out;
   EXPECT_EQ(table[0].find("BOOTSTRAP"), table[1].find("/img/app.erofs"));
   EXPECT_EQ(table[0].find("DAEMON"), table[1].find("d3f9a1c2b4e5"));

@@ -166,6 +166,15 @@ std::string sha256_hex(const std::string& bytes) {
   return erofs::digest_hex(d);
 }
 
+std::string chain_id(const std::vector<std::string>& uncompressed_layers) {
+  std::string chain;
+  for (const std::string& layer : uncompressed_layers) {
+    const std::string diff_id = "sha256:" + sha256_hex(layer);
+    chain = chain.empty() ? diff_id : "sha256:" + sha256_hex(chain + " " + diff_id);
+  }
+  return chain;
+}
+
 void write_oci_layout(const std::string& dir, const std::string& tag,
                       const std::vector<std::string>& gzip_layers,
                       const std::vector<std::string>& uncompressed_layers) {

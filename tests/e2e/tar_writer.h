@@ -54,4 +54,8 @@ void write_oci_layout(const std::string& dir, const std::string& tag,
 // sha256 hex of bytes.
 std::string sha256_hex(const std::string& bytes);
 
+// The OCI chain id ("sha256:...") of the layers given uncompressed, lowest first: the name
+// containerd gives the committed snapshot of the top one.
+std::string chain_id(const std::vector<std::string>& uncompressed_layers);
+
 }  // namespace ferry::e2e

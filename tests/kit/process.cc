@@ -361,6 +361,13 @@ std::string read_file(const std::string& path) {
   return text.ok() ? std::move(*text) : std::string();
 }
 
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
 std::string tail_of(const std::string& path, size_t lines) {
   std::ifstream in(path);
   std::vector<std::string> all;

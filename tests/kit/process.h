@@ -116,6 +116,8 @@ uint64_t vm_rss_kib(pid_t pid);  // VmRSS in KiB, 0 when the process is gone
 // The whole file, "" when it cannot be read (a /proc file of a process that exits meanwhile is
 // "" or partial, never an exception).
 std::string read_file(const std::string& path);
+// The lines of `text`, without their newlines.
+std::vector<std::string> lines_of(const std::string& text);
 // The last `lines` lines of a file, each indented by two spaces (for error messages).
 std::string tail_of(const std::string& path, size_t lines);
 

@@ -106,6 +106,7 @@ void ManagerHarness::write_config() const {
   std::ofstream out(config_path());
   out << "version = 1\n"
       << "root = " << toml_string(root()) << "\n"
+      << "address = " << toml_string(root() + "/grpc.sock") << "\n"
       << "daemon_mode = " << toml_string(options_.daemon_mode) << "\n"
       << "[daemon]\n"
       << "nydusd_path = " << toml_string(options_.nydusd_path) << "\n"

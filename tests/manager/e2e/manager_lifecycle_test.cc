@@ -241,7 +241,7 @@ TEST(ManagerLifecycle, ABadConfigurationIsRefusedNamingTheKey) {
   TempDir dir;
   std::string config = dir / "config.toml";
   std::ofstream(config) << "version = 1\nroot = \"" << dir.path()
-                        << "/root\"\n[daemon]\nrecover_policy = \"sometimes\"\n"
+                        << "/root\"\naddress = \"" << dir.path() << "/grpc.sock\"\n[daemon]\nrecover_policy = \"sometimes\"\n"
                         << "[system]\naddress = \"" << dir.path() << "/system.sock\"\n";
   Process c = Process::start({binary_path("ferry-snapshotter"), "--config", config}, dir / "log");
   int st = c.wait_exit(20s).value_or(-1);
@@ -250,7 +250,7 @@ TEST(ManagerLifecycle, ABadConfigurationIsRefusedNamingTheKey) {
   EXPECT_NE(read_file(dir / "log").find("recover_policy"), std::string::npos) << read_file(dir / "log");
 
   std::ofstream(config, std::ios::trunc)
-      << "version = 1\nroot = \"" << dir.path() << "/root\"\nbogus_key = 3\n"
+      << "version = 1\nroot = \"" << dir.path() << "/root\"\naddress = \"" << dir.path() << "/grpc.sock\"\nbogus_key = 3\n"
       << "[system]\naddress = \"" << dir.path() << "/system.sock\"\n";
   Process c2 = Process::start({binary_path("ferry-snapshotter"), "--config", config}, dir / "log2");
   st = c2.wait_exit(20s).value_or(-1);

@@ -39,6 +39,7 @@ void expect_same(const ManagerConfig& a, const ManagerConfig& b) {
   EXPECT_EQ(a.daemon.fs_driver, b.daemon.fs_driver);
   EXPECT_EQ(a.daemon.recover_attempts, b.daemon.recover_attempts);
   EXPECT_EQ(a.daemon.hot_standby, b.daemon.hot_standby);
+  EXPECT_EQ(a.address, b.address);
   EXPECT_EQ(a.system.enable, b.system.enable);
   EXPECT_EQ(a.system.address, b.system.address);
   EXPECT_EQ(a.log.level, b.log.level);
@@ -57,6 +58,7 @@ TEST(ManagerConfig, EveryKeyParsed) {
   auto r = parse(R"(
 root = "/srv/ferry"
 daemon_mode = "shared"
+address = "/run/other/grpc.sock"
 [daemon]
 nydusd_path = "/opt/ferry/bin/ferryd"
 recover_policy = "restart"
@@ -88,6 +90,7 @@ address = "127.0.0.1:9110"
   EXPECT_FALSE(c.daemon.hot_standby);
   EXPECT_FALSE(c.system.enable);
   EXPECT_EQ(c.system.address, "/run/other/api.sock");
+  EXPECT_EQ(c.address, "/run/other/grpc.sock");
   EXPECT_EQ(c.log.level, "debug");
   EXPECT_EQ(c.log.dir, "/var/log/ferry");
   EXPECT_EQ(c.metrics.address, "127.0.0.1:9110");
@@ -185,6 +188,9 @@ TEST(ManagerConfig, ImpossibleValuesNamed) {
   expect_refused("[daemon]\nfs_driver = \"fscache\"\n", {"[daemon] fs_driver", "fscache is not supported"});
   expect_refused("[daemon]\nfs_driver = \"virtiofs\"\n", {"[daemon] fs_driver", "fusedev"});
   expect_refused("[system]\naddress = \"system.sock\"\n", {"[system] address", "absolute"});
+  expect_refused("address = \"grpc.sock\"\n", {"address", "absolute"});
+  expect_refused("address = 3\n", {"address: expected a string"});
+  expect_refused("address = \"/" + std::string(120, 'a') + "\"\n", {"address", "unix socket"});
   expect_refused("[system]\naddress = \"\"\n", {"[system] address"});
   expect_refused("[system]\naddress = \"/" + std::string(120, 'a') + "\"\n",
                  {"[system] address", "unix socket"});

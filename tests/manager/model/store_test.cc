@@ -329,8 +329,50 @@ TEST(ManagerStore, NewerSchemaRefused) {
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.error().code, EPROTO);
   EXPECT_THAT(s.error().message, HasSubstr(path));
-  EXPECT_THAT(s.error().message, HasSubstr("7"));
-  EXPECT_THAT(s.error().message, HasSubstr("1"));
+  EXPECT_THAT(s.error().message, HasSubstr("schema version 7"));
+  EXPECT_THAT(s.error().message, HasSubstr("understands version 2"));
+}
+
+// A version-1 database (before containerd's snapshots) is upgraded in place: its daemons stay,
+// the snapshots table appears.
+TEST(ManagerStore, VersionOneGainsTheSnapshotsTable) {
+  test::TempDir dir;
+  const std::string path = dir / "ferry.db";
+  {
+    auto s = ManagerStore::open(path);
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    ASSERT_TRUE((*s)->put_daemon(sample("d1")).ok());
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "DROP INDEX snapshots_by_parent; DROP TABLE snapshots; PRAGMA user_version = 1",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto s = ManagerStore::open(path);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  auto daemons = (*s)->daemons();
+  ASSERT_TRUE(daemons.ok());
+  ASSERT_EQ(daemons->size(), 1U);
+  SnapshotRecord want;
+  want.key = "k";
+  auto made = (*s)->create_snapshot(want, [](const SnapshotRecord&) { return ok_status(); });
+  ASSERT_TRUE(made.ok()) << made.error().message;
+  EXPECT_EQ((*s)->snapshot("k")->id, made->id);
+}
+
+// A snapshot whose files cannot be made is not recorded.
+TEST(ManagerStore, ASnapshotIsRecordedOnlyWithItsFiles) {
+  test::TempDir dir;
+  auto s = ManagerStore::open(dir / "ferry.db");
+  ASSERT_TRUE(s.ok());
+  SnapshotRecord want;
+  want.key = "k";
+  auto failed = (*s)->create_snapshot(want, [](const SnapshotRecord&) -> Status { return Error{ENOSPC, "full"}; });
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.error().code, ENOSPC);
+  EXPECT_EQ((*s)->snapshot("k").error().code, ENOENT);
+  EXPECT_TRUE((*s)->snapshots()->empty());
 }
 
 TEST(ManagerStore, CorruptFileRefused) {

@@ -1,4 +1,5 @@
-// ferry-snapshotter: runs the manager in the foreground until SIGTERM/SIGINT.
+// ferry-snapshotter: runs the manager and containerd's snapshots API in the foreground until
+// SIGTERM/SIGINT.
 #include <signal.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
@@ -21,6 +22,8 @@
 #include "manager/mount_ops.h"
 #include "manager/store.h"
 #include "manager/system_api.h"
+#include "snapshotter/grpc_service.h"
+#include "snapshotter/snapshotter.h"
 
 namespace ferry::manager {
 namespace {
@@ -115,6 +118,12 @@ int run(const Options& opt) {
   if (auto saved = (*store)->setting("nydusd_path"); saved && saved->has_value() && !(**saved).empty()) {
     binary = **saved;  // chosen by an upgrade: it wins over the configuration
   }
+  // containerd's snapshots API: its socket before any daemon is touched, like the system API's.
+  auto snapshots = snapshotter::Snapshotter::open(**store, config.snapshots_dir());
+  if (!snapshots) return fail(snapshots.error().message);
+  auto grpc_server = snapshotter::GrpcServer::start(config.address, *snapshots);
+  if (!grpc_server) return fail("address: " + grpc_server.error().message);
+
   ManagerMetrics metrics;
   auto manager = DaemonManager::create(config, binary, **store, metrics);
   if (!manager) return fail(manager.error().message);
@@ -136,7 +145,8 @@ int run(const Options& opt) {
     }
     metrics_server = std::move(*server);
   }
-  spdlog::info("ready: system API on '{}'{}", config.system.enable ? config.system.address : "(disabled)",
+  spdlog::info("ready: snapshots API on '{}', system API on '{}'{}", config.address,
+               config.system.enable ? config.system.address : "(disabled)",
                metrics_server ? ", metrics on " + metrics_server->endpoint() : "");
 
   int sig = 0;
@@ -145,6 +155,7 @@ int run(const Options& opt) {
   spdlog::info("{} received: stopping; daemons keep serving", strsignal(sig));
   // Servers first (they wait for requests in progress), then the manager.
   metrics_server.reset();
+  grpc_server->reset();
   system_server.reset();
   api_ptr.store(nullptr);
   (*manager)->shutdown();
@@ -161,9 +172,11 @@ namespace {
 
 int cli_main(int argc, char** argv) {
   CLI::App app{
-      "ferry-snapshotter: starts ferryd daemons for container image mounts, watches them, fails them over\n"
-      "after a crash (or restarts them, per recover_policy) and hot-upgrades them on request. Runs in the\n"
-      "foreground until SIGTERM/SIGINT; daemons keep serving after it stops."};
+      "ferry-snapshotter: containerd's snapshotter for Ferry (containerd.services.snapshots.v1 on the unix\n"
+      "socket `address`, default /run/ferry/ferry-grpc.sock; see docs/containerd.md) and the manager of\n"
+      "ferryd daemons: starts them for image mounts, watches them, fails them over after a crash (or\n"
+      "restarts them, per recover_policy) and hot-upgrades them on request. Runs in the foreground until\n"
+      "SIGTERM/SIGINT; daemons keep serving after it stops."};
   app.set_version_flag("--version,-V", std::string("ferry-snapshotter ") + ferry::build_info::kVersion +
                                            " (commit " + ferry::build_info::kGitCommit + ")");
   ferry::manager::Options opt;
