@@ -286,6 +286,11 @@ void FaultProxy::serve(int client_fd) {
   const std::string target =
       sp1 == std::string::npos ? "" : request_line.substr(sp1 + 1, request_line.rfind(' ') - sp1 - 1);
   ++requests_;
+  ++in_flight_;
+  struct Done {
+    std::atomic<uint64_t>& n;
+    ~Done() { --n; }
+  } done{in_flight_};
   {
     std::string entry = request_line;
     const std::string range = header_value(head, "range");

@@ -73,6 +73,8 @@ class FaultProxy {
   void release_stalls();
 
   [[nodiscard]] uint64_t requests() const { return requests_.load(); }
+  // Requests read and not yet answered completely (being delayed, forwarded or relayed).
+  [[nodiscard]] uint64_t in_flight() const { return in_flight_.load(); }
   [[nodiscard]] uint64_t faults_applied() const { return faults_applied_.load(); }
   [[nodiscard]] uint64_t bytes_to_client() const { return bytes_to_client_.load(); }
   // Request lines ("GET /v2/... HTTP/1.1") and the Range header, one string per request.
@@ -107,6 +109,7 @@ class FaultProxy {
   std::list<Conn> conns_;
 
   std::atomic<uint64_t> requests_{0};
+  std::atomic<uint64_t> in_flight_{0};
   std::atomic<uint64_t> faults_applied_{0};
   std::atomic<uint64_t> bytes_to_client_{0};
 };
