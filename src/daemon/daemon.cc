@@ -524,6 +524,8 @@ Result<nlohmann::json> Daemon::metrics(const std::string& sub) const {
   if (sub.empty()) {
     nlohmann::json totals = metrics_.totals();
     if (auto remote = remote_blob_metrics(); !remote.empty()) totals["remote_blobs"] = std::move(remote);
+    if (auto caches = blob_cache_metrics(); !caches.empty()) totals["blob_caches"] = std::move(caches);
+    if (auto prefetch = prefetch_metrics(); !prefetch.empty()) totals["prefetch"] = std::move(prefetch);
     return totals;
   }
   FERRY_ASSIGN(std::string name, sub_name(sub));

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "imagefs/node_id.h"
+#include "imagefs/image_prefetch.h"
 #include "storage/registry_chunk_reader.h"
 
 namespace ferry::daemon {
@@ -99,6 +100,35 @@ nlohmann::json remote_blob_metrics() {
       auto& c = b["latency_histogram"][i]["count"];
       c = c.get<uint64_t>() + get(st.latency[i]);
     }
+  }
+  return out;
+}
+
+nlohmann::json blob_cache_metrics() {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& cache : imagefs::live_blob_caches()) {
+    const storage::BlobCacheStats s = cache->stats();
+    out[cache->file().data_path()] = {{"hits", s.hits},
+                                      {"misses", s.misses},
+                                      {"bytes_fetched", s.bytes_fetched},
+                                      {"fetch_requests", s.fetch_requests},
+                                      {"chunks_present", s.chunks_present},
+                                      {"chunks_total", s.chunks_total},
+                                      {"corrupt_refetched", s.corrupt_refetched}};
+  }
+  return out;
+}
+
+nlohmann::json prefetch_metrics() {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& prefetcher : imagefs::live_prefetchers()) {
+    const storage::PrefetchProgress p = prefetcher->progress();
+    out.push_back({{"chunks_total", p.chunks_total},
+                   {"chunks_done", p.chunks_done},
+                   {"bytes_done", p.bytes_done},
+                   {"pieces_failed", p.pieces_failed},
+                   {"finished", p.finished},
+                   {"last_error", p.last_error}});
   }
   return out;
 }

@@ -64,6 +64,13 @@ struct CounterTotals {
 // (of the successful requests), "latency_us_max", "latency_histogram": [{"le_ms", "count"}]}}. Empty when none is open.
 nlohmann::json remote_blob_metrics();
 
+// The blob caches of the open images, per cache data file: {"<data path>": {"hits", "misses",
+// "bytes_fetched", "fetch_requests", "chunks_present", "chunks_total", "corrupt_refetched"}}, and
+// their background prefetches: [{"chunks_total", "chunks_done", "bytes_done", "pieces_failed",
+// "finished", "last_error"}]. Empty when there is none.
+nlohmann::json blob_cache_metrics();
+nlohmann::json prefetch_metrics();
+
 class DaemonMetrics final : public fuse::RequestObserver {
  public:
   static constexpr uint64_t kLatencySampleEvery = 64;

@@ -1,6 +1,7 @@
 #include "imagefs/image_loader.h"
 
 #include "erofs/chunk_table.h"
+#include "imagefs/image_prefetch.h"
 #include "remote/registry_fetcher.h"
 #include "storage/chunked_blob_source.h"
 #include "storage/local_file.h"
@@ -9,21 +10,38 @@
 namespace ferry::imagefs {
 namespace {
 
-// The device of blob `device_id` of a registry-backed image: its chunks fetched on demand.
+// The blob caches of one image being opened, and its prefetch (image_prefetch.h).
+struct CacheSet {
+  std::shared_ptr<storage::DemandGate> gate = std::make_shared<storage::DemandGate>();
+  std::vector<std::shared_ptr<const storage::CachedBlobSource>> caches;  // device d at d - 1
+  std::shared_ptr<PrefetchSlot> prefetch;  // set when fs_prefetch is enabled
+};
+
+// The device of blob `device_id` of a registry-backed image: its chunks fetched on demand,
+// through the persistent blob cache when one is configured.
 Result<std::shared_ptr<const ByteSource>> open_registry_device(
     const std::shared_ptr<const erofs::ChunkTable>& table, uint16_t device_id,
-    const std::shared_ptr<const storage::RemoteBlobFetcher>& fetcher, const BackendConfig& backend) {
+    const std::shared_ptr<const storage::RemoteBlobFetcher>& fetcher, const BackendConfig& backend,
+    CacheSet& set) {
   if (device_id == 0 || device_id > table->blobs.size()) {
     return Error{EINVAL, "the chunk table describes no blob " + std::to_string(device_id)};
   }
   const erofs::BlobInfo& blob = table->blobs[device_id - 1];
   auto stored = storage::RegistryChunkReader::open(fetcher, "sha256:" + erofs::digest_hex(blob.digest), blob.blob_size);
-  // ---- INTEGRATION POINT: the persistent blob cache (issue 16 point 3) ----------------------
-  // With `backend.cache.type == "blobcache"`, the device is a storage::CachedBlobSource over
-  // `stored` in `backend.cache.work_dir` instead of the ChunkedBlobSource below. This is the
-  // one place where a registry blob's device is made.
-  (void)backend;
-  // ---------------------------------------------------------------------------------------
+  if (backend.cache.type == "blobcache") {
+    storage::BlobCacheOptions options;
+    options.work_dir = backend.cache.work_dir;
+    options.gate = set.gate;
+    FERRY_ASSIGN(std::shared_ptr<const storage::CachedBlobSource> cache,
+                 storage::CachedBlobSource::open(table, device_id, std::move(stored), options));
+    register_blob_cache(cache);
+    set.caches.push_back(cache);
+    // The first device keeps the image's prefetch alive (started once every device is open).
+    if (set.prefetch != nullptr && set.caches.size() == 1) {
+      return std::shared_ptr<const ByteSource>(std::make_shared<PrefetchingDevice>(cache, set.prefetch));
+    }
+    return std::shared_ptr<const ByteSource>(cache);
+  }
   auto device = storage::ChunkedBlobSource::open(table, device_id, std::move(stored));
   if (!device.ok()) return std::move(device).error();
   return std::shared_ptr<const ByteSource>(std::move(device).value());
@@ -54,10 +72,12 @@ Result<std::shared_ptr<const erofs::ErofsImage>> open_image(const std::string& b
     // Loads nothing yet: the module is dlopen()ed by the first fetch.
     FERRY_ASSIGN(fetcher, remote::RegistryFetcher::create(backend.registry));
   }
+  CacheSet caches;
+  if (backend.prefetch.enable && backend.cache.type == "blobcache") caches.prefetch = std::make_shared<PrefetchSlot>();
 
   auto resolve = [&](const erofs::DeviceSlot& slot) -> Result<std::shared_ptr<const ByteSource>> {
     if (fetcher != nullptr) {
-      auto device = open_registry_device(table, slot.device_id, fetcher, backend);
+      auto device = open_registry_device(table, slot.device_id, fetcher, backend, caches);
       if (!device.ok()) return std::move(device).error().context("blob device " + std::to_string(slot.device_id));
       return device;
     }
@@ -92,6 +112,9 @@ Result<std::shared_ptr<const erofs::ErofsImage>> open_image(const std::string& b
   if (table != nullptr) {
     Status st = erofs::check_chunk_table_devices(*table, (*image)->devices());
     if (!st.ok()) return std::move(st).error().context("image '" + bootstrap + "'");
+  }
+  if (caches.prefetch != nullptr && table != nullptr && caches.caches.size() == table->blobs.size()) {
+    caches.prefetch->prefetcher = start_image_prefetch(*table, caches.caches, backend.prefetch, caches.gate);
   }
   return image;
 }

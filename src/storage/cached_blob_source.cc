@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "storage/blob_chunks.h"
 #include "storage/chunk_codec.h"
@@ -134,7 +135,11 @@ Status CachedBlobSource::read_slow(uint64_t index, uint64_t offset, std::span<st
   for (uint64_t i = index; i <= last; ++i) {
     if (!check_present(i)) missing.push_back(i);
   }
+  // A reader's fetch goes first: a prefetch of this cache waits while it runs.
+  std::optional<DemandGate::Demand> demand;
+  if (!missing.empty() && options_.gate != nullptr) demand.emplace(options_.gate->demand());
   const Flights flights = fetch(missing);
+  demand.reset();
   for (const auto& [i, flight] : flights) {
     if (!flight->status.ok()) return flight->status;
   }

@@ -46,6 +46,7 @@
 #include "common/result.h"
 #include "erofs/chunk_table.h"
 #include "storage/blob_cache_file.h"
+#include "storage/prefetcher.h"
 #include "storage/stored_chunk_reader.h"
 
 namespace ferry::storage {
@@ -53,6 +54,9 @@ namespace ferry::storage {
 struct BlobCacheOptions {
   std::string work_dir;
   uint64_t merge_limit = 1 << 20;  // stored bytes of adjacent missing chunks fetched in one read_stored_run()
+  // Held by a reader's fetch, so that a Prefetcher filling this cache waits (prefetcher.h);
+  // null: nobody prefetches.
+  std::shared_ptr<DemandGate> gate;
 };
 
 struct BlobCacheStats {  // snapshot, for metrics
