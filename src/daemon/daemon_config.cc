@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -13,6 +14,16 @@ using nlohmann::json;
 
 // Errors name the key ("device.backend.config.host"); never a value (some are secrets).
 Error bad(const std::string& key, const std::string& what) { return Error{EINVAL, "config key " + key + " " + what}; }
+
+// A value named in an error (a backend or cache type): quoted when it is a short plain name,
+// left out otherwise (a control character would break the one-line error).
+std::string named(const std::string& value) {
+  const bool plain = value.size() <= 32 && std::all_of(value.begin(), value.end(), [](char c) {
+                       return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                              c == '-' || c == '_' || c == '.';
+                     });
+  return plain ? " '" + value + "'" : std::string();
+}
 
 // The object at `key` of `parent` (nullptr when absent); an error when it is not an object.
 Result<const json*> object_at(const json& parent, const char* key, const std::string& path) {
@@ -58,28 +69,13 @@ Status get_seconds(const json& obj, const char* key, const std::string& prefix, 
   return ok_status();
 }
 
-// Standard base64 with padding (what `auth` must be); the module decodes it.
-bool looks_like_base64(const std::string& s) {
-  if (s.size() % 4 != 0) return false;
-  size_t pad = 0;
-  for (const char c : s) {
-    const bool alnum = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-    if (c == '=') {
-      ++pad;
-    } else if (pad != 0 || !(alnum || c == '+' || c == '/')) {
-      return false;
-    }
-  }
-  return pad <= 2;
-}
-
 Status parse_registry(const json& cfg, remote::RegistryConfig& r) {
   const std::string p = "device.backend.config.";
   for (auto [key, field] : {std::pair{"scheme", &r.scheme}, std::pair{"host", &r.host}, std::pair{"repo", &r.repo},
                             std::pair{"auth", &r.auth}, std::pair{"registry_token", &r.registry_token}}) {
     FERRY_TRY(get_string(cfg, key, p, *field));
   }
-  if (!r.auth.empty() && !looks_like_base64(r.auth))
+  if (!r.auth.empty() && !base64_shaped(r.auth))
     return bad(p + "auth", "must be the base64 of \"user:password\"");
   if (r.scheme.empty()) r.scheme = "https";
   if (r.scheme != "https" && r.scheme != "http") return bad(p + "scheme", "must be \"https\" or \"http\"");
@@ -115,7 +111,7 @@ Status parse_cache(const json& device, imagefs::BlobCacheConfig& cache) {
   FERRY_TRY(get_string(*c, "type", "device.cache.", cache.type));
   if (cache.type.empty()) return ok_status();  // nydus-snapshotter may write an empty cache
   if (cache.type != "blobcache") {
-    return bad("device.cache.type", "names an unknown cache type '" + cache.type + "' (supported: blobcache)");
+    return bad("device.cache.type", "names an unknown cache type" + named(cache.type) + " (supported: blobcache)");
   }
   FERRY_ASSIGN(const json* cfg, object_at(*c, "config", "device.cache.config"));
   if (cfg != nullptr) FERRY_TRY(get_string(*cfg, "work_dir", "device.cache.config.", cache.work_dir));
@@ -136,6 +132,20 @@ Status parse_prefetch(const json& doc, imagefs::PrefetchConfig& prefetch) {
 
 }  // namespace
 
+bool base64_shaped(std::string_view s) {
+  if (s.size() % 4 != 0) return false;
+  size_t pad = 0;
+  for (const char c : s) {
+    const bool alnum = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+    if (c == '=') {
+      ++pad;
+    } else if (pad != 0 || !(alnum || c == '+' || c == '/')) {
+      return false;
+    }
+  }
+  return pad <= 2;
+}
+
 Result<imagefs::BackendConfig> parse_backend_config(const std::string& json_text) {
   json doc = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) return Error{EINVAL, "config is not valid JSON"};
@@ -152,8 +162,8 @@ Result<imagefs::BackendConfig> parse_backend_config(const std::string& json_text
     return Error{EINVAL, "config has no \"device.backend.type\""};
   out.type = type->get<std::string>();
   if (out.type != "localfs" && out.type != "registry") {
-    return Error{EINVAL, "unknown backend type '" + out.type +
-                             "' in device.backend.type (supported: localfs, registry)"};
+    return Error{EINVAL, "unknown backend type" + named(out.type) +
+                             " in device.backend.type (supported: localfs, registry)"};
   }
   FERRY_ASSIGN(const json* cfg, object_at(*backend, "config", "device.backend.config"));
   if (out.type == "localfs") {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "common/result.h"
 #include "imagefs/image_loader.h"
@@ -17,6 +18,9 @@
 namespace ferry::daemon {
 
 Result<imagefs::BackendConfig> parse_backend_config(const std::string& json_text);
+// Whether `s` has the shape of standard padded base64 (what `auth` must be; the registry module
+// decodes it).
+bool base64_shaped(std::string_view s);
 Result<imagefs::BackendConfig> load_backend_config_file(const std::string& path);
 
 }  // namespace ferry::daemon

@@ -56,7 +56,7 @@ struct BlobCacheOptions {
   uint64_t merge_limit = 1 << 20;  // stored bytes of adjacent missing chunks fetched in one read_stored_run()
   // Held by a reader's fetch, so that a Prefetcher filling this cache waits (prefetcher.h);
   // null: nobody prefetches.
-  std::shared_ptr<DemandGate> gate;
+  std::shared_ptr<DemandGate> gate{};
 };
 
 struct BlobCacheStats {  // snapshot, for metrics

@@ -91,6 +91,7 @@ TEST(DaemonConfigTest, EveryErrorIsOneLineNamingItsKeyAndNoSecret) {
   const BadCase cases[] = {
       {"device.backend.type", [](json& j) { j["device"]["backend"]["type"] = "oss"; }},
       {"device.backend.type", [](json& j) { j["device"]["backend"]["type"] = 1; }},
+      {"device.backend.type", [](json& j) { j["device"]["backend"]["type"] = "oss\nsecond line"; }},
       {"device.backend.config", [](json& j) { j["device"]["backend"].erase("config"); }},
       {"device.backend.config", [](json& j) { j["device"]["backend"]["config"] = "x"; }},
       {"device.backend.config.host", [](json& j) { reg(j).erase("host"); }},
@@ -115,6 +116,7 @@ TEST(DaemonConfigTest, EveryErrorIsOneLineNamingItsKeyAndNoSecret) {
       {"device.cache", [](json& j) { j["device"]["cache"] = 3; }},
       {"device.cache.type", [](json& j) { j["device"]["cache"]["type"] = "fscache"; }},
       {"device.cache.type", [](json& j) { j["device"]["cache"]["type"] = false; }},
+      {"device.cache.type", [](json& j) { j["device"]["cache"]["type"] = "a\rb"; }},
       {"device.cache.config", [](json& j) { j["device"]["cache"]["config"] = "dir"; }},
       {"device.cache.config.work_dir", [](json& j) { j["device"]["cache"]["config"].erase("work_dir"); }},
       {"device.cache.config.work_dir", [](json& j) { j["device"]["cache"]["config"]["work_dir"] = 1; }},
