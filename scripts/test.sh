@@ -56,10 +56,11 @@ if [[ "$fuzz_seconds" != 0 && -x fuzz/run.sh ]]; then
   # and OCI ones start from their dictionaries), the chunk table of a Ferry bootstrap (it
   # rewrites its own headers), tar layers through the builder to an EROFS image (seeded with
   # small tars), the OCI manifests, configs and references a registry or a user hands over, the
-  # stored chunks of a compressed blob, and the blob cache's chunk maps another daemon left.
+  # stored chunks of a compressed blob, the blob cache's chunk maps another daemon left, and
+  # ferryd's nydusd config (from its dictionary of keys).
   mkdir -p build-fuzz/fuzz-artifacts
   fuzz/make_layer_seeds.sh build-fuzz/layer_fuzz-seeds
-  for target in state_envelope_fuzz:15 http_request_fuzz:20 chunk_table_fuzz:15 layer_fuzz:15 oci_manifest_fuzz:20 chunked_blob_fuzz:15 chunk_map_fuzz:15; do
+  for target in state_envelope_fuzz:15 http_request_fuzz:20 chunk_table_fuzz:15 layer_fuzz:15 oci_manifest_fuzz:20 chunked_blob_fuzz:15 chunk_map_fuzz:15 daemon_config_fuzz:10; do
     name=${target%%:*}
     secs=${target##*:}
     echo "== fuzzing with $name for ${secs}s"
@@ -68,6 +69,7 @@ if [[ "$fuzz_seconds" != 0 && -x fuzz/run.sh ]]; then
     [[ $name == http_request_fuzz ]] && extra=(-dict=fuzz/http.dict -max_len=70000)
     [[ $name == layer_fuzz ]] && seeds=(build-fuzz/layer_fuzz-seeds)
     [[ $name == oci_manifest_fuzz ]] && extra=(-dict=fuzz/oci.dict)
+    [[ $name == daemon_config_fuzz ]] && extra=(-dict=fuzz/daemon_config.dict)
     mkdir -p "build-fuzz/$name-corpus"
     if cmake --build build-fuzz --target "$name" -j"$jobs"; then
       "build-fuzz/bin/$name" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 "${extra[@]}" \

@@ -1,32 +1,25 @@
 #include "storage/registry_chunk_reader.h"
 
-#include <mutex>
+#include "common/live_list.h"
 
 namespace ferry::storage {
 namespace {
 
-std::mutex g_readers_mu;
-std::vector<std::weak_ptr<const RegistryChunkReader>> g_readers;  // pruned when one is added
+LiveList<const RegistryChunkReader>& readers() {
+  static LiveList<const RegistryChunkReader> list;
+  return list;
+}
 
 }  // namespace
 
 std::shared_ptr<const RegistryChunkReader> RegistryChunkReader::open(std::shared_ptr<const RemoteBlobFetcher> fetcher,
                                                                      std::string digest, uint64_t blob_size) {
   auto reader = std::make_shared<const RegistryChunkReader>(std::move(fetcher), std::move(digest), blob_size);
-  std::lock_guard lock(g_readers_mu);
-  std::erase_if(g_readers, [](const auto& w) { return w.expired(); });
-  g_readers.push_back(reader);
+  readers().add(reader);
   return reader;
 }
 
-std::vector<std::shared_ptr<const RegistryChunkReader>> live_registry_readers() {
-  std::vector<std::shared_ptr<const RegistryChunkReader>> live;
-  std::lock_guard lock(g_readers_mu);
-  for (const auto& w : g_readers) {
-    if (auto r = w.lock()) live.push_back(std::move(r));
-  }
-  return live;
-}
+std::vector<std::shared_ptr<const RegistryChunkReader>> live_registry_readers() { return readers().snapshot(); }
 
 RegistryChunkReader::RegistryChunkReader(std::shared_ptr<const RemoteBlobFetcher> fetcher, std::string digest,
                                          uint64_t blob_size)

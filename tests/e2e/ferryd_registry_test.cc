@@ -8,7 +8,11 @@
 // the bytes); a stopped registry gives EIO within the configured timeout while cached and
 // metadata reads go on, and reads work again once it is back; credentials appear neither in
 // ferryd's log nor in GET /api/v1/daemon; a bad config is one line naming the key, nothing
-// mounted; read_stored_run is one Range GET.
+// mounted; read_stored_run is one Range GET. Through the blob cache, behind the kit's FaultProxy:
+// every fault (5xx/404/401 answers, cut, flipped byte, refused, stalled, slow) is EIO by the
+// deadline or the right bytes and never leaves a bad chunk cached, a second daemon on the cache
+// fetches nothing cached, a stopped registry leaves cached data served; fs_prefetch fills the
+// whole cache at the configured rate without holding up a reader.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -31,6 +35,7 @@
 #include "e2e/feature_layers.h"
 #include "e2e/fs_util.h"
 #include "e2e/tree_compare.h"
+#include "kit/fault_proxy.h"
 #include "erofs/chunk_table.h"
 #include "ipc/supervisor.h"
 #include "oci/base64.h"
@@ -184,6 +189,15 @@ class FerrydRegistryTest : public ::testing::Test {
       c["auth"] = oci::base64_encode(s.config().user + ":" + s.config().password);
     if (s.config().tls) c["ca_cert_files"] = {s.ca_file()};
     return {{"device", {{"backend", {{"type", "registry"}, {"config", c}}}}}};
+  }
+
+  // The registry config of `s` reached through `proxy`, with a blob cache in `cache_dir`.
+  static nlohmann::json cached_config(const RegistryServer& s, const testkit::FaultProxy& proxy,
+                                      const std::string& cache_dir, int timeout_s) {
+    nlohmann::json c = registry_config(s, timeout_s);
+    c["device"]["backend"]["config"]["host"] = proxy.host();
+    c["device"]["cache"] = {{"type", "blobcache"}, {"config", {{"work_dir", cache_dir}}}};
+    return c;
   }
 
   std::string write_config(const nlohmann::json& config) {
@@ -524,6 +538,138 @@ TEST_F(FerrydRegistryTest, AStoredRunIsOneRangeGetAndAMissingModuleNamesItsPath)
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.error().message.find(work_.path() + "/no/ferry-registry.so"), std::string::npos)
       << missing.error().message;
+}
+
+// ---- through the blob cache, behind the kit's FaultProxy (issue 16 points 3, 4, 6) ----------
+
+int port_of(const RegistryServer& s) { return std::stoi(s.host().substr(s.host().rfind(':') + 1)); }
+
+// Every fault the proxy makes, each on a chunk of its own of the incompressible file: the read
+// is EIO by the deadline or the right bytes, never wrong bytes; once the fault is gone the same
+// read gives the right bytes (no bad chunk was cached), and a second daemon on the same cache
+// fetches none of what the first one cached.
+TEST_F(FerrydRegistryTest, EveryRegistryFaultIsEioOrTheRightBytesAndNoBadChunkIsCached) {
+  auto server = registry({});
+  testkit::FaultProxy proxy(port_of(*server));
+  ASSERT_TRUE(proxy.ok());
+  constexpr int kTimeoutS = 2;
+  const std::string cache = work_.path() + "/cache";
+  auto ferryd = mount(cached_config(*server, proxy, cache, kTimeoutS));
+  const std::string big = big_data();
+  const std::string path = mnt() + "/big/random.bin";
+  struct Case {
+    const char* what;
+    testkit::Fault fault;
+  };
+  const std::vector<Case> cases = {
+      {"HTTP 500", testkit::Fault::answer(500, "/blobs/")},
+      {"HTTP 404", testkit::Fault::answer(404, "/blobs/")},
+      {"HTTP 401", testkit::Fault::answer(401, "/blobs/")},
+      {"a connection cut mid-answer", testkit::Fault::cut_after(300, "/blobs/")},
+      {"a flipped byte", testkit::Fault::corrupt_body_at(1000, "/blobs/")},
+      {"a refused connection", testkit::Fault::refuse("/blobs/")},
+      {"an answer that never comes", testkit::Fault::stall("/blobs/")},
+      {"a slow answer", testkit::Fault::delay_by(300ms, "/blobs/")},
+  };
+  uint64_t chunk = 1;
+  for (const Case& c : cases) {
+    const uint64_t offset = (chunk++ << 20U) + 8192;
+    proxy.set_fault(c.fault);
+    std::string data;
+    const auto start = std::chrono::steady_clock::now();
+    const int err = direct_read(path, offset, &data);
+    const auto took = std::chrono::steady_clock::now() - start;
+    EXPECT_TRUE(err == EIO || (err == 0 && data == big.substr(offset, 4096)))
+        << c.what << ": errno " << err << (err == 0 ? ", WRONG BYTES" : "");
+    EXPECT_LT(took, std::chrono::seconds(kTimeoutS + 3)) << c.what;
+    proxy.set_fault(testkit::Fault::none());
+    proxy.release_stalls();
+    data.clear();
+    EXPECT_EQ(direct_read(path, offset, &data), 0) << c.what << ": not served once the fault is gone";
+    EXPECT_EQ(data, big.substr(offset, 4096)) << c.what << ": wrong bytes after the fault";
+  }
+  EXPECT_GE(proxy.faults_applied(), cases.size());
+
+  // A second daemon over the same cache: what the first one cached is not fetched again.
+  ferryd.reset();
+  const uint64_t before = proxy.requests();
+  auto again = mount(cached_config(*server, proxy, cache, kTimeoutS));
+  for (uint64_t k = 1; k < chunk; ++k) {
+    std::string data;
+    const uint64_t offset = (k << 20U) + 8192;
+    EXPECT_EQ(direct_read(path, offset, &data), 0);
+    EXPECT_EQ(data, big.substr(offset, 4096));
+  }
+  EXPECT_EQ(proxy.requests(), before) << "a cached chunk was fetched again by the next daemon";
+}
+
+// The registry stopped while a daemon serves from its cache: cached chunks are served throughout,
+// missing ones are EIO by the deadline, and served again once the registry is back.
+TEST_F(FerrydRegistryTest, WithTheRegistryDownCachedDataIsServedAndMissingDataAgainOnceItIsBack) {
+  auto server = registry({});
+  testkit::FaultProxy proxy(port_of(*server));
+  const std::string cache = work_.path() + "/cache";
+  auto ferryd = mount(cached_config(*server, proxy, cache, 2));
+  const std::string big = big_data();
+  const std::string path = mnt() + "/big/random.bin";
+  for (uint64_t k = 0; k < 4; ++k) ASSERT_EQ(direct_read(path, k << 20U), 0);
+  server->stop();
+  for (uint64_t k = 0; k < 4; ++k) {
+    std::string data;
+    EXPECT_EQ(direct_read(path, (k << 20U) + 4096, &data), 0) << "cached chunk " << k;
+    EXPECT_EQ(data, big.substr((k << 20U) + 4096, 4096));
+  }
+  EXPECT_EQ(direct_read(path, 10U << 20U), EIO);
+  ASSERT_TRUE(server->start_again());
+  std::string data;
+  EXPECT_EQ(direct_read(path, 10U << 20U, &data), 0);
+  EXPECT_EQ(data, big.substr(10U << 20U, 4096));
+}
+
+// fs_prefetch: the whole image lands in the cache in the background at the configured rate,
+// a reader of a chunk prefetch has not reached does not wait for it, progress is in the
+// metrics, and once it is done reading the whole tree fetches nothing.
+TEST_F(FerrydRegistryTest, PrefetchFillsTheCacheBehindReadersAndThenNothingIsFetched) {
+  auto server = registry({});
+  testkit::FaultProxy proxy(port_of(*server));
+  const std::string cache = work_.path() + "/cache";
+  nlohmann::json config = cached_config(*server, proxy, cache, 10);
+  const uint64_t rate = 8U << 20U;  // the 24 MiB file alone takes 3 s
+  config["fs_prefetch"] = {{"enable", true}, {"threads_count", 2}, {"bandwidth_rate", rate}};
+  auto ferryd = mount(config);
+  const std::string big = big_data();
+  // The last chunk of the big file: prefetch (blob order, at 8 MiB/s) is seconds away from it.
+  const uint64_t far = kBigSize - 4096;
+  std::string data;
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(direct_read(mnt() + "/big/random.bin", far, &data), 0);
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(data, big.substr(far, 4096));
+  EXPECT_LT(took, 1500ms) << "a reader waited behind prefetch";
+
+  auto metrics = [&] {
+    std::string out;
+    EXPECT_EQ(test::run_shell("curl -s --max-time 10 --unix-socket " + apisock() + " http://ferryd/api/v1/metrics", &out), 0);
+    return nlohmann::json::parse(out, nullptr, false);
+  };
+  ASSERT_TRUE(testkit::wait_until(
+      [&] {
+        auto m = metrics();
+        return m.contains("prefetch") && !m["prefetch"].empty() && m["prefetch"][0]["finished"].get<bool>();
+      },
+      60s))
+      << metrics().dump();
+  const auto m = metrics();
+  EXPECT_EQ(m["prefetch"][0]["pieces_failed"].get<uint64_t>(), 0U) << m.dump();
+  EXPECT_EQ(m["prefetch"][0]["chunks_done"], m["prefetch"][0]["chunks_total"]);
+  ASSERT_TRUE(m.contains("blob_caches")) << m.dump();
+  for (const auto& [file, c] : m["blob_caches"].items()) EXPECT_EQ(c["chunks_present"], c["chunks_total"]) << file;
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(elapsed, std::chrono::milliseconds(built_->stored_bytes() * 1000 / rate / 2)) << "the rate was not kept";
+
+  const uint64_t before = proxy.requests();
+  expect_tree_equal(*built_, mnt(), log());
+  EXPECT_EQ(proxy.requests(), before) << "the prefetched image fetched again";
 }
 
 }  // namespace
