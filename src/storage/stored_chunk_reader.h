@@ -63,6 +63,9 @@ class BlobFileReader final : public StoredChunkReader {
   Status read_stored_run(uint64_t /*first_index*/, std::span<const erofs::ChunkInfo> chunks,
                          std::span<std::byte> out) const override {
     if (chunks.empty()) return {};
+    uint64_t total = 0;
+    for (const auto& c : chunks) total += c.stored_size;
+    if (out.size() != total) return Error{EINVAL, name() + ": read_stored_run: buffer is not the chunks' size"};
     return file_->read_exact(chunks.front().blob_offset, out);
   }
   [[nodiscard]] const std::string& name() const override { return file_->name(); }

@@ -165,7 +165,7 @@ void expect_refusals_carry_ferryds_reason(const std::string& mode) {
        json{{"mountpoint", mnt},
             {"bootstrap", img.meta},
             {"config", json{{"device", {{"backend", {{"type", "s3"}, {"config", json::object()}}}}}}}},
-       "unknown backend type 's3' in device.backend.type (supported: localfs)"},
+       "unknown backend type 's3' in device.backend.type (supported: localfs, registry)"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(mode + ": " + c.what);
