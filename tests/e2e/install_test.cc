@@ -47,6 +47,7 @@ void expect_unit(const std::string& unit, const std::string& bindir) {
   EXPECT_TRUE(has_line(unit, "RuntimeDirectoryPreserve=yes")) << unit;
   EXPECT_TRUE(has_line(unit, "StateDirectory=ferry")) << unit;
   EXPECT_TRUE(has_line(unit, "After=local-fs.target")) << unit;
+  EXPECT_TRUE(has_line(unit, "Before=containerd.service")) << unit;
   EXPECT_NE(unit.find("\nLimitNOFILE="), std::string::npos) << unit;
   EXPECT_EQ(unit.find("@FERRY_"), std::string::npos) << "unsubstituted: " << unit;
   // Anything giving the service its own mount namespace would hide the daemons' mounts.
@@ -81,6 +82,9 @@ TEST(InstallTest, PrefixInstallPutsEverythingInItsPlaceAndTheBinariesRun) {
   const std::string example = prefix + "/etc/ferry/config.toml.example";
   ASSERT_TRUE(executable(prefix + "/bin/ferryd"));
   EXPECT_FALSE(test::read_file(example).empty()) << example;
+  const std::string containerd = test::read_file(prefix + "/etc/ferry/containerd-config.toml.example");
+  EXPECT_TRUE(has_line(containerd, "  address = \"/run/ferry/ferry-grpc.sock\"")) << containerd;
+  EXPECT_TRUE(has_line(containerd, "  type = \"snapshot\"")) << containerd;
   EXPECT_FALSE(test::read_file(prefix + "/share/doc/ferry/operations.md").empty());
 
   // systemd's own check of the unit, where systemd is installed (it also needs ExecStart's binary).
