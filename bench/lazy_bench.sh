@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Lazy pull benchmark (issue 16 point 8): a Ferry image read lazily from a registry on loopback
 # through ferryd's registry backend and blob cache, against pulling the whole OCI image first.
-#   (a) startup: read about 5% of the image (a few hundred files). Ferry: fetch the bootstrap
-#       layer, start ferryd (registry backend, empty cache), read the files. Full pull: `skopeo
-#       copy` to a local OCI layout + `umoci unpack`, then read the same files. Target <= 0.2x.
+#   (a) startup: read about 5% of the image (a few hundred files of 64 KiB or more, drawn at
+#       random). Ferry: fetch the bootstrap layer, start ferryd (registry backend, empty cache),
+#       read the files. Full pull: `skopeo copy` to a local OCI layout + `umoci unpack`, then
+#       read the same files. Target <= 0.2x.
 #   (b) a full read of the image (every file, in tree order) through the lazy fetch against
 #       `curl` of the same blobs (the transfer floor here). Target: curl's time / Ferry's >= 0.7.
 #   (c) bytes the registry sent / bytes read for (a) (registry log). Target <= 1.3.
@@ -140,9 +141,11 @@ BOOT_DIGEST=$(py 'import json,sys; print(json.load(open(sys.argv[1]))["bootstrap
 BLOBS=$(py 'import json,sys; print(" ".join(b["digest"] for b in json.load(open(sys.argv[1]))["blobs"]))' "$WORK/convert.json")
 BLOB_BYTES=$(py 'import json,sys; print(sum(b["size"] for b in json.load(open(sys.argv[1]))["blobs"]))' "$WORK/convert.json")
 
-# The startup workload: files drawn at random (seeded) until 5% of the image's bytes.
+# The startup workload: files of 64 KiB or more drawn at random (seeded) until 5% of the image's
+# bytes: "a few hundred files", as the issue puts it (a program, its libraries, its data).
 py 'import random,os,sys
 files = [l.rstrip("\n") for l in open(sys.argv[1])]
+files = [f for f in files if os.path.getsize(f) >= 65536]
 random.Random(16).shuffle(files)
 want, got = int(sys.argv[2]) // 20, 0
 with open(sys.argv[3], "w") as out:
@@ -166,7 +169,7 @@ start_ferryd() {  # NAME CACHE_DIR: mounts the bootstrap at $WORK/NAME/mnt
             "cache": {"type": "blobcache", "config": {"work_dir": "$2"}}}}
 EOF
   "$FERRYD" fuse --mountpoint "$d/mnt" --bootstrap "$WORK/boot/image/image.boot" --config "$d/config.json" \
-    --apisock "$d/api.sock" --id "$1" >"$d/log" 2>&1 &
+    --apisock "$d/api.sock" >"$d/log" 2>&1 &
   FERRYD_PID=$!
   for ((i = 0; i < 200; i++)); do
     curl -fs --unix-socket "$d/api.sock" http://x/api/v1/daemon 2>/dev/null | grep -q '"RUNNING"' && return 0
@@ -202,7 +205,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
   fetched+=("$((sent1 - sent0))")
 
   log "(a) round $r: full pull (skopeo copy + umoci unpack)"
-  rm -rf "$WORK/pull"
+  rm -rf "$WORK/pull" && mkdir -p "$WORK/pull"
   drop_caches
   t0=$(now)
   skopeo copy -q --src-tls-verify=false "docker://$REG/bench/app:oci" "oci:$WORK/pull/layout:app"

@@ -135,13 +135,15 @@ Status CachedBlobSource::read_slow(uint64_t index, uint64_t offset, std::span<st
   for (uint64_t i = index; i <= last; ++i) {
     if (!check_present(i)) missing.push_back(i);
   }
+  if (!missing.empty()) readahead(missing, last);
   // A reader's fetch goes first: a prefetch of this cache waits while it runs.
   std::optional<DemandGate::Demand> demand;
   if (!missing.empty() && options_.gate != nullptr) demand.emplace(options_.gate->demand());
   const Flights flights = fetch(missing);
   demand.reset();
   for (const auto& [i, flight] : flights) {
-    if (!flight->status.ok()) return flight->status;
+    // Chunks read ahead may fail on their own: only the reader's range decides its answer.
+    if (i <= last && !flight->status.ok()) return flight->status;
   }
   auto flight_of = [&](uint64_t i) -> const Flight* {
     for (const auto& [j, f] : flights)
@@ -170,6 +172,28 @@ Status CachedBlobSource::read_slow(uint64_t index, uint64_t offset, std::span<st
     out = out.subspan(take);
   }
   return {};
+}
+
+void CachedBlobSource::readahead(std::vector<uint64_t>& missing, uint64_t last) const {
+  constexpr uint64_t kFirstWindow = 64 << 10;
+  const bool sequential = missing.front() == next_miss_.load(std::memory_order_relaxed);
+  const uint64_t window =
+      sequential ? std::min<uint64_t>(std::max(kFirstWindow, ahead_bytes_.load(std::memory_order_relaxed) * 2),
+                                      options_.merge_limit)
+                 : 0;
+  uint64_t bytes = 0;
+  uint64_t j = last + 1;
+  // Only chunks missing by the map and contiguous with the range (one request): the first one
+  // present ends the readahead.
+  for (; j < chunks_.size() && bytes + chunks_[j].stored_size <= window; ++j) {
+    if (state_[j].load(std::memory_order_acquire) == kVerified) break;
+    auto record = file_->record(j);
+    if (!record.ok() || record->present) break;
+    missing.push_back(j);
+    bytes += chunks_[j].stored_size;
+  }
+  ahead_bytes_.store(sequential ? window : 0, std::memory_order_relaxed);
+  next_miss_.store(j, std::memory_order_relaxed);
 }
 
 bool CachedBlobSource::check_present(uint64_t index) const {

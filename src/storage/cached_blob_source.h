@@ -13,7 +13,10 @@
 //   being fetched wait on that chunk's own condition variable, nothing else is held across a
 //   fetch); the missing chunks of one read, or of fill(), go out as runs of adjacent chunks,
 //   one read_stored_run() of at most merge_limit stored bytes each (a single chunk larger than
-//   that is one run). A failed fetch or a damaged fetched chunk is Error{EIO} naming the blob and
+//   that is one run). A miss where the previous miss's fetch ended (a sequential reader: a tree
+//   walk, a big file) also fetches the missing chunks after its range, 64 KiB of stored bytes
+//   more at first, doubling with each such miss up to merge_limit, as the kernel's readahead
+//   does; any other miss fetches its own range only, so random reads fetch what they read. A failed fetch or a damaged fetched chunk is Error{EIO} naming the blob and
 //   the chunk for every reader waiting for it; the next read tries again. If the cache cannot be
 //   written (disk full) the verified bytes are still served, and fetched again next time.
 // - Present chunks survive the process: a successor opening the same work_dir fetches nothing
@@ -108,6 +111,9 @@ class CachedBlobSource final : public ByteSource {
   Status read_slow(uint64_t index, uint64_t offset, std::span<std::byte> out) const;
   // True when chunk `index` is present in the cache with its right bytes (checked once).
   bool check_present(uint64_t index) const;
+  // Appends to `missing` (a miss of chunks up to `last`) the chunks a sequential reader will
+  // want next (see above), and remembers where this fetch ends.
+  void readahead(std::vector<uint64_t>& missing, uint64_t last) const;
   // Fetches the chunks of `missing` (ascending) or waits for the fetches others make of them;
   // returns each one's flight (its bytes, or its error). Chunks found verified meanwhile have none.
   Flights fetch(const std::vector<uint64_t>& missing) const;
@@ -138,6 +144,10 @@ class CachedBlobSource final : public ByteSource {
   static constexpr unsigned kStripes = 16;
   mutable std::array<Stripe, kStripes> hits_{};
   mutable std::atomic<uint64_t> misses_{0}, bytes_fetched_{0}, fetch_requests_{0}, corrupt_refetched_{0};
+  // Readahead (read_slow): the chunk after the last demand fetch, and how many stored bytes past
+  // its range that fetch took. A heuristic shared by all readers: relaxed, races only cost it.
+  mutable std::atomic<uint64_t> next_miss_{UINT64_MAX};
+  mutable std::atomic<uint64_t> ahead_bytes_{0};
   mutable std::atomic<int64_t> present_{0};  // may dip below 0 for a chunk another daemon added
 };
 

@@ -431,6 +431,25 @@ TEST_P(BlobCacheTest, AFailedFetchIsEioForEveryWaiterAndTheNextReadTriesAgain) {
   EXPECT_EQ(reader_->fetched(6), 2U);
 }
 
+TEST_P(BlobCacheTest, ASequentialReaderReadsAheadARandomOneFetchesWhatItReads) {
+  {
+    auto cached = open();
+    for (uint64_t i : {5, 2, 7, 0}) {
+      EXPECT_EQ(read(*cached, chunk(i).device_offset, 4096), want(chunk(i).device_offset, 4096)) << i;
+    }
+    EXPECT_EQ(reader_->chunks_fetched(), 4U) << "random reads fetched more than they read";
+  }
+  // A fresh cache read chunk after chunk, 4 KiB each: from the second miss on, each fetch also
+  // takes the missing chunks after it (a growing window), so far fewer requests than chunks.
+  reader_->reset();
+  auto cached = open({.work_dir = work_dir_ + "-seq"});
+  for (uint64_t i = 0; i < chunk_count(); ++i) {
+    EXPECT_EQ(read(*cached, chunk(i).device_offset, 4096), want(chunk(i).device_offset, 4096)) << i;
+  }
+  EXPECT_EQ(reader_->chunks_fetched(), chunk_count()) << "every chunk once";
+  EXPECT_LE(cached->stats().fetch_requests, chunk_count() / 2) << "no readahead";
+}
+
 TEST_P(BlobCacheTest, AdjacentMissingChunksAreFetchedInOneRunUpToTheMergeLimit) {
   {
     auto cached = open();
