@@ -21,16 +21,16 @@ Result<oci::Credentials> credentials_for(const std::string& auth_file, const std
   return found->value_or(oci::Credentials{});
 }
 
-}  // namespace
-
-bool ManagerFerryMounter::insecure(const std::string& host) const {
-  const auto& hosts = config_.remote.insecure_registries;
+bool is_insecure(const manager::ManagerConfig& config, const std::string& host) {
+  const auto& hosts = config.remote.insecure_registries;
   return std::find(hosts.begin(), hosts.end(), host) != hosts.end();
 }
 
-Result<std::string> ManagerFerryMounter::daemon_config(const FerryImage& image) const {
-  FERRY_ASSIGN(oci::Credentials creds, credentials_for(config_.remote.auth_file, image.ref.host));
-  nlohmann::json registry = {{"scheme", insecure(image.ref.host) ? "http" : "https"},
+}  // namespace
+
+Result<std::string> ferry_daemon_config(const manager::ManagerConfig& settings, const FerryImage& image) {
+  FERRY_ASSIGN(oci::Credentials creds, credentials_for(settings.remote.auth_file, image.ref.host));
+  nlohmann::json registry = {{"scheme", is_insecure(settings, image.ref.host) ? "http" : "https"},
                              {"host", image.ref.host},
                              {"repo", image.ref.repository}};
   if (creds.has_basic()) registry["auth"] = oci::base64_encode(creds.username + ":" + creds.password);
@@ -38,8 +38,12 @@ Result<std::string> ManagerFerryMounter::daemon_config(const FerryImage& image) 
   nlohmann::json config = {
       {"device",
        {{"backend", {{"type", "registry"}, {"config", registry}}},
-        {"cache", {{"type", "blobcache"}, {"config", {{"work_dir", config_.cache_dir()}}}}}}}};
+        {"cache", {{"type", "blobcache"}, {"config", {{"work_dir", settings.cache_dir()}}}}}}}};
   return config.dump();
+}
+
+bool ManagerFerryMounter::insecure(const std::string& host) const {
+  return is_insecure(config_, host);
 }
 
 Status ManagerFerryMounter::probe(const FerryImage& image, bool plain_http) const {
@@ -74,7 +78,7 @@ Status ManagerFerryMounter::probe(const FerryImage& image, bool plain_http) cons
 Status ManagerFerryMounter::mount(const FerryImage& image) {
   FERRY_TRY(make_dirs(config_.cache_dir(), 0700));
   FERRY_TRY(probe(image, insecure(image.ref.host)));
-  FERRY_ASSIGN(std::string config_json, daemon_config(image));
+  FERRY_ASSIGN(std::string config_json, ferry_daemon_config(config_, image));
   auto answer = manager_.mount(manager::MountRequest{image.mountpoint, image.bootstrap, std::move(config_json)});
   if (!answer.ok()) return std::move(answer).error();
   return ok_status();

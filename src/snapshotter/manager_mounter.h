@@ -22,6 +22,10 @@
 
 namespace ferry::snapshotter {
 
+// The ferryd config JSON for `image` under `config` (credentials included: a secret). EINVAL
+// naming [remote] auth_file when that file is malformed; a missing file means anonymous.
+Result<std::string> ferry_daemon_config(const manager::ManagerConfig& config, const FerryImage& image);
+
 class ManagerFerryMounter final : public FerryMounter {
  public:
   // `manager` must outlive this object.
@@ -32,9 +36,6 @@ class ManagerFerryMounter final : public FerryMounter {
   Status mount(const FerryImage& image) override;
   Status umount(const std::string& mountpoint) override;
   [[nodiscard]] bool mounted(const std::string& mountpoint) const override;
-
-  // The ferryd config JSON for `image` (credentials included: a secret).
-  Result<std::string> daemon_config(const FerryImage& image) const;
 
  private:
   Status probe(const FerryImage& image, bool plain_http) const;
