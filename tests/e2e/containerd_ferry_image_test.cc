@@ -48,6 +48,29 @@ std::optional<std::pair<long, long>> read_status(const std::string& path) {
   return std::make_pair(ok, bad);
 }
 
+// Blob GETs of `repo` in the registry's access log, and the bytes they answered.
+struct BlobGets {
+  size_t requests = 0;
+  uint64_t bytes = 0;
+};
+BlobGets blob_gets(const std::string& log, const std::string& repo) {
+  BlobGets gets;
+  const std::string marker = "\"GET /v2/" + repo + "/blobs/";
+  for (const auto& line : test::lines_of(log)) {
+    auto at = line.find(marker);
+    if (at == std::string::npos) continue;
+    auto end = line.find("\" ", at + 1);  // after the request line: STATUS BYTES
+    if (end == std::string::npos) continue;
+    std::istringstream in(line.substr(end + 2));
+    int status = 0;
+    uint64_t bytes = 0;
+    if (!(in >> status >> bytes)) continue;
+    gets.requests++;
+    gets.bytes += bytes;
+  }
+  return gets;
+}
+
 class ContainerdFerryImageTest : public ContainerdSnapshotterFixture {
  protected:
   std::string also_needs() override {
@@ -98,12 +121,22 @@ TEST_F(ContainerdFerryImageTest, RunsLazilyAsOnOverlayfsSurvivesDaemonKillsAndLe
     }
   }
   EXPECT_TRUE(ferry.daemon_pids().empty()) << "a ferryd started before any container";
+  const BlobGets at_pull = blob_gets(registry.log(), "ferry/busybox-data");
 
   // A container on Ferry lists what the original lists on containerd's overlayfs.
   auto on_ferry =
       containerd.ctr({"run", "--rm", "--snapshotter", "ferry", converted, "on-ferry", "/bin/sh", "-c", kListing});
   ASSERT_EQ(on_ferry.exit_code(), 0) << on_ferry.describe() << containerd.log_tail() << ferry.log();
   image_.expect_listing(on_ferry.out);
+  // The container's reads were the first fetches of the blob layers' chunks.
+  const BlobGets after_run = blob_gets(registry.log(), "ferry/busybox-data");
+  EXPECT_GT(after_run.requests, at_pull.requests) << registry.log();
+  EXPECT_LT(at_pull.bytes, 64U * 1024) << "the pull fetched more than the config and the bootstrap";
+  EXPECT_GT(after_run.bytes - at_pull.bytes, image_.new_bin.size()) << "the container read its files from the registry";
+  std::printf("[ e2e    ] registry blob GETs of the Ferry image: %zu (%llu bytes) by the pull, %zu (%llu bytes) "
+              "more by the first container\n",
+              at_pull.requests, static_cast<unsigned long long>(at_pull.bytes), after_run.requests - at_pull.requests,
+              static_cast<unsigned long long>(after_run.bytes - at_pull.bytes));
   auto pull_overlay = containerd.ctr({"images", "pull", "--plain-http", original});
   ASSERT_EQ(pull_overlay.exit_code(), 0) << pull_overlay.describe();
   auto on_overlay = containerd.ctr({"run", "--rm", original, "on-overlay", "/bin/sh", "-c", kListing});
