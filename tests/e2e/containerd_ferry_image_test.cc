@@ -198,6 +198,16 @@ TEST_F(ContainerdFerryImageTest, RunsLazilyAsOnOverlayfsSurvivesDaemonKillsAndLe
   ASSERT_TRUE(ferry.start()) << ferry.log();
   ASSERT_TRUE(test::wait_until([&] { return ferry.daemon_pids() == std::vector<pid_t>{serving}; }, 30s))
       << ferry.ctl({"daemons"}).out;
+  // containerd's connection to the killed snapshotter fails its next call, then redials; let
+  // that call be ours (one of its GC's would fail and the GC wait for its next trigger).
+  RunResult listed;
+  ASSERT_TRUE(test::wait_until(
+      [&] {
+        listed = containerd.ctr({"snapshots", "--snapshotter", "ferry", "ls"}, 20s);
+        return listed.exit_code() == 0;
+      },
+      60s))
+      << listed.describe();
   {
     const long before = checks().first;
     ASSERT_EQ(::kill(serving, SIGKILL), 0);
@@ -238,7 +248,8 @@ TEST_F(ContainerdFerryImageTest, RunsLazilyAsOnOverlayfsSurvivesDaemonKillsAndLe
   // containerd removes the container's snapshot in its garbage collection, a little later.
   ASSERT_TRUE(test::wait_until(
       [&] { return ferry.daemon_pids().empty() && snapshot_dirs() + 1 == dirs_before; }, 90s))
-      << ferry.ctl({"daemons"}).out << snapshot_dirs() << " snapshot dirs, " << dirs_before << " before";
+      << ferry.ctl({"daemons"}).out << snapshot_dirs() << " snapshot dirs, " << dirs_before << " before\n"
+      << ferry.log() << containerd.log_tail();
   const size_t dirs_without_checker = snapshot_dirs();
   const auto t0 = std::chrono::steady_clock::now();
   auto refused = containerd.ctr(
