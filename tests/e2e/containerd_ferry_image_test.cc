@@ -200,14 +200,8 @@ TEST_F(ContainerdFerryImageTest, RunsLazilyAsOnOverlayfsSurvivesDaemonKillsAndLe
       << ferry.ctl({"daemons"}).out;
   // containerd's connection to the killed snapshotter fails its next call, then redials; let
   // that call be ours (one of its GC's would fail and the GC wait for its next trigger).
-  RunResult listed;
-  ASSERT_TRUE(test::wait_until(
-      [&] {
-        listed = containerd.ctr({"snapshots", "--snapshotter", "ferry", "ls"}, 20s);
-        return listed.exit_code() == 0;
-      },
-      60s))
-      << listed.describe();
+  RunResult listed = list_ferry_snapshots(containerd);
+  ASSERT_EQ(listed.exit_code(), 0) << listed.describe();
   {
     const long before = checks().first;
     ASSERT_EQ(::kill(serving, SIGKILL), 0);

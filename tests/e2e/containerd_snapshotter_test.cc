@@ -93,14 +93,8 @@ TEST_F(ContainerdSnapshotterTest, OrdinaryImageRunsOnFerryAsOnOverlayfsAndSurviv
   // ferry-snapshotter dies and comes back: containerd redials, nothing is lost.
   ferry.kill();
   ASSERT_TRUE(ferry.start()) << ferry.log();
-  RunResult again;
-  ASSERT_TRUE(test::wait_until(
-      [&] {
-        again = containerd.ctr({"snapshots", "--snapshotter", "ferry", "ls"}, 20s);
-        return again.exit_code() == 0;
-      },
-      60s))
-      << again.describe();
+  RunResult again = list_ferry_snapshots(containerd);
+  ASSERT_EQ(again.exit_code(), 0) << again.describe();
   EXPECT_EQ(again.out, ls.out);
   auto after = containerd.ctr(
       {"run", "--rm", "--snapshotter", "ferry", image, "after-restart", "/bin/sh", "-c", kListing});

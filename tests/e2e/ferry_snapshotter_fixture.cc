@@ -106,6 +106,17 @@ void expect_no_snapshots_left(ContainerdServer& containerd, const FerrySnapshott
       << empty.describe() << containerd.log_tail() << ferry.log();
 }
 
+RunResult list_ferry_snapshots(ContainerdServer& containerd) {
+  RunResult listed;
+  (void)test::wait_until(
+      [&] {
+        listed = containerd.ctr({"snapshots", "--snapshotter", "ferry", "ls"}, 20s);
+        return listed.exit_code() == 0;
+      },
+      60s);
+  return listed;
+}
+
 void BusyboxDataImage::make() {
   std::ifstream in(kBusybox, std::ios::binary);
   std::string busybox((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

@@ -59,6 +59,9 @@ class ContainerdServer;
 // Waits (60 s) until containerd lists no snapshot of `ferry`'s and its snapshot directory is
 // empty; on failure an EXPECT reports the last listing and containerd's log.
 void expect_no_snapshots_left(ContainerdServer& containerd, const FerrySnapshotter& ferry);
+// `ctr snapshots --snapshotter ferry ls` until it succeeds (60 s): after a restart of
+// ferry-snapshotter containerd's first call fails while it redials. Returns the last attempt.
+RunResult list_ferry_snapshots(ContainerdServer& containerd);
 
 // Three layers, lowest first: busybox-static and its applets; data files (a 300 KiB random file,
 // a script, a 0750 directory with a 0600 file owned 1000:100, a symlink, two files the top
