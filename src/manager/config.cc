@@ -205,6 +205,26 @@ TableReader::Handler unsigned_into(unsigned& out, int64_t min, int64_t max) {
   };
 }
 
+// An array of "HOST[:PORT]" strings (a registry host as image references name it).
+TableReader::Handler hosts_into(std::vector<std::string>& out) {
+  return [&out](const toml::node& node, const std::string& name) -> Status {
+    const auto* a = node.as_array();
+    if (a == nullptr) return wrong_type(name, "an array of strings", node);
+    std::vector<std::string> hosts;
+    for (const toml::node& item : *a) {
+      const auto* s = item.as_string();
+      if (s == nullptr) return wrong_type(name + " item", "a string", item);
+      const std::string& h = s->get();
+      if (h.empty() || h.find_first_of("/ \t\n@") != std::string::npos) {
+        return invalid(name + ": expected registry hosts \"HOST[:PORT]\" (no scheme, no path), got " + quoted(h));
+      }
+      hosts.push_back(h);
+    }
+    out = std::move(hosts);
+    return ok_status();
+  };
+}
+
 TableReader::Handler section(const std::function<Status(const toml::table&)>& read) {
   return [read](const toml::node& node, const std::string& name) -> Status {
     const auto* t = node.as_table();
@@ -272,6 +292,12 @@ Status read_config(const toml::table& root, ManagerConfig& config) {
           }))
       .on("metrics", section([&](const toml::table& t) {
             return TableReader(t, "metrics").on("address", string_into(config.metrics.address)).run();
+          }))
+      .on("remote", section([&](const toml::table& t) {
+            return TableReader(t, "remote")
+                .on("auth_file", string_into(config.remote.auth_file))
+                .on("insecure_registries", hosts_into(config.remote.insecure_registries))
+                .run();
           }));
   FERRY_TRY(top.run());
   if (!have_version) return invalid("version = 1 is required (add it at the top of the file)");
@@ -366,6 +392,7 @@ Status validate(const ManagerConfig& config) {
       check_one_of("[log] level", config.log.level, {"trace", "debug", "info", "warn", "error", "off"}));
   FERRY_TRY(check_absolute("[log] dir", config.log.dir, true));
   FERRY_TRY(check_metrics_address(config.metrics.address));
+  FERRY_TRY(check_absolute("[remote] auth_file", config.remote.auth_file, true));
   return ok_status();
 }
 
@@ -465,6 +492,15 @@ dir = ""
 # GET /metrics over TCP on a loopback address, "127.0.0.1:PORT", "[::1]:PORT" or
 # "localhost:PORT"; empty: no TCP listener (metrics stay available on the system socket).
 address = ""
+
+[remote]
+# Ferry images (pulled lazily by ferryd from their registry, docs/containerd.md).
+# Registry credentials: a docker config.json whose "auths" {"HOST": {"auth": base64("user:pass")}}
+# names the image's registry host (absolute path; a missing file or empty string: anonymous).
+# They reach only each daemon's config file (mode 0600), never a log.
+auth_file = "/root/.docker/config.json"
+# Registry hosts ("HOST[:PORT]") spoken to over plain http instead of https.
+insecure_registries = []
 )";
 }
 

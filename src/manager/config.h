@@ -22,6 +22,9 @@
 //   dir = ""                         # empty: <root>/logs
 //   [metrics]
 //   address = ""                     # optional "127.0.0.1:PORT" TCP listener for GET /metrics
+//   [remote]                         # Ferry images pulled lazily (docs/containerd.md)
+//   auth_file = "/root/.docker/config.json"  # docker config.json `auths`; empty: anonymous
+//   insecure_registries = []         # "HOST[:PORT]" reached over plain http
 //
 // Errors: an unknown key (at any level), a value of the wrong type, an impossible value (a
 // relative path, an unknown policy, a thread count of 0, a non-loopback metrics address...)
@@ -31,6 +34,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/result.h"
 
@@ -68,6 +72,10 @@ struct ManagerConfig {
   struct Metrics {
     std::string address;  // empty: no TCP listener
   } metrics;
+  struct Remote {
+    std::string auth_file = "/root/.docker/config.json";  // a missing file means no credentials
+    std::vector<std::string> insecure_registries;         // hosts spoken to over plain http
+  } remote;
 
   // Derived paths, all under root.
   [[nodiscard]] std::string db_path() const { return root + "/ferry.db"; }
@@ -75,6 +83,7 @@ struct ManagerConfig {
   [[nodiscard]] std::string daemons_dir() const { return root + "/daemons"; }  // api sockets
   [[nodiscard]] std::string shared_mnt() const { return root + "/mnt"; }       // shared daemon's FUSE root
   [[nodiscard]] std::string snapshots_dir() const { return root + "/snapshots"; }  // containerd snapshots
+  [[nodiscard]] std::string cache_dir() const { return root + "/cache"; }  // ferryd blob cache
   [[nodiscard]] std::string log_dir() const { return log.dir.empty() ? root + "/logs" : log.dir; }
 };
 

@@ -23,6 +23,7 @@
 #include "manager/store.h"
 #include "manager/system_api.h"
 #include "snapshotter/grpc_service.h"
+#include "snapshotter/manager_mounter.h"
 #include "snapshotter/snapshotter.h"
 
 namespace ferry::manager {
@@ -131,6 +132,10 @@ int run(const Options& opt) {
                build_info::kVersion, config.root, to_string(config.daemon_mode),
                to_string(config.daemon.recover_policy), binary);
   (*manager)->reattach_all();
+  // Ferry images' daemons: only now, with the recorded daemons found again, so a container's
+  // Prepare never starts a second ferryd for an image whose daemon is being re-attached.
+  snapshotter::ManagerFerryMounter ferry_mounter(**manager, config);
+  snapshots->set_ferry_mounter(&ferry_mounter);
 
   SystemApi api(**manager);
   api_ptr.store(&api);
@@ -139,6 +144,8 @@ int run(const Options& opt) {
     auto server = http::HttpServer::listen_tcp(
         config.metrics.address, [&api](const http::HttpRequest& r) { return api.handle_metrics_only(r); });
     if (!server) {
+      grpc_server->reset();
+      snapshots->set_ferry_mounter(nullptr);
       system_server.reset();
       (*manager)->shutdown();
       return fail("[metrics] address: " + server.error().message);
@@ -156,6 +163,7 @@ int run(const Options& opt) {
   // Servers first (they wait for requests in progress), then the manager.
   metrics_server.reset();
   grpc_server->reset();
+  snapshots->set_ferry_mounter(nullptr);
   system_server.reset();
   api_ptr.store(nullptr);
   (*manager)->shutdown();

@@ -16,6 +16,7 @@
 
 #include "common/dirs.h"
 #include "common/unique_fd.h"
+#include "snapshotter/ferry_labels.h"
 
 namespace ferry::snapshotter {
 namespace {
@@ -128,9 +129,114 @@ std::string Snapshotter::fs_dir(int64_t id) const {
 std::string Snapshotter::work_dir(int64_t id) const {
   return dir_ + "/" + std::to_string(id) + "/work";
 }
+std::string Snapshotter::mnt_dir(int64_t id) const {
+  return dir_ + "/" + std::to_string(id) + "/mnt";
+}
+
+void Snapshotter::set_ferry_mounter(FerryMounter* mounter) {
+  std::lock_guard lk(ferry_->mu);
+  ferry_->mounter = mounter;
+}
+
+std::optional<size_t> Snapshotter::bootstrap_in(const std::vector<SnapshotRecord>& chain, size_t from) {
+  for (size_t i = from; i < chain.size(); ++i) {
+    auto boot = is_ferry_bootstrap(chain[i].labels);
+    if (chain[i].kind == SnapshotKind::kCommitted && boot.ok() && *boot) return i;
+  }
+  return std::nullopt;
+}
+
+Status Snapshotter::ensure_ferryd(const std::vector<SnapshotRecord>& parent_chain, size_t bootstrap,
+                                  bool& started) {
+  FerryMounter* mounter = ferry_->mounter;
+  if (mounter == nullptr) {
+    return Error{EAGAIN, "ferry-snapshotter is starting up: its daemon manager is not ready yet (retry)"};
+  }
+  const SnapshotRecord& boot = parent_chain[bootstrap];
+  const std::string mountpoint = mnt_dir(boot.id);
+  if (mounter->mounted(mountpoint)) return ok_status();
+  FERRY_ASSIGN(oci::ImageReference ref, ferry_image_ref(boot.labels));
+  FerryImage image{mountpoint, fs_dir(boot.id) + "/" + std::string(oci::kBootstrapPathInLayer), std::move(ref), ""};
+  for (size_t i = bootstrap + 1; i < parent_chain.size() && image.blob_digest.empty(); ++i) {
+    auto digest = layer_digest(parent_chain[i].labels);
+    if (digest.ok()) image.blob_digest = *digest;
+  }
+  if (::mkdir(mountpoint.c_str(), 0755) != 0 && errno != EEXIST) {
+    return errno_error("cannot create the mountpoint '" + mountpoint + "'");
+  }
+  if (Status st = mounter->mount(image); !st.ok()) {
+    return Error{st.error().code, "image " + image.ref.str() + " (bootstrap snapshot '" + boot.key +
+                                      "'): cannot start its ferryd: " + st.error().message};
+  }
+  spdlog::info("snapshotter: ferryd serves image {} at '{}'", image.ref.str(), mountpoint);
+  started = true;
+  return ok_status();
+}
+
+void Snapshotter::release_ferryd_if_unused(const SnapshotRecord& bootstrap) {
+  FerryMounter* mounter = ferry_->mounter;
+  const std::string mountpoint = mnt_dir(bootstrap.id);
+  if (mounter == nullptr || !mounter->mounted(mountpoint)) return;
+  auto all = store_->snapshots();
+  if (!all.ok()) {
+    spdlog::warn("snapshotter: cannot tell whether '{}' is still used: {}", mountpoint, all.error().message);
+    return;
+  }
+  for (const SnapshotRecord& r : *all) {
+    if (r.parent == bootstrap.key) return;
+  }
+  if (Status st = mounter->umount(mountpoint); !st.ok()) {
+    spdlog::warn("snapshotter: cannot stop the ferryd at '{}': {}", mountpoint, st.error().message);
+    return;
+  }
+  spdlog::info("snapshotter: ferryd at '{}' stopped (no snapshot uses bootstrap '{}' any more)", mountpoint,
+               bootstrap.key);
+}
 
 Result<std::vector<Mount>> Snapshotter::create(SnapshotKind kind, const std::string& key,
                                                const std::string& parent, const Labels& labels) {
+  if (parent.empty()) return create_checked(kind, key, parent, labels);
+  auto chain = store_->snapshot_chain(parent);
+  // A parent that is missing is reported by create_checked, with containerd's wording.
+  if (!chain.ok()) return create_checked(kind, key, parent, labels);
+  auto bootstrap = bootstrap_in(*chain, 0);
+  if (!bootstrap) return create_checked(kind, key, parent, labels);
+  // The daemon serves before the snapshot exists: a snapshot never names a mount that is not
+  // there, and a failed start leaves no snapshot behind.
+  std::lock_guard lk(ferry_->mu);
+  bool started = false;
+  FERRY_TRY(validate_labels(labels));
+  FERRY_TRY(ensure_ferryd(*chain, *bootstrap, started));
+  auto made = create_checked(kind, key, parent, labels);
+  if (!made.ok() && started) release_ferryd_if_unused((*chain)[*bootstrap]);
+  return made;
+}
+
+Result<std::vector<Mount>> Snapshotter::prepare_blob(const std::string& key, const std::string& parent,
+                                                     const Labels& labels) {
+  auto ref = labels.find(std::string(kSnapshotRef));
+  if (ref == labels.end() || ref->second.empty()) {
+    return Error{EINVAL, "a Ferry blob layer ('" + std::string(kFerryBlob) + "') needs the label '" +
+                             std::string(kSnapshotRef) +
+                             "' (its chain id): pull Ferry images with `ctr-remote images rpull` or through CRI"};
+  }
+  FERRY_TRY(ferry_image_ref(labels));
+  FERRY_TRY(layer_digest(labels));
+  FERRY_TRY(validate_labels(labels));
+  const std::string& name = ref->second;
+  if (store_->snapshot(name).ok()) return Error{EEXIST, "snapshot '" + name + "' already exists"};
+  const Labels kept = ferry_labels_kept(labels);
+  FERRY_TRY(create_checked(SnapshotKind::kActive, key, parent, kept));
+  if (Status st = commit(name, key, kept); !st.ok()) {
+    if (Status rm = remove(key); !rm.ok()) spdlog::warn("snapshotter: {}", rm.error().message);
+    return std::move(st).error();
+  }
+  // containerd takes AlreadyExists as "found under the ref" and downloads nothing.
+  return Error{EEXIST, "Ferry blob layer '" + name + "' is committed without a download (read lazily)"};
+}
+
+Result<std::vector<Mount>> Snapshotter::create_checked(SnapshotKind kind, const std::string& key,
+                                                       const std::string& parent, const Labels& labels) {
   if (key.empty()) return Error{EINVAL, "the snapshot key is empty"};
   FERRY_TRY(validate_labels(labels));
   SnapshotRecord wanted;
@@ -173,6 +279,11 @@ Result<std::vector<Mount>> Snapshotter::create(SnapshotKind kind, const std::str
 
 Result<std::vector<Mount>> Snapshotter::prepare(const std::string& key, const std::string& parent,
                                                 const Labels& labels) {
+  FERRY_ASSIGN(bool blob, is_ferry_blob(labels));
+  if (blob) return prepare_blob(key, parent, labels);
+  FERRY_ASSIGN(bool bootstrap, is_ferry_bootstrap(labels));
+  // Checked before containerd unpacks anything: a bootstrap that could never be served is refused.
+  if (bootstrap) FERRY_TRY(ferry_image_ref(labels));
   return create(SnapshotKind::kActive, key, parent, labels);
 }
 
@@ -192,10 +303,17 @@ Result<std::vector<Mount>> Snapshotter::mounts(const std::string& key) const {
 std::vector<Mount> Snapshotter::mounts_of(const std::vector<SnapshotRecord>& chain) const {
   const SnapshotRecord& s = chain.front();
   const bool active = s.kind == SnapshotKind::kActive;
-  if (chain.size() == 1) {
+  std::vector<std::string> lowers;
+  const auto bootstrap = bootstrap_in(chain, 1);
+  // A Ferry image: the layers above the bootstrap, then the ferryd mount (the blob layers below
+  // the bootstrap are empty).
+  for (size_t i = 1; bootstrap && i < *bootstrap; ++i) lowers.push_back(fs_dir(chain[i].id));
+  if (bootstrap) lowers.push_back(mnt_dir(chain[*bootstrap].id));
+  if (bootstrap && !active && lowers.size() == 1) return {Mount{"bind", lowers.front(), {"ro", "rbind"}}};
+  if (!bootstrap && chain.size() == 1) {
     return {Mount{"bind", fs_dir(s.id), {active ? "rw" : "ro", "rbind"}}};
   }
-  if (!active && chain.size() == 2) {
+  if (!bootstrap && !active && chain.size() == 2) {
     return {Mount{"bind", fs_dir(chain[1].id), {"ro", "rbind"}}};
   }
   std::vector<std::string> options;
@@ -204,10 +322,13 @@ std::vector<Mount> Snapshotter::mounts_of(const std::vector<SnapshotRecord>& cha
     options.push_back("workdir=" + work_dir(s.id));
     options.push_back("upperdir=" + fs_dir(s.id));
   }
+  if (!bootstrap) {
+    for (size_t i = 1; i < chain.size(); ++i) lowers.push_back(fs_dir(chain[i].id));
+  }
   std::string lower = "lowerdir=";
-  for (size_t i = 1; i < chain.size(); ++i) {
-    if (i > 1) lower += ':';
-    lower += fs_dir(chain[i].id);
+  for (size_t i = 0; i < lowers.size(); ++i) {
+    if (i > 0) lower += ':';
+    lower += lowers[i];
   }
   options.push_back(std::move(lower));
   return {Mount{"overlay", "overlay", std::move(options)}};
@@ -219,8 +340,22 @@ Status Snapshotter::commit(const std::string& name, const std::string& key, cons
   if (r.kind != SnapshotKind::kActive) {
     return Error{EPERM, "snapshot '" + key + "' is not active: only an active snapshot can be committed"};
   }
+  Labels final_labels = labels;
+  auto bootstrap = is_ferry_bootstrap(r.labels);
+  if (bootstrap.ok() && *bootstrap) {
+    // The committed bootstrap keeps what marks it, whatever labels the Commit carries.
+    const std::string boot = fs_dir(r.id) + "/" + std::string(oci::kBootstrapPathInLayer);
+    struct stat st {};
+    if (::lstat(boot.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      return Error{EINVAL, "snapshot '" + key + "' is labelled '" + std::string(kFerryBootstrap) +
+                               "' but its layer holds no regular file " + std::string(oci::kBootstrapPathInLayer)};
+    }
+    for (auto& kv : ferry_labels_kept(r.labels)) final_labels.insert(kv);
+    FERRY_TRY(validate_labels(final_labels));
+  }
   FERRY_ASSIGN(Usage u, disk_usage(fs_dir(r.id)));
-  FERRY_ASSIGN(SnapshotRecord done, store_->commit_snapshot(key, name, labels, u.size, u.inodes, now_ns()));
+  FERRY_ASSIGN(SnapshotRecord done,
+               store_->commit_snapshot(key, name, final_labels, u.size, u.inodes, now_ns()));
   // A committed snapshot is never an upper dir again: its work dir goes.
   if (Status st = remove_tree(work_dir(done.id)); !st.ok())
     spdlog::warn("snapshotter: {}", st.error().message);
@@ -228,7 +363,20 @@ Status Snapshotter::commit(const std::string& name, const std::string& key, cons
 }
 
 Status Snapshotter::remove(const std::string& key) {
+  auto chain = store_->snapshot_chain(key);
+  const auto bootstrap = chain.ok() ? bootstrap_in(*chain, 0) : std::nullopt;
+  std::unique_lock lk(ferry_->mu, std::defer_lock);
+  if (bootstrap) lk.lock();
   FERRY_ASSIGN(SnapshotRecord r, store_->remove_snapshot(key));
+  if (bootstrap && *bootstrap > 0) release_ferryd_if_unused((*chain)[*bootstrap]);
+  if (bootstrap && *bootstrap == 0 && ferry_->mounter != nullptr && ferry_->mounter->mounted(mnt_dir(r.id))) {
+    // Its children are gone, so is its daemon normally; never delete files under a live mount.
+    if (Status st = ferry_->mounter->umount(mnt_dir(r.id)); !st.ok()) {
+      spdlog::warn("snapshotter: removed bootstrap '{}' but its ferryd stays mounted (Cleanup retries): {}", key,
+                   st.error().message);
+      return ok_status();
+    }
+  }
   // The record is gone: a directory that cannot be removed now is an orphan for Cleanup.
   if (Status st = remove_tree(dir_ + "/" + std::to_string(r.id)); !st.ok()) {
     spdlog::warn("snapshotter: removed snapshot '{}' but not its files (Cleanup retries): {}", key,
@@ -282,6 +430,15 @@ Result<size_t> Snapshotter::cleanup() {
     char* end = nullptr;
     long long id = std::strtoll(name.c_str(), &end, 10);
     if (!name.empty() && *end == '\0' && id > max_id) continue;
+    // A ferryd still mounted there (its stop failed): never delete files under a live mount.
+    std::lock_guard lk(ferry_->mu);
+    if (ferry_->mounter != nullptr && ferry_->mounter->mounted(entry.path().string() + "/mnt")) {
+      Status st = ferry_->mounter->umount(entry.path().string() + "/mnt");
+      if (!st.ok()) {
+        spdlog::warn("snapshotter: cleanup keeps '{}': {}", entry.path().string(), st.error().message);
+        continue;
+      }
+    }
     orphans.push_back(entry.path().string());
   }
   if (ec) return Error{ec.value(), "cannot list '" + dir_ + "': " + ec.message()};

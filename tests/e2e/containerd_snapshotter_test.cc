@@ -22,6 +22,7 @@
 #include "common/proc_files.h"
 #include "e2e/containerd_fixture.h"
 #include "e2e/erofs_fixture.h"
+#include "e2e/ferry_snapshotter_fixture.h"
 #include "e2e/tar_writer.h"
 #include "oci/registry_fixture.h"
 
@@ -31,101 +32,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-constexpr auto kToolDeadline = 180s;
-constexpr const char* kBusybox = "/bin/busybox";
-
-// What each container prints: the root's mode and owner, then every path under /data and
-// /etc/ferry with its kind, mode, owner, size, link target and content hash.
-constexpr const char* kListing =
-    "cd / && echo \"/ $(stat -c '%a %u:%g' /)\" && find data etc/ferry | sort | while read f; do "
-    "if [ -L \"$f\" ]; then echo \"$f link $(readlink \"$f\")\"; "
-    "elif [ -f \"$f\" ]; then echo \"$f file $(stat -c '%a %u:%g %s' \"$f\") $(sha256sum < \"$f\" | cut -d' "
-    "' -f1)\"; "
-    "else echo \"$f $(stat -c '%F %a %u:%g' \"$f\")\"; fi; done";
-
-// ferry-snapshotter with a private root and sockets, killed by pid when it goes.
-class FerrySnapshotter {
- public:
-  explicit FerrySnapshotter(const test::TempDir& dir) : dir_(dir) {
-    std::ofstream(dir_ / "ferry.toml")
-        << "version = 1\n"
-        << "root = \"" << dir_ / "root"
-        << "\"\n"
-        << "address = \"" << socket() << "\"\n"
-        << "[daemon]\nnydusd_path = \"" << test::binary_path("ferryd") << "\"\n"
-        << "[system]\naddress = \"" << dir_ / "system.sock"
-        << "\"\n"
-        << "[log]\ndir = \"" << dir_ / "logs"
-        << "\"\n";
-  }
-  bool start() {
-    process_ = test::Process::start({test::binary_path("ferry-snapshotter"), "--config", dir_ / "ferry.toml"},
-                                    dir_ / "ferry-snapshotter.out");
-    return test::wait_until([&] { return !process_.running() || fs::exists(socket()); }, 30s) &&
-           process_.running();
-  }
-  void kill() { process_.kill_and_reap(); }
-  [[nodiscard]] std::string socket() const { return dir_ / "ferry-grpc.sock"; }
-  [[nodiscard]] std::string snapshots_dir() const { return dir_ / "root/snapshots"; }
-  [[nodiscard]] std::string log() const { return file_tail(dir_ / "logs/ferry-snapshotter.log"); }
-
- private:
-  const test::TempDir& dir_;
-  test::Process process_;
-};
-
-class ContainerdSnapshotterTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    std::string missing = ContainerdServer::missing_prerequisite();
-    if (missing.empty() && test::run_shell("command -v runc >/dev/null") != 0)
-      missing = "runc is not installed";
-    if (missing.empty() &&
-        test::run_shell("command -v skopeo >/dev/null && command -v docker-registry >/dev/null") != 0)
-      missing = "skopeo or docker-registry is not installed";
-    if (missing.empty() && !fs::exists(kBusybox)) missing = "busybox-static (/bin/busybox) is not installed";
-    if (!missing.empty()) GTEST_SKIP() << missing;
-  }
-
-  // The image's layers, lowest first, and what a listing of them must say.
-  void make_layers() {
-    std::ifstream in(kBusybox, std::ios::binary);
-    std::string busybox((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    std::vector<TarEntry> base = {dir("bin"), file("bin/busybox", busybox, 0755)};
-    for (const char* applet : {"sh", "find", "sort", "stat", "readlink", "sha256sum", "cut", "cat", "echo"})
-      base.push_back(symlink(std::string("bin/") + applet, "busybox"));
-    a_bin_ = random_bytes(300 * 1024, 1);
-    std::vector<TarEntry> data = {dir("data"),
-                                  file("data/a.bin", a_bin_),
-                                  file("data/run.sh", "#!/bin/sh\necho hi\n", 0755),
-                                  dir("data/sub", 0750),
-                                  file("data/sub/deep.txt", "deep\n", 0600),
-                                  symlink("data/link", "a.bin"),
-                                  file("data/gone.txt", "soon removed\n"),
-                                  file("data/override.txt", "v1\n"),
-                                  dir("etc"),
-                                  dir("etc/ferry"),
-                                  file("etc/ferry/hello", "hello\n")};
-    data[4].uid = 1000;
-    data[4].gid = 100;
-    new_bin_ = random_bytes(1 << 20, 2);
-    std::vector<TarEntry> top = {dir("data"), whiteout("data/gone.txt"), file("data/override.txt", "v2\n"),
-                                 file("data/new.bin", new_bin_)};
-    for (const auto& layer : {base, data, top}) {
-      tars_.push_back(make_tar(layer));
-      gz_.push_back(make_tar(layer, TarCompression::kGzip));
-    }
-  }
-
-  RunResult tool(const std::vector<std::string>& argv) {
-    return run_with_deadline(argv, dir_.path(), kToolDeadline);
-  }
-
-  ImageDir dir_;
-  test::TempDir ferry_dir_;
-  std::vector<std::string> tars_, gz_;
-  std::string a_bin_, new_bin_;
-};
+using ContainerdSnapshotterTest = ContainerdSnapshotterFixture;
 
 TEST_F(ContainerdSnapshotterTest, OrdinaryImageRunsOnFerryAsOnOverlayfsAndSurvivesARestart) {
   oci::test::RegistryServer registry;
@@ -147,8 +54,8 @@ TEST_F(ContainerdSnapshotterTest, OrdinaryImageRunsOnFerryAsOnOverlayfsAndSurviv
   }
   EXPECT_TRUE(listed) << plugins.out;
 
-  make_layers();
-  write_oci_layout(dir_.path() + "/oci", "v1", gz_, tars_);
+  image_.make();
+  write_oci_layout(dir_.path() + "/oci", "v1", image_.gz, image_.tars);
   const std::string image = registry.host() + "/plain/busybox-data:v1";
   auto pushed = tool({"/usr/bin/skopeo", "copy", "--dest-tls-verify=false", "oci:" + dir_.path() + "/oci:v1",
                       "docker://" + image});
@@ -161,21 +68,8 @@ TEST_F(ContainerdSnapshotterTest, OrdinaryImageRunsOnFerryAsOnOverlayfsAndSurviv
   ASSERT_EQ(on_ferry.exit_code(), 0) << on_ferry.describe() << containerd.log_tail() << ferry.log();
 
   // What the test wrote, seen from inside the container: the whiteout and the overwrite applied.
+  image_.expect_listing(on_ferry.out);
   const auto listing = test::lines_of(on_ferry.out);
-  auto has = [&](const std::string& line) {
-    return std::find(listing.begin(), listing.end(), line) != listing.end();
-  };
-  EXPECT_TRUE(has("data/a.bin file 644 0:0 " + std::to_string(a_bin_.size()) + " " + sha256_hex(a_bin_)))
-      << on_ferry.out;
-  EXPECT_TRUE(
-      has("data/new.bin file 644 0:0 " + std::to_string(new_bin_.size()) + " " + sha256_hex(new_bin_)))
-      << on_ferry.out;
-  EXPECT_TRUE(has("data/override.txt file 644 0:0 3 " + sha256_hex("v2\n"))) << on_ferry.out;
-  EXPECT_TRUE(has("data/sub/deep.txt file 600 1000:100 5 " + sha256_hex("deep\n"))) << on_ferry.out;
-  EXPECT_TRUE(has("data/link link a.bin")) << on_ferry.out;
-  EXPECT_TRUE(has("data/sub directory 750 0:0")) << on_ferry.out;
-  EXPECT_FALSE(on_ferry.out.find("gone.txt") != std::string::npos) << on_ferry.out;
-  EXPECT_EQ(listing.size(), 11U) << on_ferry.out;
 
   // The same image on containerd's own overlayfs snapshotter says the same.
   auto pull_overlay = containerd.ctr({"images", "pull", "--plain-http", image});
@@ -187,26 +81,20 @@ TEST_F(ContainerdSnapshotterTest, OrdinaryImageRunsOnFerryAsOnOverlayfsAndSurviv
   // The layers are Ferry's committed snapshots, the top one named by the image's chain id.
   auto ls = containerd.ctr({"snapshots", "--snapshotter", "ferry", "ls"});
   ASSERT_EQ(ls.exit_code(), 0) << ls.describe();
-  const std::string top = chain_id(tars_);
+  const std::string top = chain_id(image_.tars);
   EXPECT_NE(ls.out.find(top), std::string::npos) << ls.out;
-  EXPECT_EQ(test::lines_of(ls.out).size(), 1U + tars_.size()) << ls.out;  // a header and one line per layer
+  EXPECT_EQ(test::lines_of(ls.out).size(), 1U + image_.tars.size()) << ls.out;  // a header and one line per layer
   // ...each with its directory under Ferry's root (the containers' active snapshots are gone).
   EXPECT_EQ(static_cast<size_t>(std::distance(fs::directory_iterator(ferry.snapshots_dir()), {})),
-            tars_.size());
+            image_.tars.size());
   std::printf("[ e2e    ] container on ferry listed %zu paths, equal to overlayfs: %s\n%s", listing.size(),
               on_ferry.out == on_overlay.out ? "yes" : "no", ls.out.c_str());
 
   // ferry-snapshotter dies and comes back: containerd redials, nothing is lost.
   ferry.kill();
   ASSERT_TRUE(ferry.start()) << ferry.log();
-  RunResult again;
-  ASSERT_TRUE(test::wait_until(
-      [&] {
-        again = containerd.ctr({"snapshots", "--snapshotter", "ferry", "ls"}, 20s);
-        return again.exit_code() == 0;
-      },
-      60s))
-      << again.describe();
+  RunResult again = list_ferry_snapshots(containerd);
+  ASSERT_EQ(again.exit_code(), 0) << again.describe();
   EXPECT_EQ(again.out, ls.out);
   auto after = containerd.ctr(
       {"run", "--rm", "--snapshotter", "ferry", image, "after-restart", "/bin/sh", "-c", kListing});
@@ -216,15 +104,7 @@ TEST_F(ContainerdSnapshotterTest, OrdinaryImageRunsOnFerryAsOnOverlayfsAndSurviv
   // The image removed and garbage collected: no snapshot, no directory is left.
   auto rm = containerd.ctr({"images", "rm", "--sync", image});
   ASSERT_EQ(rm.exit_code(), 0) << rm.describe();
-  RunResult empty;
-  EXPECT_TRUE(test::wait_until(
-      [&] {
-        empty = containerd.ctr({"snapshots", "--snapshotter", "ferry", "ls"}, 20s);
-        return empty.exit_code() == 0 && test::lines_of(empty.out).size() <= 1 &&
-               fs::is_empty(ferry.snapshots_dir());
-      },
-      60s))
-      << empty.describe() << containerd.log_tail();
+  expect_no_snapshots_left(containerd, ferry);
   EXPECT_TRUE(mounts_at_or_below(ferry_dir_.path()).empty());
 
   // The path Ferry images will take: ctr-remote's rpull passes the layer labels

@@ -45,6 +45,32 @@ void expect_same(const ManagerConfig& a, const ManagerConfig& b) {
   EXPECT_EQ(a.log.level, b.log.level);
   EXPECT_EQ(a.log.dir, b.log.dir);
   EXPECT_EQ(a.metrics.address, b.metrics.address);
+  EXPECT_EQ(a.remote.auth_file, b.remote.auth_file);
+  EXPECT_EQ(a.remote.insecure_registries, b.remote.insecure_registries);
+}
+
+TEST(ManagerConfig, RemoteSection) {
+  auto r = parse("[remote]\nauth_file = \"/etc/ferry/auth.json\"\ninsecure_registries = [\"127.0.0.1:5000\", \"reg.local\"]\n");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->remote.auth_file, "/etc/ferry/auth.json");
+  EXPECT_EQ(r->remote.insecure_registries, (std::vector<std::string>{"127.0.0.1:5000", "reg.local"}));
+  EXPECT_EQ(ManagerConfig{}.remote.auth_file, "/root/.docker/config.json");
+  EXPECT_TRUE(ManagerConfig{}.remote.insecure_registries.empty());
+  EXPECT_TRUE(parse("[remote]\nauth_file = \"\"\n").ok());
+
+  auto rel = parse("[remote]\nauth_file = \"auth.json\"\n");
+  ASSERT_FALSE(rel.ok());
+  EXPECT_THAT(rel.error().message, HasSubstr("[remote] auth_file"));
+  auto url = parse("[remote]\ninsecure_registries = [\"http://127.0.0.1:5000\"]\n");
+  ASSERT_FALSE(url.ok());
+  EXPECT_THAT(url.error().message, HasSubstr("[remote] insecure_registries"));
+  EXPECT_THAT(url.error().message, HasSubstr("http://127.0.0.1:5000"));
+  auto num = parse("[remote]\ninsecure_registries = [5000]\n");
+  ASSERT_FALSE(num.ok());
+  EXPECT_THAT(num.error().message, HasSubstr("[remote] insecure_registries"));
+  auto str = parse("[remote]\ninsecure_registries = \"127.0.0.1:5000\"\n");
+  ASSERT_FALSE(str.ok());
+  EXPECT_THAT(str.error().message, HasSubstr("an array of strings"));
 }
 
 TEST(ManagerConfig, VersionOnlyGivesDefaults) {
@@ -262,7 +288,7 @@ TEST(ManagerConfig, DefaultTomlRoundTrips) {
   // Every key is there, each with a comment line above it.
   for (const char* key : {"version", "root", "daemon_mode", "nydusd_path", "recover_policy",
                           "failover_policy", "threads_number", "fs_driver", "recover_attempts", "hot_standby",
-                          "enable", "address", "level", "dir"}) {
+                          "enable", "address", "level", "dir", "auth_file", "insecure_registries"}) {
     auto pos = text.find(std::string("\n") + key + " = ");
     ASSERT_NE(pos, std::string::npos) << key;
     auto prev_line_start = text.rfind('\n', pos - 1);
