@@ -95,6 +95,19 @@ BlobGets blob_gets(const std::string& log) {
   return g;
 }
 
+// The registry logs a request only after it has answered it: polls its log until `settled`
+// holds of the blob GETs logged (at most 10 s), and returns what it last read.
+BlobGets blob_gets_when(const RegistryServer& server, const std::function<bool(const BlobGets&)>& settled) {
+  BlobGets g;
+  (void)testkit::wait_until(
+      [&] {
+        g = blob_gets(server.log());
+        return settled(g);
+      },
+      10s);
+  return g;
+}
+
 bool maps_name(pid_t pid, const std::string& needle) {
   return test::read_file("/proc/" + std::to_string(pid) + "/maps").find(needle) != std::string::npos;
 }
@@ -264,7 +277,7 @@ TEST_F(FerrydRegistryTest, PlainHttpListingFetchesNothingOneSmallFileFetchesLitt
   std::string text;
   ASSERT_TRUE(read_text_file(mnt() + "/big/small.txt", &text));
   EXPECT_EQ(text, small_data());
-  const BlobGets after = blob_gets(server->log());
+  const BlobGets after = blob_gets_when(*server, [&](const BlobGets& g) { return g.requests > before.requests; });
   const uint64_t fetched = after.bytes - before.bytes;
   std::printf("[ e2e    ] one %zu-byte file of an image of %llu stored bytes: %zu GETs, %llu bytes fetched\n",
               text.size(), static_cast<unsigned long long>(built_->stored_bytes()), after.requests - before.requests,
@@ -279,7 +292,10 @@ TEST_F(FerrydRegistryTest, PlainHttpListingFetchesNothingOneSmallFileFetchesLitt
 
   expect_tree_equal(*built_, mnt(), log());
   // Everything was read once, compressed: about the blobs' size (no whole-blob refetches).
-  const uint64_t all = blob_gets(server->log()).bytes - before.bytes;
+  const uint64_t all =
+      blob_gets_when(*server, [&](const BlobGets& g) { return g.bytes - before.bytes >= built_->stored_bytes() / 2; })
+          .bytes -
+      before.bytes;
   std::printf("[ e2e    ] whole tree: %llu bytes fetched for %llu stored\n", static_cast<unsigned long long>(all),
               static_cast<unsigned long long>(built_->stored_bytes()));
   EXPECT_GE(all, built_->stored_bytes() / 2);
@@ -303,8 +319,9 @@ TEST_F(FerrydRegistryTest, PlainHttpListingFetchesNothingOneSmallFileFetchesLitt
               "the other %llu fetches: %llu us on average\n",
               static_cast<unsigned long long>(first_us), static_cast<unsigned long long>(requests - 1),
               static_cast<unsigned long long>(requests > 1 ? (total_us - first_us) / (requests - 1) : 0));
-  EXPECT_EQ(bytes, blob_gets(server->log()).bytes);
-  EXPECT_EQ(requests, blob_gets(server->log()).requests);
+  const BlobGets logged = blob_gets_when(*server, [&](const BlobGets& g) { return g.requests >= requests; });
+  EXPECT_EQ(bytes, logged.bytes);
+  EXPECT_EQ(requests, logged.requests);
   EXPECT_EQ(failures, 0U);
 }
 
@@ -346,7 +363,7 @@ TEST_P(FerrydRegistryAuthTest, ServesTheTreeAndNoCredentialReachesTheLogOrTheApi
   const nlohmann::json config = registry_config(*server);
   auto ferryd = mount(config);
   expect_tree_equal(*built_, mnt(), log());
-  EXPECT_GT(blob_gets(server->log()).requests, 0U);
+  EXPECT_GT(blob_gets_when(*server, [](const BlobGets& g) { return g.requests > 0; }).requests, 0U);
   const std::string api = api_daemon();
   EXPECT_NE(api.find("\"state\""), std::string::npos) << api;
   const std::string daemon_log = test::read_file(log());
@@ -489,7 +506,9 @@ TEST_F(FerrydRegistryTest, TheSuccessorOfAKilledDaemonFetchesWithTheSameBackend)
   EXPECT_EQ(direct_read(mnt() + "/big/random.bin", 9U << 20U, &data), 0)
       << test::read_file(work_.path() + "/ferryd-1.log");
   EXPECT_EQ(data, big_data().substr(9U << 20U, 4096));
-  EXPECT_GT(blob_gets(server->log()).requests, before.requests) << "the successor fetched it";
+  EXPECT_GT(blob_gets_when(*server, [&](const BlobGets& g) { return g.requests > before.requests; }).requests,
+            before.requests)
+      << "the successor fetched it";
   EXPECT_TRUE(maps_name(second.pid(), "ferry-registry.so"));
   expect_tree_equal(*built_, mnt(), work_.path() + "/ferryd-1.log");
   second.process().kill_and_reap();
@@ -525,7 +544,7 @@ TEST_F(FerrydRegistryTest, AStoredRunIsOneRangeGetAndAMissingModuleNamesItsPath)
   Status st = reader.read_stored_run(blob->first_chunk + 1, chunks,
                                      std::as_writable_bytes(std::span(got.data(), got.size())));
   ASSERT_TRUE(st.ok()) << st.error().message;
-  const BlobGets after = blob_gets(server->log());
+  const BlobGets after = blob_gets_when(*server, [&](const BlobGets& g) { return g.requests > before.requests; });
   EXPECT_EQ(after.requests - before.requests, 1U);
   EXPECT_EQ(after.bytes - before.bytes, n);
   EXPECT_EQ(reader.stats().requests.load(), 1U);
