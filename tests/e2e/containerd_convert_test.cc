@@ -9,8 +9,10 @@
 //       accepts the converted manifest: `ctr content fetch` stores every layer, config and the
 //       manifest, verified by containerd against their digests, and the erofs image of (a) is
 //       mounted from exactly those bytes in containerd's content store.
-// Not proven here: unpacking the Ferry blob layers into snapshots, which needs the Ferry
-// snapshotter (issue 17): containerd's overlayfs applier would try to untar them.
+// The unpack of a converted image is containerd_ferry_image_test.cc's: `ctr-remote images rpull
+// --snapshotter ferry` pulls it, the Ferry snapshotter skips the blob layers (their data is
+// fetched lazily) and containerd unpacks the bootstrap layer; containerd's overlayfs applier
+// alone would try to untar the blob layers.
 #include <gtest/gtest.h>
 
 #include <algorithm>
