@@ -44,6 +44,10 @@ class DaemonApi {
                         ms timeout = std::chrono::seconds(10)) const = 0;
   // DELETE /api/v1/mount?mountpoint=SUB.
   virtual Status detach(const std::string& sub, ms timeout = std::chrono::seconds(10)) const = 0;
+  // GET /api/v1/metrics: the daemon's counters as it answered (JSON text). ENOSYS by default.
+  virtual Result<std::string> metrics(ms /*timeout*/ = std::chrono::milliseconds(500)) const {
+    return Error{ENOSYS, "metrics are not available from this daemon API"};
+  }
 };
 
 }  // namespace ferry::manager

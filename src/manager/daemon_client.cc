@@ -139,6 +139,11 @@ Status DaemonClient::attach(const std::string& sub, const std::string& bootstrap
                    body.dump(-1, ' ', false, json::error_handler_t::replace), timeout));
 }
 
+Result<std::string> DaemonClient::metrics(std::chrono::milliseconds timeout) const {
+  FERRY_ASSIGN(http::HttpResponse r, call(socket_, label_, "metrics", "GET", "/api/v1/metrics", {}, timeout));
+  return std::move(r.body);
+}
+
 Status DaemonClient::detach(const std::string& sub, std::chrono::milliseconds timeout) const {
   return done(call(socket_, label_, "detach " + sub, "DELETE",
                    "/api/v1/mount?mountpoint=" + http::url_encode(sub), {}, timeout));

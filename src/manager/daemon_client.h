@@ -33,6 +33,7 @@ class DaemonClient final : public DaemonApi {
   Status attach(const std::string& sub, const std::string& bootstrap, const std::string& config_json,
                 std::chrono::milliseconds timeout = std::chrono::seconds(10)) const override;
   Status detach(const std::string& sub, std::chrono::milliseconds timeout = std::chrono::seconds(10)) const override;
+  Result<std::string> metrics(std::chrono::milliseconds timeout = std::chrono::milliseconds(500)) const override;
 
   [[nodiscard]] const std::string& socket() const { return socket_; }
 

@@ -14,6 +14,7 @@
 #include "manager/daemon_client.h"
 #include "manager/managed_daemon.h"
 #include "manager/mount_ops.h"
+#include "manager/storage_metrics.h"
 
 namespace ferry::manager {
 namespace {
@@ -442,8 +443,15 @@ std::string DaemonManager::metrics_text() const {
   std::map<std::string, int> by_state;
   for (const char* s : {"INIT", "READY", "RUNNING", "STOPPED", "RECOVERING", "DEAD", "UNKNOWN"})
     by_state[s] = 0;
-  for (const auto& v : daemons()) by_state[v.state]++;
-  return metrics_.render(by_state);
+  std::vector<std::pair<std::string, std::string>> storage;  // each serving daemon's own metrics
+  for (const auto& v : daemons()) {
+    by_state[v.state]++;
+    if (v.state != "RUNNING") continue;
+    // Bounded like the listing: a scrape must not hang on a stuck daemon.
+    auto m = env_.api(v.record.api_socket, v.record.id)->metrics(std::chrono::milliseconds(500));
+    if (m.ok()) storage.emplace_back(v.record.id, std::move(m).value());
+  }
+  return metrics_.render(by_state) + render_storage_metrics(storage);
 }
 
 ipc::Supervisor::Options DaemonManager::supervisor_options() {

@@ -37,8 +37,10 @@ std::string format_double(double v) {
   return std::string(buf, end);
 }
 
+}  // namespace
+
 // Label values are quoted; a state name comes from outside, so escape what the format needs.
-std::string label_value(const std::string& text) {
+std::string prometheus_label_value(const std::string& text) {
   std::string out;
   for (char c : text) {
     if (c == '\\') {
@@ -53,8 +55,6 @@ std::string label_value(const std::string& text) {
   }
   return out;
 }
-
-}  // namespace
 
 ManagerMetrics::ManagerMetrics() : start_time_s_(static_cast<int64_t>(::time(nullptr))) {
   static_assert(kAllKinds.size() == kKinds);
@@ -91,7 +91,7 @@ std::string ManagerMetrics::render(const std::map<std::string, int>& daemons_by_
   out += "# HELP ferry_daemons Daemons managed by ferry-snapshotter, by state.\n";
   out += "# TYPE ferry_daemons gauge\n";
   for (const auto& [state, n] : daemons_by_state) {
-    out += "ferry_daemons{state=\"" + label_value(state) + "\"} " + std::to_string(n) + "\n";
+    out += "ferry_daemons{state=\"" + prometheus_label_value(state) + "\"} " + std::to_string(n) + "\n";
   }
 
   out += "# HELP ferry_events_total Daemon lifecycle events recorded since the manager started, by kind.\n";

@@ -22,6 +22,9 @@
 
 namespace ferry::manager {
 
+// A label value as the text format quotes it (backslash, double quote and newline escaped).
+std::string prometheus_label_value(const std::string& text);
+
 class ManagerMetrics {
  public:
   ManagerMetrics();

@@ -169,6 +169,14 @@ TEST_F(ContainerdFerryImageTest, RunsLazilyAsOnOverlayfsSurvivesDaemonKillsAndLe
   auto daemons = ferry.ctl({"daemons"});
   std::printf("[ e2e    ] ferryctl daemons:\n%s", daemons.out.c_str());
   EXPECT_EQ(mounts_at_or_below(ferry.snapshots_dir()).size(), 1U);
+  // The manager's Prometheus text carries the daemon's fetches and cache, per blob.
+  std::string scrape;
+  EXPECT_EQ(test::run_shell("curl -s --max-time 10 --unix-socket " + ferry.system_socket() + " http://ferry/metrics",
+                            &scrape),
+            0);
+  EXPECT_NE(scrape.find("\nferry_blob_fetched_bytes_total{daemon=\""), std::string::npos) << scrape;
+  EXPECT_NE(scrape.find("\nferry_blob_cache_chunks_present{daemon=\""), std::string::npos) << scrape;
+  EXPECT_NE(scrape.find("# TYPE ferry_blob_fetch_latency_ms histogram"), std::string::npos) << scrape;
 
   for (int round = 0; round < kKills; ++round) {
     const pid_t victim = ferry.daemon_pids().at(0);

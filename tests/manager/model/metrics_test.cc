@@ -1,4 +1,5 @@
 #include "manager/metrics.h"
+#include "manager/storage_metrics.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -178,6 +179,43 @@ TEST(ManagerMetrics, ConcurrentUpdates) {
   EXPECT_EQ(num(e, "ferry_recovery_duration_ms_bucket{event=\"failover\",le=\"5\"}"), 40000);
   EXPECT_EQ(num(e, "ferry_recovery_duration_ms_bucket{event=\"failover\",le=\"2\"}"), 0);
   EXPECT_EQ(num(e, "ferry_recovery_duration_ms_sum{event=\"failover\"}"), 120000);
+}
+
+// What the daemons report of their registry fetches, caches and prefetches becomes one series per
+// daemon and blob, each family printed once with its type; broken input adds nothing.
+TEST(StorageMetrics, DaemonsFetchesCachesAndPrefetchesAsSeries) {
+  const std::string d1 = R"({"requests": 9,
+    "remote_blobs": {"sha256:aa": {"source": "registry r", "requests": 3, "bytes_fetched": 9000, "failures": 1,
+                                   "latency_us_total": 2500, "latency_us_max": 900,
+                                   "latency_histogram": [{"le_ms": 1, "count": 1}, {"le_ms": 5, "count": 1},
+                                                         {"le_ms": "+Inf", "count": 0}]}},
+    "blob_caches": {"/c/aa.blob.data": {"hits": 7, "misses": 2, "bytes_fetched": 9000, "fetch_requests": 3,
+                                        "chunks_present": 2, "chunks_total": 4, "corrupt_refetched": 0}},
+    "prefetch": [{"chunks_total": 4, "chunks_done": 2, "bytes_done": 100, "pieces_failed": 1, "finished": false,
+                  "last_error": "x"}]})";
+  const std::string d2 = R"({"remote_blobs": {"sha256:bb": {"requests": 1, "bytes_fetched": "not a number"}}})";
+  const std::string text = render_storage_metrics({{"d1", d1}, {"d\"2", d2}, {"d3", "not json"}});
+  const Exposition e = parse_back(text);
+  EXPECT_EQ(e.samples.at(R"(ferry_blob_fetch_requests_total{daemon="d1",blob="sha256:aa"})"), "3");
+  EXPECT_EQ(e.samples.at(R"(ferry_blob_fetch_requests_total{daemon="d\"2",blob="sha256:bb"})"), "1");
+  EXPECT_EQ(e.samples.count(R"(ferry_blob_fetched_bytes_total{daemon="d\"2",blob="sha256:bb"})"), 0U);
+  EXPECT_EQ(e.samples.at(R"(ferry_blob_fetch_failures_total{daemon="d1",blob="sha256:aa"})"), "1");
+  EXPECT_EQ(e.samples.at(R"(ferry_blob_fetch_latency_ms_bucket{daemon="d1",blob="sha256:aa",le="5"})"), "2");
+  EXPECT_EQ(e.samples.at(R"(ferry_blob_fetch_latency_ms_bucket{daemon="d1",blob="sha256:aa",le="+Inf"})"), "2");
+  EXPECT_EQ(e.samples.at(R"(ferry_blob_fetch_latency_ms_sum{daemon="d1",blob="sha256:aa"})"), "2.5");
+  EXPECT_EQ(e.samples.at(R"(ferry_blob_fetch_latency_ms_count{daemon="d1",blob="sha256:aa"})"), "2");
+  EXPECT_EQ(e.samples.at(R"(ferry_blob_cache_hits_total{daemon="d1",file="/c/aa.blob.data"})"), "7");
+  EXPECT_EQ(e.samples.at(R"(ferry_blob_cache_chunks_present{daemon="d1",file="/c/aa.blob.data"})"), "2");
+  EXPECT_EQ(e.samples.at(R"(ferry_prefetch_chunks_done{daemon="d1",prefetch="0"})"), "2");
+  EXPECT_EQ(e.types.at("ferry_blob_fetch_requests_total"), "counter");
+  EXPECT_EQ(e.types.at("ferry_blob_cache_chunks"), "gauge");
+  EXPECT_EQ(e.types.at("ferry_blob_fetch_latency_ms"), "histogram");
+  // One header per family, however many daemons have samples in it.
+  size_t headers = 0;
+  for (size_t at = 0; (at = text.find("# TYPE ferry_blob_fetch_requests_total ", at)) != std::string::npos; ++at) ++headers;
+  EXPECT_EQ(headers, 1U) << text;
+  EXPECT_EQ(render_storage_metrics({}), "");
+  EXPECT_EQ(render_storage_metrics({{"d1", R"({"requests": 1})"}}), "");
 }
 
 }  // namespace
